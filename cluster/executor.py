@@ -1,0 +1,162 @@
+"""The executor: runs one claimed job on a Ray worker and writes its outcome to Postgres.
+
+Plain functions; the dispatcher applies ``ray.remote`` at the edge. Qiskit and
+the plugin are imported once per worker process (module import), and each
+worker keeps one Postgres connection, so a warm worker spends a job's time on
+the simulation. Any exception, of any type, becomes a failed job with its message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import ray
+
+from core import store
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+BUILTIN_PLUGIN = "aer-plugin"
+_conn: psycopg.Connection | None = None
+_plugins: dict[str, Any] = {}
+
+
+def _db() -> psycopg.Connection:
+    """This worker's Postgres connection, reopened if it broke."""
+    global _conn
+    if _conn is None or _conn.closed or _conn.broken:
+        _conn = store.connect_sync(get_settings().database_dsn)
+    return _conn
+
+
+def _node_id() -> str | None:
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (tests calling run_job directly)
+        return None
+
+
+def compute(job: dict[str, Any]) -> dict[str, Any]:
+    """Compute the job's requested results.
+
+    Args:
+        job: {"backend", "plugin", "qasm", "metadata", "result_types"} as claimed.
+
+    Returns:
+        {result type: JSON-ready value} for each requested result type.
+
+    Raises:
+        Exception: whatever the loader, simulator or plugin raises.
+    """
+    if job["plugin"] in (None, BUILTIN_PLUGIN):
+        from plugins import aer
+
+        return aer.run(job["qasm"], job["metadata"], job["result_types"])
+    return _compute_with_plugin(job)
+
+
+def _compute_with_plugin(job: dict[str, Any]) -> dict[str, Any]:
+    """The upstream plugin contract: ``Plugin().execute(backend, qasm_path, metadata, result_type)``.
+
+    The QASM is written to a temporary file on this node (nodes share no disk).
+    """
+    name = job["plugin"]
+    if name not in _plugins:
+        module = importlib.import_module(name.replace("-", "_"))
+        _plugins[name] = module.Plugin()
+    plugin = _plugins[name]
+    with tempfile.NamedTemporaryFile("w", suffix=".qasm", encoding="utf-8") as qasm_file:
+        qasm_file.write(job["qasm"])
+        qasm_file.flush()
+        return {
+            result_type: _json_ready(
+                plugin.execute(job["backend"], qasm_file.name, dict(job["metadata"]), result_type)
+            )
+            for result_type in job["result_types"]
+        }
+
+
+def _json_ready(value: Any) -> Any:
+    """Turn numpy scalars/arrays and dict keys from plugins into JSON types."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "tolist"):
+        return _json_ready(value.tolist())
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def error_message(error: BaseException) -> str:
+    """A failed job's ``error`` text: the exception's type and message."""
+    text = str(error).strip() or repr(error)
+    return f"{type(error).__name__}: {text}"
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one claimed job and record its outcome (finished with results, or failed).
+
+    Args:
+        job: the claimed job as a dict: id (str), backend, plugin, qasm, metadata, result_types.
+
+    Returns:
+        {"job_id", "status" ("finished" | "failed" | "dropped"), "run_ms", "node_id"};
+        "dropped" when the job was no longer running (canceled meanwhile).
+    """
+    job_id = uuid.UUID(job["id"])
+    node_id = _node_id()
+    started = time.perf_counter()
+    try:
+        results = compute(job)
+        error = None
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a failed job
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        results, error = None, error_message(exc)
+    run_ms = (time.perf_counter() - started) * 1e3
+    conn = _db()
+    if error is None:
+        written = store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id)
+        status = "finished"
+    else:
+        written = store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id)
+        status = "failed"
+    log.info("job_id=%s %s in %.1f ms on node %s", job_id, status, run_ms, node_id)
+    return {
+        "job_id": str(job_id),
+        "status": status if written else "dropped",
+        "error": error,
+        "run_ms": run_ms,
+        "node_id": node_id,
+    }
+
+
+def warm_up(pause_s: float = 0.5) -> dict[str, Any]:
+    """Import Qiskit and the built-in plugin, run a tiny circuit, open the DB connection.
+
+    The dispatcher runs one per CPU at start so that no job waits on imports.
+    ``pause_s`` keeps this worker busy a little so that the others get the rest.
+    Returns {"pid", "node_id", "ms"}.
+    """
+    started = time.perf_counter()
+    from plugins import aer
+
+    aer.run(
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\n'
+        "measure q -> c;\n",
+        {"shots": 10, "obs": [[["ZZ", 1.0]]]},
+        ["counts", "quasi_dist", "expval"],
+    )
+    _db().execute("SELECT 1")
+    time.sleep(pause_s)
+    return {"pid": os.getpid(), "node_id": _node_id(), "ms": (time.perf_counter() - started) * 1e3}

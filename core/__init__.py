@@ -1,0 +1,1 @@
+"""Shared by every QServer service: settings, job types, errors, storage and queue access."""

@@ -1,0 +1,259 @@
+"""Job and result types shared by every service: plain Python, no Qiskit, no protobuf.
+
+The metadata keys and their meaning are those of the upstream contract
+(shared/design/upstream-contract.md, "Metadata keys").
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.errors import InvalidJob
+
+
+class JobStatus(str, enum.Enum):
+    """A job's lifecycle: pending -> running -> finished | failed | canceled."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    def is_terminal(self) -> bool:
+        """True for finished, failed and canceled: a job never leaves these."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
+
+
+class ResultType(str, enum.Enum):
+    """What a job asks for; the values are the plugin contract's ``result_type`` names."""
+
+    COUNTS = "counts"
+    QUASI_DIST = "quasi_dist"
+    EXPVAL = "expval"
+
+
+# Aer's simulation methods (qiskit_aer.AerSimulator ``method`` option); "auto" is our alias.
+AER_METHODS = frozenset(
+    {
+        "auto",
+        "automatic",
+        "statevector",
+        "density_matrix",
+        "stabilizer",
+        "extended_stabilizer",
+        "matrix_product_state",
+        "unitary",
+        "superop",
+        "tensor_network",
+    }
+)
+DEFAULT_SHOTS = 1000
+_PAULI = re.compile(r"^[IXYZ]+$")
+_TAG = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a submission may ask for; filled from Settings by the service."""
+
+    max_shots: int = 1_000_000
+    max_observables: int = 1_000
+    max_metadata_bytes: int = 1024 * 1024
+    max_timeout_s: float = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated submission, before it is stored.
+
+    Attributes:
+        backend: backend name, e.g. ``"aer"``.
+        result_types: the requested result types, in contract order, never empty.
+        metadata: the metadata object as sent (unknown keys kept for the plugin).
+        qasm: the program text (OpenQASM 2 or 3).
+    """
+
+    backend: str
+    result_types: tuple[ResultType, ...]
+    metadata: dict[str, Any]
+    qasm: str = ""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def check_properties(
+    *, counts: bool, quasi_dist: bool, expval: bool, backend: str, metadata_text: str,
+    limits: Limits = Limits(),
+) -> JobSpec:
+    """Validate the gRPC ``JobProperties`` of a submission, without the program.
+
+    Args:
+        counts, quasi_dist, expval: the three result-type flags.
+        backend: ``targetSimulator``, a backend name.
+        metadata_text: ``metadata``, a JSON object as text.
+        limits: the server's caps on shots, observables, metadata size and timeout.
+
+    Returns:
+        A JobSpec with an empty ``qasm``.
+
+    Raises:
+        InvalidJob: the message names the first problem found.
+    """
+    result_types = tuple(
+        rt
+        for rt, wanted in (
+            (ResultType.COUNTS, counts),
+            (ResultType.QUASI_DIST, quasi_dist),
+            (ResultType.EXPVAL, expval),
+        )
+        if wanted
+    )
+    if not result_types:
+        raise InvalidJob(
+            "no result type selected: ask for at least one of counts, quasi_dist, expval"
+        )
+    if not backend.strip():
+        raise InvalidJob("targetSimulator is empty: name a backend, e.g. 'aer'")
+    metadata = parse_metadata(metadata_text, limits)
+    if ResultType.EXPVAL in result_types and "obs" not in metadata:
+        raise InvalidJob("expval needs observables: set metadata 'obs' to a list of PUBs")
+    return JobSpec(backend=backend, result_types=result_types, metadata=metadata)
+
+
+def parse_metadata(text: str, limits: Limits = Limits()) -> dict[str, Any]:
+    """Parse and check the metadata JSON object.
+
+    Known keys (shots, obs, method, seed, parameters, tags, timeout_s) must have
+    the types of the contract's metadata table; other keys pass through.
+
+    Raises:
+        InvalidJob: empty, too large, not JSON, not an object, or a known key is wrong.
+    """
+    if not text.strip():
+        raise InvalidJob("metadata is empty: send a JSON object, e.g. {}")
+    if len(text.encode()) > limits.max_metadata_bytes:
+        raise InvalidJob(f"metadata is larger than {limits.max_metadata_bytes} bytes")
+    try:
+        metadata = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise InvalidJob(f"metadata is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise InvalidJob(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    _check_known_keys(metadata, limits)
+    return metadata
+
+
+def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
+    if "shots" in md:
+        shots = md["shots"]
+        if not _is_int(shots) or not 1 <= shots <= limits.max_shots:
+            raise InvalidJob(f"metadata 'shots' must be an integer from 1 to {limits.max_shots}, got {shots!r}")
+    if "obs" in md:
+        check_observables(md["obs"], limits)
+    if "method" in md:
+        method = md["method"]
+        if not isinstance(method, str) or method not in AER_METHODS:
+            raise InvalidJob(
+                f"metadata 'method' must be one of {', '.join(sorted(AER_METHODS))}, got {method!r}"
+            )
+    if "seed" in md:
+        seed = md["seed"]
+        if not _is_int(seed) or not 0 <= seed < 2**63:
+            raise InvalidJob(f"metadata 'seed' must be an integer from 0 to 2**63-1, got {seed!r}")
+    if "parameters" in md:
+        params = md["parameters"]
+        if not isinstance(params, dict) or not all(_is_number(v) for v in params.values()):
+            raise InvalidJob("metadata 'parameters' must be an object of {name: number}")
+    if "tags" in md:
+        tags = md["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
+            raise InvalidJob(
+                "metadata 'tags' must be a list of node tag names (letters, digits, '_', '.', '-')"
+            )
+    if "timeout_s" in md:
+        timeout = md["timeout_s"]
+        if not _is_number(timeout) or not 0 < timeout <= limits.max_timeout_s:
+            raise InvalidJob(
+                f"metadata 'timeout_s' must be a number of seconds in (0, {limits.max_timeout_s:g}], got {timeout!r}"
+            )
+
+
+def check_observables(obs: Any, limits: Limits = Limits()) -> None:
+    """Check ``obs``: a non-empty list of PUBs, each a non-empty list of ``[pauli, coeff]``.
+
+    The format is Qiskit's ``SparsePauliOp.from_list``: Pauli labels over I, X, Y, Z with
+    qubit 0 the rightmost character; all labels of one PUB have one length.
+
+    Raises:
+        InvalidJob: naming the PUB and term at fault.
+    """
+    if not isinstance(obs, list) or not obs:
+        raise InvalidJob("metadata 'obs' must be a non-empty list of PUBs, e.g. [[[\"ZZ\", 1.0]]]")
+    if len(obs) > limits.max_observables:
+        raise InvalidJob(f"metadata 'obs' has {len(obs)} PUBs, more than the limit {limits.max_observables}")
+    for i, pub in enumerate(obs):
+        if not isinstance(pub, list) or not pub:
+            raise InvalidJob(f"obs[{i}] must be a non-empty list of [pauli, coefficient] pairs")
+        if len(pub) > limits.max_observables:
+            raise InvalidJob(f"obs[{i}] has {len(pub)} terms, more than the limit {limits.max_observables}")
+        widths = set()
+        for j, term in enumerate(pub):
+            if (
+                not isinstance(term, list)
+                or len(term) != 2
+                or not isinstance(term[0], str)
+                or not _PAULI.match(term[0])
+                or not _is_number(term[1])
+            ):
+                raise InvalidJob(
+                    f"obs[{i}][{j}] must be [pauli, coefficient] with a Pauli label over I, X, Y, Z "
+                    f"and a real number, got {term!r}"
+                )
+            widths.add(len(term[0]))
+        if len(widths) > 1:
+            raise InvalidJob(f"obs[{i}] mixes Pauli labels of lengths {sorted(widths)}")
+
+
+def parse_job_id(text: str) -> uuid.UUID:
+    """Parse a job id.
+
+    Raises:
+        InvalidJob: ``text`` is not a UUID.
+    """
+    try:
+        return uuid.UUID(text)
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidJob(f"job id {text!r} is not a UUID") from None
+
+
+@dataclass
+class JobResults:
+    """Results of one job, JSON-ready.
+
+    Attributes:
+        counts: {bitstring: shots}, bitstrings in Qiskit's order (qubit 0 rightmost,
+            classical registers separated by a space, last-declared leftmost).
+        quasi_dist: {outcome as int: probability}.
+        expval: one float per PUB of ``obs``.
+    """
+
+    counts: dict[str, int] | None = None
+    quasi_dist: dict[int, float] | None = None
+    expval: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

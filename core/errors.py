@@ -1,0 +1,29 @@
+"""One shallow tree of errors a user can cause; each service maps it to its transport once."""
+
+
+class QServerError(Exception):
+    """Base class: the message is shown to the user as is."""
+
+
+class InvalidJob(QServerError):
+    """The job's properties, metadata or program are malformed (gRPC INVALID_ARGUMENT, HTTP 400)."""
+
+
+class BackendNotFound(QServerError):
+    """No backend has that name (gRPC NOT_FOUND, HTTP 404)."""
+
+
+class BackendDisabled(QServerError):
+    """The backend exists but its plugin was removed (gRPC FAILED_PRECONDITION)."""
+
+
+class JobNotFound(QServerError):
+    """No job has that id (HTTP 404)."""
+
+
+class QueueUnavailable(QServerError):
+    """RabbitMQ did not confirm the job's message (gRPC UNAVAILABLE); the job was not kept."""
+
+
+class SchemaOutOfDate(QServerError):
+    """The database schema is not at the revision this code expects; run `qserver db upgrade`."""

@@ -1,0 +1,63 @@
+"""RabbitMQ access: one durable jobs queue (plus its dead-letter queue) carrying job ids only."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
+
+from core.errors import QueueUnavailable
+
+PUBLISH_TIMEOUT_S = 5.0
+
+
+async def connect(amqp_url: str) -> AbstractRobustConnection:
+    """A robust connection: it reconnects by itself after a broker restart.
+
+    Raises:
+        aio_pika.exceptions.AMQPConnectionError: the broker is not reachable now.
+    """
+    return await aio_pika.connect_robust(amqp_url, timeout=10)
+
+
+async def declare(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
+    """Declare the durable jobs queue and its dead-letter queue ``<name>.dead``.
+
+    A message the dispatcher cannot decode is rejected without requeue and lands in
+    the dead-letter queue instead of looping.
+    """
+    dead = f"{queue_name}.dead"
+    await channel.declare_queue(dead, durable=True)
+    return await channel.declare_queue(
+        queue_name,
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead},
+    )
+
+
+async def publish_job(channel: AbstractChannel, queue_name: str, job_id: uuid.UUID) -> None:
+    """Publish a job id, persistent, and wait for the broker's confirm.
+
+    ``channel`` must have publisher confirms on (aio-pika's default).
+
+    Raises:
+        QueueUnavailable: the broker refused, did not route, or did not confirm in time.
+    """
+    message = aio_pika.Message(
+        body=str(job_id).encode(),
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        content_type="text/plain",
+        message_id=str(job_id),
+    )
+    try:
+        await asyncio.wait_for(
+            channel.default_exchange.publish(message, routing_key=queue_name, mandatory=True),
+            timeout=PUBLISH_TIMEOUT_S,
+        )
+    except Exception as error:  # any failure means: not confirmed
+        raise QueueUnavailable(
+            f"the job queue did not accept the job ({type(error).__name__}: {error}); "
+            "nothing was stored, try again"
+        ) from error

@@ -1,0 +1,89 @@
+"""The one settings class: every knob of every service, read from ``QSERVER_*`` variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, PostgresDsn, AmqpDsn, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """QServer settings; each field is read from ``QSERVER_<FIELD>`` (case-insensitive).
+
+    The defaults run everything on one machine against a local Postgres
+    (trust auth, user ``postgres``) and RabbitMQ (guest/guest).
+
+    Raises:
+        pydantic.ValidationError: a value has the wrong type or is out of range.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QSERVER_", env_file=None, extra="ignore")
+
+    # --- services we use -------------------------------------------------
+    database_url: PostgresDsn = Field(
+        PostgresDsn("postgresql://postgres@127.0.0.1:5432/qserver"),
+        description="Postgres DSN; the database is created by `qserver db upgrade` if missing.",
+    )
+    amqp_url: AmqpDsn = Field(AmqpDsn("amqp://guest:guest@127.0.0.1:5672/"))
+    queue_name: str = Field("qserver.jobs", description="Durable RabbitMQ queue carrying job ids.")
+    ray_address: str = Field(
+        "auto", description="Ray cluster the dispatcher joins (`ray start --head` address)."
+    )
+    ray_head_port: int = Field(
+        6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis)."
+    )
+    ray_dashboard_host: str = Field("127.0.0.1", description="Never a public address.")
+    ray_dashboard_port: int = 8265
+
+    # --- our processes ----------------------------------------------------
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = Field(50052, description="ingest's own gRPC port (nginx proxies to it).")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, description="the api's own HTTP port (nginx proxies to it).")
+    nginx_bind: str = Field("127.0.0.1", description="Address nginx listens on; 0.0.0.0 for a LAN.")
+    nginx_http_port: int = Field(8080, description="REST (HTTP/1.1) through nginx.")
+    nginx_grpc_port: int = Field(50051, description="Plain-text gRPC through nginx.")
+    state_dir: Path = Field(
+        Path.home() / ".qserver", description="Logs, pid files and nginx config of `qserver up`."
+    )
+
+    # --- limits -------------------------------------------------------------
+    max_qasm_bytes: int = Field(32 * MIB, ge=1, description="Largest QASM program accepted.")
+    max_shots: int = Field(1_000_000, ge=1)
+    max_observables: int = Field(1_000, ge=1, description="Most PUBs and Pauli terms per PUB.")
+    max_metadata_bytes: int = Field(1 * MIB, ge=2)
+    max_timeout_s: float = Field(24 * 3600.0, gt=0)
+    dispatcher_prefetch: int = Field(
+        64, ge=1, description="Unacked deliveries the dispatcher holds at once."
+    )
+    executor_warm_workers: int = Field(
+        0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."
+    )
+    db_pool_size: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        ports = [self.ingest_port, self.api_port, self.nginx_http_port, self.nginx_grpc_port]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"QServer ports must differ, got {ports}")
+        return self
+
+    @property
+    def database_dsn(self) -> str:
+        """The DSN as a plain string, as psycopg wants it."""
+        return str(self.database_url)
+
+    @property
+    def grpc_max_message_bytes(self) -> int:
+        """gRPC's per-message limit, set just above the QASM limit (one chunk may hold it all)."""
+        return self.max_qasm_bytes + MIB
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,273 @@
+"""Every SQL statement of QServer: keyword-only functions over psycopg 3 connections.
+
+Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a
+duplicated or redelivered queue message can never run a job twice to completion,
+and a terminal status is never left. History rows are written by the database
+itself (migration 0002) when a job reaches a terminal status.
+
+Async functions serve ingest, dispatcher and api; the ``*_sync`` ones serve the
+executor inside Ray workers. Rows come back as dicts (``dict_row``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from core.domain import JobSpec, ResultType
+
+PAGE_SIZE = 20
+
+# --- connections -------------------------------------------------------------
+
+
+async def open_pool(dsn: str, *, max_size: int = 8, min_size: int = 1) -> AsyncConnectionPool:
+    """An open async pool whose connections return dict rows and are checked on checkout.
+
+    Raises:
+        psycopg_pool.PoolTimeout: the database was not reachable within 30 s.
+    """
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+def connect_sync(dsn: str) -> psycopg.Connection:
+    """A plain autocommit connection with dict rows (for the executor)."""
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
+# --- backends ----------------------------------------------------------------
+
+
+async def get_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
+    """The backend row {id, pointer, backend_name, plugin, enabled}, or None."""
+    cur = await conn.execute(
+        "SELECT id, pointer, backend_name, plugin, enabled FROM backends WHERE backend_name = %s",
+        (name,),
+    )
+    return await cur.fetchone()
+
+
+async def list_backends(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
+    """Enabled backends with pointer > cursor, PAGE_SIZE a page, in pointer order."""
+    cur = await conn.execute(
+        "SELECT id, pointer, backend_name, plugin FROM backends"
+        " WHERE enabled AND pointer > %s ORDER BY pointer LIMIT %s",
+        (cursor, PAGE_SIZE),
+    )
+    return await cur.fetchall()
+
+
+# --- submission (ingest) -------------------------------------------------------
+
+
+async def insert_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, spec: JobSpec) -> None:
+    """Store a new pending job, its result types and QASM text in one transaction."""
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO jobs (id, target_simulator, qasm, metadata) VALUES (%s, %s, %s, %s)",
+            (job_id, spec.backend, spec.qasm, Jsonb(spec.metadata)),
+        )
+        await conn.execute(
+            "INSERT INTO result_types (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)",
+            (
+                job_id,
+                ResultType.COUNTS in spec.result_types,
+                ResultType.QUASI_DIST in spec.result_types,
+                ResultType.EXPVAL in spec.result_types,
+            ),
+        )
+
+
+async def delete_pending_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
+    """Remove a job whose queue message could not be published. True if it was removed."""
+    cur = await conn.execute("DELETE FROM jobs WHERE id = %s AND status = 'pending'", (job_id,))
+    return cur.rowcount == 1
+
+
+# --- dispatching ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job the dispatcher has moved from pending to running: what the executor needs."""
+
+    id: uuid.UUID
+    backend: str
+    plugin: str | None
+    qasm: str
+    metadata: dict[str, Any]
+    result_types: tuple[str, ...]
+    attempts: int
+
+
+_CLAIM = """
+WITH claimed AS (
+    UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1
+     WHERE id = %s AND status = 'pending'
+    RETURNING id, target_simulator, qasm, metadata, attempts
+)
+SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin
+  FROM claimed c
+  JOIN result_types rt ON rt.job_id = c.id
+  LEFT JOIN backends b ON b.backend_name = c.target_simulator
+"""
+
+
+async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> ClaimedJob | None:
+    """Move a pending job to running (one guarded UPDATE) and return it.
+
+    Returns None when the job does not exist or is not pending (canceled, already
+    claimed through a redelivered message, deleted): the caller drops the message.
+    """
+    cur = await conn.execute(_CLAIM, (job_id,))
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    return ClaimedJob(
+        id=row["id"],
+        backend=row["target_simulator"],
+        plugin=row["plugin"],
+        qasm=row["qasm"],
+        metadata=row["metadata"],
+        result_types=tuple(rt.value for rt in ResultType if row[rt.value]),
+        attempts=row["attempts"],
+    )
+
+
+_FINISH = """
+UPDATE jobs SET status = 'finished', finish_time = now(), node_id = %s, error = NULL
+ WHERE id = %s AND status = 'running'
+"""
+_INSERT_RESULTS = """
+INSERT INTO results (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)
+ON CONFLICT (job_id) DO NOTHING
+"""
+_FAIL = """
+UPDATE jobs SET status = 'failed', finish_time = now(), error = %s,
+       node_id = coalesce(%s, node_id)
+ WHERE id = %s AND status = ANY(%s)
+"""
+
+
+def finish_job_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, results: dict[str, Any], node_id: str | None
+) -> bool:
+    """Record a job's results and mark it finished, if it is still running.
+
+    ``results`` maps result type names to JSON-ready values. Returns False (and
+    writes nothing) when the job was canceled, failed or deleted meanwhile.
+    """
+    with conn.transaction():
+        cur = conn.execute(_FINISH, (node_id, job_id))
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            _INSERT_RESULTS,
+            (
+                job_id,
+                _jsonb_or_none(results.get("counts")),
+                _jsonb_or_none(results.get("quasi_dist")),
+                _jsonb_or_none(results.get("expval")),
+            ),
+        )
+    return True
+
+
+def fail_job_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None
+) -> bool:
+    """Mark a running job failed with ``error``. False if it was no longer running."""
+    cur = conn.execute(_FAIL, (error, node_id, job_id, ["running"]))
+    return cur.rowcount == 1
+
+
+async def fail_job(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    error: str,
+    node_id: str | None = None,
+    from_statuses: tuple[str, ...] = ("running",),
+) -> bool:
+    """Mark a job failed with ``error`` if its status is one of ``from_statuses``."""
+    cur = await conn.execute(_FAIL, (error, node_id, job_id, list(from_statuses)))
+    return cur.rowcount == 1
+
+
+def _jsonb_or_none(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+# --- reading (api) ----------------------------------------------------------------
+
+_JOB_COLUMNS = """
+j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
+j.finish_time, j.metadata, j.error, j.node_id, j.attempts,
+rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
+r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval
+"""
+_JOB_FROM = """
+FROM jobs j
+LEFT JOIN result_types rt ON rt.job_id = j.id
+LEFT JOIN results r ON r.job_id = j.id
+"""
+
+
+def _job_json(row: dict[str, Any]) -> dict[str, Any]:
+    job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_"))}
+    job["result_types"] = {
+        "counts": bool(row["rt_counts"]),
+        "quasi_dist": bool(row["rt_quasi_dist"]),
+        "expval": bool(row["rt_expval"]),
+    }
+    job["results"] = {
+        "counts": row["r_counts"],
+        "quasi_dist": row["r_quasi_dist"],
+        "expval": row["r_expval"],
+    }
+    return job
+
+
+async def get_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The job as the contract's job JSON (with result_types and results), or None."""
+    cur = await conn.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.id = %s", (job_id,))
+    row = await cur.fetchone()
+    return None if row is None else _job_json(row)
+
+
+async def list_jobs(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
+    """Jobs with pointer > cursor (keyset paging), PAGE_SIZE a page, in submission order."""
+    cur = await conn.execute(
+        f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.pointer > %s ORDER BY j.pointer LIMIT %s",
+        (cursor, PAGE_SIZE),
+    )
+    return [_job_json(row) for row in await cur.fetchall()]
+
+
+async def get_results(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """The results row {id, job_id, counts, quasi_dist, expval}, or None if there is none."""
+    cur = await conn.execute(
+        "SELECT id, job_id, counts, quasi_dist, expval FROM results WHERE job_id = %s", (job_id,)
+    )
+    return await cur.fetchone()
+
+
+async def get_job_status(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
+    """{status, error} of a job, or None if it does not exist."""
+    cur = await conn.execute("SELECT status, error FROM jobs WHERE id = %s", (job_id,))
+    return await cur.fetchone()

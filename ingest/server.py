@@ -1,0 +1,169 @@
+"""The upstream-compatible ``Jobs`` gRPC service on grpc.aio.
+
+A submission is accepted only after Postgres has committed the job and RabbitMQ
+has confirmed its message; nothing is stored before the whole stream has been
+read, so a broken or cancelled stream leaves nothing behind. This module is the
+only place protobuf messages meet domain types. No Qiskit, no Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from psycopg_pool import AsyncConnectionPool
+
+from core import queue, store
+from core.domain import JobSpec, Limits, check_properties
+from core.errors import BackendDisabled, BackendNotFound, InvalidJob, QServerError, QueueUnavailable
+from core.settings import Settings
+from protos.generated import jobs_pb2, jobs_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    InvalidJob: grpc.StatusCode.INVALID_ARGUMENT,
+    BackendNotFound: grpc.StatusCode.NOT_FOUND,
+    BackendDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def limits_from(settings: Settings) -> Limits:
+    """The submission limits configured in ``settings``."""
+    return Limits(
+        max_shots=settings.max_shots,
+        max_observables=settings.max_observables,
+        max_metadata_bytes=settings.max_metadata_bytes,
+        max_timeout_s=settings.max_timeout_s,
+    )
+
+
+class JobsService(jobs_pb2_grpc.JobsServicer):
+    """``Jobs``: AddJob (stream JobData -> PendingJob) and HealthCheck.
+
+    Errors a client can cause end as gRPC statuses: INVALID_ARGUMENT (malformed
+    properties, metadata or program), NOT_FOUND (unknown backend),
+    FAILED_PRECONDITION (backend disabled), UNAVAILABLE (queue did not confirm).
+    """
+
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, channel: AbstractChannel):
+        self._settings = settings
+        self._limits = limits_from(settings)
+        self._pool = pool
+        self._channel = channel
+
+    async def HealthCheck(self, request, context):  # noqa: N802 (gRPC method name)
+        return jobs_pb2.Health(status="OK")
+
+    async def AddJob(self, request_iterator, context):  # noqa: N802
+        started = time.perf_counter()
+        try:
+            spec = await self._read_submission(request_iterator)
+            job_id = uuid.uuid4()
+            async with self._pool.connection() as conn:
+                await store.insert_job(conn, job_id=job_id, spec=spec)
+            try:
+                await queue.publish_job(self._channel, self._settings.queue_name, job_id)
+            except QueueUnavailable:
+                async with self._pool.connection() as conn:
+                    await store.delete_pending_job(conn, job_id=job_id)
+                raise
+        except QServerError as error:
+            code = _STATUS.get(type(error), grpc.StatusCode.INVALID_ARGUMENT)
+            log.info("refused submission: %s: %s", code.name, error)
+            await context.abort(code, str(error))
+        log.info(
+            "job_id=%s accepted backend=%s qasm_bytes=%d in %.1f ms",
+            job_id, spec.backend, len(spec.qasm), (time.perf_counter() - started) * 1e3,
+        )
+        return jobs_pb2.PendingJob(id=str(job_id))
+
+    async def _read_submission(self, messages: AsyncIterator[jobs_pb2.JobData]) -> JobSpec:
+        """Read properties, then QASM chunks; check both. Raises InvalidJob and backend errors."""
+        spec: JobSpec | None = None
+        chunks: list[str] = []
+        size = 0
+        async for message in messages:
+            kind = message.WhichOneof("DataStream")
+            if kind == "properties":
+                if spec is not None:
+                    raise InvalidJob("properties sent twice: send them once, before the QASM")
+                spec = await self._check_properties(message.properties)
+            elif kind == "qasmChunk":
+                if spec is None:
+                    raise InvalidJob("QASM chunk before the properties: send properties first")
+                size += len(message.qasmChunk.encode())
+                if size > self._settings.max_qasm_bytes:
+                    raise InvalidJob(
+                        f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes"
+                    )
+                chunks.append(message.qasmChunk)
+            else:
+                raise InvalidJob("empty JobData message: set properties or qasmChunk")
+        if spec is None:
+            raise InvalidJob("no properties: the stream must start with the job's properties")
+        qasm = "".join(chunks)
+        if not qasm.strip():
+            raise InvalidJob("no QASM: the program is empty")
+        return JobSpec(backend=spec.backend, result_types=spec.result_types, metadata=spec.metadata, qasm=qasm)
+
+    async def _check_properties(self, props: jobs_pb2.JobProperties) -> JobSpec:
+        spec = check_properties(
+            counts=props.resultTypeCounts,
+            quasi_dist=props.resultTypeQuasiDist,
+            expval=props.resultTypeExpVal,
+            backend=props.targetSimulator,
+            metadata_text=props.metadata,
+            limits=self._limits,
+        )
+        async with self._pool.connection() as conn:
+            backend = await store.get_backend(conn, name=spec.backend)
+        if backend is None:
+            raise BackendNotFound(f"backend {spec.backend!r} does not exist; GET /api/v1/backends lists them")
+        if not backend["enabled"]:
+            raise BackendDisabled(
+                f"backend {spec.backend!r} is disabled: its plugin {backend['plugin']!r} was removed"
+            )
+        return spec
+
+
+async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+    """Run the gRPC server until cancelled; connects to Postgres and RabbitMQ first.
+
+    Raises:
+        SchemaOutOfDate: the database needs `qserver db upgrade`.
+        psycopg_pool.PoolTimeout, aio_pika.exceptions.AMQPConnectionError: a service is down.
+    """
+    from core import schema
+
+    await asyncio.to_thread(schema.check, settings.database_dsn)
+    pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
+    connection: AbstractRobustConnection = await queue.connect(str(settings.amqp_url))
+    channel = await connection.channel(publisher_confirms=True)
+    await queue.declare(channel, settings.queue_name)
+    limit = settings.grpc_max_message_bytes
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ],
+    )
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel), server)
+    address = f"{settings.ingest_host}:{settings.ingest_port}"
+    server.add_insecure_port(address)
+    await server.start()
+    log.info("ingest listening on %s (queue %s)", address, settings.queue_name)
+    if ready is not None:
+        ready.set()
+    try:
+        await server.wait_for_termination()
+    finally:
+        await server.stop(grace=5)
+        await connection.close()
+        await pool.close()

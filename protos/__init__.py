@@ -1,0 +1,1 @@
+"""The wire contract: jobs.proto and the modules generated from it (protos/generated)."""

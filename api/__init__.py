@@ -1,0 +1,1 @@
+"""The REST api: FastAPI routes over Postgres (never Ray, never Qiskit)."""

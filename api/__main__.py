@@ -1,0 +1,29 @@
+"""``python -m api``: serve the REST api with uvicorn on QSERVER_API_HOST:QSERVER_API_PORT."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from api.app import create_app
+from core.settings import get_settings
+
+
+def main() -> None:
+    """Configure logging, build the app and serve it until interrupted."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        proxy_headers=True,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Build the FastAPI app: one connection pool for the app's life, routes, docs, error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import docs, errors
+from api.routes import router
+from core import schema, store
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The api app. Settings default to the environment's (``QSERVER_*``).
+
+    At start-up the lifespan refuses a database whose schema is not at head
+    (``SchemaOutOfDate``) and opens the pool (``psycopg_pool.PoolTimeout`` if unreachable).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(schema.check, settings.database_dsn)
+        pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
+        app.state.pool = pool
+        log.info("api ready: pool of up to %d connections", settings.db_pool_size)
+        try:
+            yield
+        finally:
+            await pool.close()
+            log.info("api stopped: pool closed")
+
+    app = FastAPI(
+        title="QServer",
+        summary="Runs quantum circuits on a homelab Ray cluster; this is its REST api.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(router)
+    docs.install(app)
+    errors.install(app)
+    return app

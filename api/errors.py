@@ -1,0 +1,82 @@
+"""The one place errors become HTTP answers: ``{"detail": message}`` with a status code."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
+
+from core.errors import (
+    BackendNotFound,
+    InvalidJob,
+    JobNotFound,
+    QServerError,
+    SchemaOutOfDate,
+)
+
+log = logging.getLogger(__name__)
+
+
+class NoResults(JobNotFound):
+    """The job exists but has no results (not yet, or never): HTTP 404."""
+
+
+# First match wins; anything else derived from QServerError is the caller's fault (400).
+_STATUS: tuple[tuple[type[QServerError], int], ...] = (
+    (InvalidJob, 400),
+    (JobNotFound, 404),
+    (BackendNotFound, 404),
+    (SchemaOutOfDate, 503),
+)
+
+
+def status_for(error: QServerError) -> int:
+    """The HTTP status code for a QServer error."""
+    for cls, code in _STATUS:
+        if isinstance(error, cls):
+            return code
+    return 400
+
+
+def _answer(code: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=code, content={"detail": message})
+
+
+async def _qserver_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, QServerError)
+    code = status_for(exc)
+    log.info("%s %s -> %d: %s", request.method, request.url.path, code, exc)
+    return _answer(code, str(exc))
+
+
+def _describe(error: dict) -> str:
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("path", "query", "body")]
+    where = ".".join(loc) or "request"
+    message = f"{where}: {error.get('msg', 'invalid value')}"
+    if "input" in error and isinstance(error["input"], (str, int, float)):
+        message += f" (got {error['input']!r})"
+    return message
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    message = "; ".join(_describe(e) for e in exc.errors()) or "malformed request"
+    log.info("%s %s -> 400: %s", request.method, request.url.path, message)
+    return _answer(400, message)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s -> 503: database unavailable: %s", request.method, request.url.path, exc)
+    return _answer(503, "the database is unavailable, try again later")
+
+
+def install(app: FastAPI) -> None:
+    """Register the exception handlers on ``app``."""
+    app.add_exception_handler(QServerError, _qserver_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(PoolTimeout, _database_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, _database_unavailable)

@@ -1,0 +1,94 @@
+"""The ``/api/v1`` routes: jobs, results and backends, read from Postgres."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from api.deps import ConnDep, JobIdDep
+from api.errors import NoResults
+from api.models import Backend, ErrorDetail, Health, Job, JobResult
+from core import store
+from core.domain import JobStatus
+from core.errors import BackendNotFound, JobNotFound
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+_BAD = {400: {"model": ErrorDetail, "description": "malformed id or cursor"}}
+_MISSING = {404: {"model": ErrorDetail, "description": "no such job or backend"}}
+
+router = APIRouter(prefix=PREFIX)
+
+Cursor = Annotated[
+    int,
+    Query(
+        ge=0,
+        le=2**63 - 1,
+        description="the last pointer you have seen; the page holds the next 20 rows",
+    ),
+]
+
+
+@router.get("/health", response_model=Health, tags=["health"])
+async def health() -> dict[str, str]:
+    """Liveness: the api process answers."""
+    return {"status": "OK"}
+
+
+@router.get("/job/{id}", response_model=Job, responses={**_BAD, **_MISSING}, tags=["jobs"])
+async def get_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+    """One job: its program, status, timings, result types and results."""
+    job = await store.get_job(conn, job_id=job_id)
+    if job is None:
+        raise JobNotFound(f"job {job_id} not found")
+    return job
+
+
+@router.get(
+    "/job/result/{id}", response_model=JobResult, responses={**_BAD, **_MISSING}, tags=["jobs"]
+)
+async def get_job_result(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+    """The results of a finished job; 404 naming the job's status when it has none."""
+    results = await store.get_results(conn, job_id=job_id)
+    if results is not None:
+        return results
+    row = await store.get_job_status(conn, job_id=job_id)
+    if row is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
+
+
+def _why(status: str, error: str | None) -> str:
+    if status == JobStatus.FAILED:
+        return f"it failed: {error}" if error else "it failed"
+    if status == JobStatus.CANCELED:
+        return "it was canceled"
+    return f"it is {status}"
+
+
+@router.get("/jobs", response_model=list[Job], responses=_BAD, tags=["jobs"])
+async def list_jobs(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    """Jobs in submission order, 20 a page: those with pointer > cursor."""
+    return await store.list_jobs(conn, cursor=cursor)
+
+
+@router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
+async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    """Enabled backends, 20 a page: those with pointer > cursor."""
+    return await store.list_backends(conn, cursor=cursor)
+
+
+@router.get("/backend/{name}", response_model=Backend, responses=_MISSING, tags=["backends"])
+async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
+    """One backend by name; 404 when unknown or when its plugin was removed."""
+    backend = await store.get_backend(conn, name=name)
+    if backend is None:
+        raise BackendNotFound(f"backend {name} not found")
+    if not backend["enabled"]:
+        raise BackendNotFound(
+            f"backend {name} not found: its plugin {backend['plugin']} was removed"
+        )
+    return backend

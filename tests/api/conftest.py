@@ -1,0 +1,120 @@
+"""Fixtures for the api tests: a database of our own, the app over it, and a job factory."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from api.app import create_app
+from core import schema, store
+from core.domain import JobSpec, ResultType
+from core.settings import Settings
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+DB_NAME = "qserver_test_api"
+DSN = f"{SERVER}/{DB_NAME}"
+BELL = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
+
+MakeJob = Callable[..., Awaitable[uuid.UUID]]
+
+
+@pytest.fixture(scope="session")
+def dsn() -> Iterator[str]:
+    """A fresh database at the head schema revision, dropped at the end of the session."""
+    admin = f"{SERVER}/postgres"
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(drop)
+    schema.upgrade(DSN)
+    yield DSN
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(drop)
+
+
+@pytest.fixture(scope="session")
+def settings(dsn: str) -> Settings:
+    """Settings pointing at the test database."""
+    return Settings(database_url=dsn, db_pool_size=4)
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The api app with its lifespan entered (schema check, pool open)."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client talking to the app in-process (ASGI)."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
+    """Insert jobs through core.store and drive them to a status; delete them afterwards.
+
+    ``await make_job(status="finished", results={...})`` returns the new job's id.
+    """
+    created: list[uuid.UUID] = []
+    aconn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row)
+    sconn = store.connect_sync(dsn)
+
+    async def make(
+        *,
+        status: str = "pending",
+        result_types: tuple[ResultType, ...] = (ResultType.COUNTS,),
+        metadata: dict[str, Any] | None = None,
+        results: dict[str, Any] | None = None,
+        error: str = "boom",
+        node_id: str = "node-1",
+        qasm: str = BELL,
+    ) -> uuid.UUID:
+        job_id = uuid.uuid4()
+        spec = JobSpec(
+            backend="aer",
+            result_types=result_types,
+            metadata={"shots": 1000} if metadata is None else metadata,
+            qasm=qasm,
+        )
+        await store.insert_job(aconn, job_id=job_id, spec=spec)
+        created.append(job_id)
+        if status == "pending":
+            return job_id
+        assert await store.claim_job(aconn, job_id=job_id) is not None
+        if status == "finished":
+            done = await asyncio.to_thread(
+                store.finish_job_sync, sconn, job_id=job_id, results=results or {}, node_id=node_id
+            )
+            assert done
+        elif status == "failed":
+            done = await asyncio.to_thread(
+                store.fail_job_sync, sconn, job_id=job_id, error=error, node_id=node_id
+            )
+            assert done
+        else:
+            assert status == "running", status
+        return job_id
+
+    try:
+        yield make
+    finally:
+        if created:
+            await aconn.execute("DELETE FROM jobs WHERE id = ANY(%s)", (created,))
+            await aconn.execute("DELETE FROM history WHERE job_id = ANY(%s)", (created,))
+        await aconn.close()
+        sconn.close()

@@ -1,0 +1,80 @@
+"""Session fixtures: the whole stack (Postgres, RabbitMQ, Ray, ingest, dispatcher, api, nginx) for real.
+
+The stack under test gets its own database, queue, ports, Ray head and state
+directory, all from QSERVER_* variables set here, so it never touches a stack
+that a developer has running with `qserver up`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+TEST_ENV = {
+    "QSERVER_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/qserver_test",
+    "QSERVER_QUEUE_NAME": "qserver.test.jobs",
+    "QSERVER_INGEST_PORT": "51052",
+    "QSERVER_API_PORT": "18001",
+    "QSERVER_NGINX_HTTP_PORT": "18080",
+    "QSERVER_NGINX_GRPC_PORT": "15051",
+    "QSERVER_RAY_HEAD_PORT": "6381",
+    "QSERVER_RAY_DASHBOARD_PORT": "8266",
+    "QSERVER_STATE_DIR": "/tmp/qserver-test",
+    # small enough to test the limit cheaply
+    "QSERVER_MAX_QASM_BYTES": str(1024 * 1024),
+}
+for key, value in TEST_ENV.items():
+    os.environ.setdefault(key, value)
+
+CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """The settings of the stack under test."""
+    from core.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings):
+    """A running stack (started once per session, stopped at the end) and a client for it."""
+    from core import stack as stack_ops
+    from tests.client import Stack
+
+    stack_ops.down(settings)
+    _drop_database(settings.database_dsn)
+    stack_ops.up(settings)
+    client = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    yield client
+    client.http.close()
+    client.channel.close()
+    stack_ops.down(settings)
+
+
+@pytest.fixture
+def db(settings):
+    """A sync autocommit connection to the test database."""
+    with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
+        yield conn
+
+
+def count_jobs(conn: psycopg.Connection) -> int:
+    """How many job rows the database holds."""
+    return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+
+def case(name: str) -> str:
+    """The text of ../shared/cases/qasm/<name>."""
+    return (CASES / "qasm" / name).read_text()
+
+
+def _drop_database(dsn: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,119 @@
+"""Every QASM input of ../shared/cases/README.md, through the whole stack, with the answer given there."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import case
+
+
+def test_lowercase_u_from_exporter(stack):
+    job = stack.run(case("lowercase_u_from_exporter.qasm"), counts=True, quasi_dist=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"1": 1000}
+    assert job["results"]["quasi_dist"] == {"1": 1.0}
+
+
+def test_duplicate_gate_definition_fails_and_next_job_runs(stack):
+    job = stack.run(case("duplicate_gate_definition.qasm"), counts=True)
+    assert job["status"] == "failed"
+    assert "gate_QFT" in job["error"] and "already" in job["error"]
+    result = stack.result(job["id"])
+    assert result.status_code == 404 and "failed" in result.json()["detail"]
+    assert stack.run(case("header_after_comment.qasm"), counts=True)["status"] == "finished"
+
+
+def test_qasm3_power_operator(stack):
+    job = stack.run(case("qasm3_power_operator.qasm"), counts=True)
+    if job["status"] == "finished":
+        assert job["results"]["counts"] == {"1": 1000}
+    else:
+        assert job["status"] == "failed" and "**" in job["error"]
+
+
+def test_custom_gate_bell(stack):
+    job = stack.run(case("custom_gate_bell.qasm"), counts=True, quasi_dist=True)
+    assert job["status"] == "finished", job["error"]
+    counts = job["results"]["counts"]
+    assert set(counts) <= {"00", "11"} and sum(counts.values()) == 1000
+    assert all(400 <= n <= 600 for n in counts.values())
+    assert set(job["results"]["quasi_dist"]) == {"0", "3"}
+
+
+def test_qasm3_unbound_input_fails_naming_it(stack):
+    job = stack.run(case("qasm3_unbound_input.qasm"), counts=True)
+    assert job["status"] == "failed"
+    assert "theta" in job["error"]
+    assert job["results"]["counts"] is None
+
+
+def test_qasm3_unbound_input_bound_by_metadata(stack):
+    import math
+
+    job = stack.run(case("qasm3_unbound_input.qasm"), counts=True, metadata={"parameters": {"theta": math.pi}})
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"1": 1000}
+
+
+def test_qasm3_for_loop(stack):
+    job = stack.run(case("qasm3_for_loop.qasm"), counts=True)
+    if job["status"] == "finished":
+        assert job["results"]["counts"] == {"1111": 1000}
+    else:
+        assert job["status"] == "failed" and job["error"]
+
+
+@pytest.mark.parametrize("name", ["header_openqasm_3_short.qasm", "header_after_comment.qasm"])
+def test_headers(stack, name):
+    job = stack.run(case(name), counts=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"1": 1000}
+
+
+def test_two_classical_registers(stack):
+    job = stack.run(case("two_classical_registers.qasm"), counts=True, quasi_dist=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"11 0": 1000}
+    assert job["results"]["quasi_dist"] == {"6": 1.0}
+    assert stack.result(job["id"]).json()["counts"] == {"11 0": 1000}
+
+
+def test_bit_order_x_on_q0(stack):
+    job = stack.run(
+        case("bit_order_x_on_q0.qasm"), counts=True, expval=True,
+        metadata={"obs": [[["ZI", 1]], [["IZ", 1]]]},
+    )
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"01": 1000}
+    assert job["results"]["expval"] == pytest.approx([1.0, -1.0])
+
+
+def test_too_big_40q_nonclifford_fails_with_memory_message(stack):
+    job = stack.run(case("too_big_40q_nonclifford.qasm"), counts=True)
+    assert job["status"] == "failed"
+    assert "memory" in job["error"].lower()
+    assert job["attempts"] == 1
+
+
+def test_too_big_40q_with_matrix_product_state_finishes(stack):
+    job = stack.run(
+        case("too_big_40q_nonclifford.qasm"), counts=True, metadata={"method": "matrix_product_state"}
+    )
+    assert job["status"] == "finished", job["error"]
+    counts = job["results"]["counts"]
+    assert sum(counts.values()) == 1000 and all(len(key) == 40 for key in counts)
+
+
+def test_wide_register_one_active_qubit(stack):
+    job = stack.run(case("wide_register_one_active_qubit.qasm"), counts=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == {"1": 1000}
+
+
+def test_clifford_40q(stack):
+    job = stack.run(case("clifford_40q.qasm"), counts=True)
+    assert job["status"] == "finished", job["error"]
+    counts = job["results"]["counts"]
+    assert sum(counts.values()) == 1000
+    assert all(len(key) == 40 for key in counts)
+    assert len(counts) > 990

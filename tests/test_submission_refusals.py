@@ -1,0 +1,137 @@
+"""Every refusal of a submission: its gRPC status, its message, and that nothing was stored."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+import pytest
+
+from tests.client import chunks, properties
+from tests.conftest import count_jobs
+
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+
+
+def refused(stack, messages) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as info:
+        stack.add_job_stream(messages)
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("props", "code", "words"),
+    [
+        (dict(), grpc.StatusCode.INVALID_ARGUMENT, "no result type selected"),
+        (dict(counts=True, backend=""), grpc.StatusCode.INVALID_ARGUMENT, "targetSimulator is empty"),
+        (dict(counts=True, backend="nope"), grpc.StatusCode.NOT_FOUND, "backend 'nope' does not exist"),
+        (dict(counts=True, metadata="{not json"), grpc.StatusCode.INVALID_ARGUMENT, "metadata is not valid JSON"),
+        (dict(counts=True, metadata=""), grpc.StatusCode.INVALID_ARGUMENT, "metadata is empty"),
+        (dict(counts=True, metadata="[1, 2]"), grpc.StatusCode.INVALID_ARGUMENT, "metadata must be a JSON object"),
+        (dict(counts=True, metadata={"shots": 0}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer"),
+        (dict(counts=True, metadata={"shots": "100"}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer"),
+        (dict(counts=True, metadata={"shots": 10**9}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer from 1 to"),
+        (dict(counts=True, metadata={"seed": -1}), grpc.StatusCode.INVALID_ARGUMENT, "'seed' must be an integer"),
+        (dict(counts=True, metadata={"method": "magic"}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
+        (dict(counts=True, metadata={"parameters": {"theta": "pi"}}), grpc.StatusCode.INVALID_ARGUMENT, "'parameters'"),
+        (dict(counts=True, metadata={"tags": "gpu"}), grpc.StatusCode.INVALID_ARGUMENT, "'tags' must be a list"),
+        (dict(counts=True, metadata={"timeout_s": -5}), grpc.StatusCode.INVALID_ARGUMENT, "'timeout_s'"),
+        (dict(expval=True), grpc.StatusCode.INVALID_ARGUMENT, "expval needs observables"),
+        (dict(expval=True, metadata={"obs": []}), grpc.StatusCode.INVALID_ARGUMENT, "'obs' must be a non-empty list"),
+        (dict(expval=True, metadata={"obs": [[["ZQ", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "obs[0][0]"),
+        (dict(expval=True, metadata={"obs": [[["ZZ", 1], ["Z", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "mixes Pauli labels"),
+    ],
+)
+def test_bad_properties_are_refused_and_nothing_is_stored(stack, db, props, code, words):
+    before = count_jobs(db)
+    error = refused(stack, [properties(**props), *chunks(BELL)])
+    assert error.code() == code
+    assert words in error.details()
+    assert count_jobs(db) == before
+
+
+def test_empty_program_is_refused(stack, db):
+    before = count_jobs(db)
+    error = refused(stack, [properties(counts=True)])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no QASM" in error.details()
+    error = refused(stack, [properties(counts=True), *chunks("  \n\t\n")])
+    assert "no QASM" in error.details()
+    assert count_jobs(db) == before
+
+
+def test_stream_without_properties_is_refused(stack, db):
+    before = count_jobs(db)
+    error = refused(stack, [])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "no properties" in error.details()
+    error = refused(stack, [*chunks(BELL), properties(counts=True)])
+    assert "QASM chunk before the properties" in error.details()
+    assert count_jobs(db) == before
+
+
+def test_properties_twice_is_refused(stack, db):
+    before = count_jobs(db)
+    error = refused(stack, [properties(counts=True), properties(counts=True), *chunks(BELL)])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "properties sent twice" in error.details()
+    assert count_jobs(db) == before
+
+
+def test_program_over_the_size_limit_is_refused(stack, settings, db):
+    before = count_jobs(db)
+    big = BELL + "// " + "x" * settings.max_qasm_bytes + "\n"
+    error = refused(stack, [properties(counts=True), *chunks(big)])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"limit of {settings.max_qasm_bytes} bytes" in error.details()
+    assert count_jobs(db) == before
+
+
+def test_client_iterator_that_raises_leaves_nothing(stack, db):
+    before = count_jobs(db)
+
+    def broken():
+        yield properties(counts=True)
+        yield from chunks(BELL[:20])
+        raise RuntimeError("client-side failure while reading the file")
+
+    with pytest.raises(grpc.RpcError) as info:
+        stack.add_job_stream(broken())
+    assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN)
+    assert count_jobs(db) == before
+
+
+def test_cancelled_call_after_properties_leaves_nothing(stack, db):
+    before = count_jobs(db)
+    gate = threading.Event()
+
+    def stalled():
+        yield properties(counts=True)
+        gate.wait(10)  # the call is cancelled while the stream is open
+
+    future = stack.stub.AddJob.future(stalled(), timeout=30)
+    threading.Timer(0.5, future.cancel).start()
+    with pytest.raises(grpc.FutureCancelledError):
+        future.result()
+    gate.set()
+    assert count_jobs(db) == before
+
+
+def test_stream_with_deadline_exceeded_leaves_nothing(stack, db):
+    before = count_jobs(db)
+
+    def slow():
+        yield properties(counts=True)
+        threading.Event().wait(2)
+        yield from chunks(BELL)
+
+    with pytest.raises(grpc.RpcError) as info:
+        stack.stub.AddJob(slow(), timeout=0.5)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert count_jobs(db) == before
+
+
+def test_health_check(stack):
+    from protos.generated import jobs_pb2
+
+    assert stack.stub.HealthCheck(jobs_pb2.HealthCheckInput(), timeout=10).status == "OK"

@@ -18,7 +18,7 @@ import grpc
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from psycopg_pool import AsyncConnectionPool
 
-from core import queue, store
+from core import queue, schema, store
 from core.domain import JobSpec, Limits, check_properties
 from core.errors import BackendDisabled, BackendNotFound, InvalidJob, QServerError, QueueUnavailable
 from core.settings import Settings
@@ -133,34 +133,40 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         return spec
 
 
-async def serve(settings: Settings, *, ready: asyncio.Event | None = None) -> None:
+def build_server(
+    settings: Settings, pool: AsyncConnectionPool, channel: AbstractChannel, *, port: int | None = None
+) -> tuple[grpc.aio.Server, str]:
+    """A grpc.aio server with the Jobs service, bound (not started) to ingest_host:port.
+
+    ``port`` defaults to settings.ingest_port; 0 picks a free one. Returns the server
+    and the address it is bound to.
+    """
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ],
+    )
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel), server)
+    bound = server.add_insecure_port(f"{settings.ingest_host}:{settings.ingest_port if port is None else port}")
+    return server, f"{settings.ingest_host}:{bound}"
+
+
+async def serve(settings: Settings) -> None:
     """Run the gRPC server until cancelled; connects to Postgres and RabbitMQ first.
 
     Raises:
         SchemaOutOfDate: the database needs `qserver db upgrade`.
         psycopg_pool.PoolTimeout, aio_pika.exceptions.AMQPConnectionError: a service is down.
     """
-    from core import schema
-
     await asyncio.to_thread(schema.check, settings.database_dsn)
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     connection: AbstractRobustConnection = await queue.connect(str(settings.amqp_url))
     channel = await connection.channel(publisher_confirms=True)
     await queue.declare(channel, settings.queue_name)
-    limit = settings.grpc_max_message_bytes
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
-        ],
-    )
-    jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel), server)
-    address = f"{settings.ingest_host}:{settings.ingest_port}"
-    server.add_insecure_port(address)
+    server, address = build_server(settings, pool, channel)
     await server.start()
     log.info("ingest listening on %s (queue %s)", address, settings.queue_name)
-    if ready is not None:
-        ready.set()
     try:
         await server.wait_for_termination()
     finally:

@@ -22,6 +22,11 @@ async def connect(amqp_url: str) -> AbstractRobustConnection:
     return await aio_pika.connect_robust(amqp_url, timeout=10)
 
 
+async def publisher_channel(connection: AbstractRobustConnection) -> AbstractChannel:
+    """A channel for publishing: publisher confirms on, and an unroutable message raises."""
+    return await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+
 async def declare(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
     """Declare the durable jobs queue and its dead-letter queue ``<name>.dead``.
 
@@ -40,7 +45,7 @@ async def declare(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
 async def publish_job(channel: AbstractChannel, queue_name: str, job_id: uuid.UUID) -> None:
     """Publish a job id, persistent, and wait for the broker's confirm.
 
-    ``channel`` must have publisher confirms on (aio-pika's default).
+    ``channel`` should come from :func:`publisher_channel`.
 
     Raises:
         QueueUnavailable: the broker refused, did not route, or did not confirm in time.

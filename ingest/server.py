@@ -162,7 +162,7 @@ async def serve(settings: Settings) -> None:
     await asyncio.to_thread(schema.check, settings.database_dsn)
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     connection: AbstractRobustConnection = await queue.connect(str(settings.amqp_url))
-    channel = await connection.channel(publisher_confirms=True)
+    channel = await queue.publisher_channel(connection)
     await queue.declare(channel, settings.queue_name)
     server, address = build_server(settings, pool, channel)
     await server.start()

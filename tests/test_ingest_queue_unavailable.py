@@ -45,7 +45,7 @@ async def pool(settings):
 
 async def test_closed_channel_gives_unavailable_and_no_row(settings, pool):
     connection = await queue.connect(str(settings.amqp_url))
-    channel = await connection.channel(publisher_confirms=True)
+    channel = await queue.publisher_channel(connection)
     await channel.close()
     before = await _count(pool)
     error = await _submit(settings, pool, channel)
@@ -57,7 +57,7 @@ async def test_closed_channel_gives_unavailable_and_no_row(settings, pool):
 
 async def test_unroutable_message_gives_unavailable_and_no_row(settings, pool):
     connection = await queue.connect(str(settings.amqp_url))
-    channel = await connection.channel(publisher_confirms=True)
+    channel = await queue.publisher_channel(connection)
     missing = settings.model_copy(update={"queue_name": "qserver.test.no-such-queue"})
     before = await _count(pool)
     error = await _submit(missing, pool, channel)

@@ -1,0 +1,1 @@
+"""Test suite: real Postgres, RabbitMQ, Ray and nginx."""

@@ -1,0 +1,215 @@
+"""``qserver``: start/stop the local stack, upgrade the schema, submit a circuit and wait for it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core import schema, services, stack
+from core.settings import Settings, get_settings
+from protos.generated import jobs_pb2, jobs_pb2_grpc
+
+app = typer.Typer(help="QServer: run quantum circuits on a homelab Ray cluster.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The Postgres schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()  # results: stdout, so they can be piped
+err = Console(stderr=True)  # progress, errors
+
+CHUNK_CHARS = 16 * 1024  # the upstream client's chunk size
+TERMINAL = ("finished", "failed", "canceled")
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as error:  # pydantic.ValidationError
+        err.print(f"[red]invalid QSERVER_* settings:[/] {error}")
+        raise typer.Exit(2)
+
+
+# --- the stack ---------------------------------------------------------------------------------
+
+
+@app.command()
+def up() -> None:
+    """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx."""
+    try:
+        stack.up(_settings(), console=err)
+    except stack.ComponentFailed as error:
+        err.print(f"[red bold]{error.component} did not start:[/] {error.reason}")
+        if error.log_path is not None:
+            err.rule(f"last lines of {error.log_path}")
+            err.print(error.log_tail or "(empty)", markup=False, highlight=False)
+            err.rule()
+        err.print("Fix it and run `qserver up` again; `qserver down` stops what did start.")
+        raise typer.Exit(1)
+    except services.SetupError as error:
+        err.print(f"[red bold]setup failed:[/] {error}", markup=True, highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+def down() -> None:
+    """Stop nginx, dispatcher, api, ingest and the Ray head that `up` started."""
+    stack.down(_settings())
+    err.print("QServer stopped (Postgres and RabbitMQ keep running).")
+
+
+@app.command()
+def status() -> None:
+    """Show each component: running or stopped, pid, address."""
+    table = Table(show_header=True)
+    for column in ("component", "state", "pid", "address", ""):
+        table.add_column(column)
+    components = stack.status(_settings())
+    for part in components:
+        colour = "green" if part.running else "red"
+        table.add_row(part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""),
+                      part.address, part.detail)
+    out.print(table)
+    if not all(part.running for part in components):
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database if missing and migrate it to the newest schema."""
+    settings = _settings()
+    revision = schema.upgrade(settings.database_dsn)
+    err.print(f"database schema at revision {revision}")
+
+
+# --- submit ------------------------------------------------------------------------------------
+
+
+def _json_option(text: str | None, name: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise typer.BadParameter(f"not JSON: {error}", param_hint=name)
+
+
+def _requests(properties: jobs_pb2.JobProperties, qasm: str) -> Iterator[jobs_pb2.JobData]:
+    yield jobs_pb2.JobData(properties=properties)
+    for start in range(0, len(qasm), CHUNK_CHARS):
+        yield jobs_pb2.JobData(qasmChunk=qasm[start:start + CHUNK_CHARS])
+
+
+def _get_job(host: str, port: int, job_id: str) -> dict:
+    url = f"http://{services.host_port(host, port)}/api/v1/job/{job_id}"
+    with stack._NO_PROXY.open(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _wait_for(host: str, port: int, job_id: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    interval = 0.05
+    with err.status(f"job {job_id}: submitted") as spinner:
+        while True:
+            try:
+                job = _get_job(host, port, job_id)
+            except urllib.error.HTTPError as error:
+                err.print(f"[red]GET /api/v1/job/{job_id}: HTTP {error.code}[/] "
+                          f"{error.read().decode(errors='replace')}")
+                raise typer.Exit(3)
+            except OSError as error:
+                err.print(f"[red]REST api at {host}:{port} unreachable:[/] {error}")
+                raise typer.Exit(3)
+            spinner.update(f"job {job_id}: {job.get('status')}")
+            if job.get("status") in TERMINAL:
+                return job
+            if time.monotonic() > deadline:
+                err.print(f"[red]job {job_id} still {job.get('status')} after {timeout:.0f} s[/]")
+                raise typer.Exit(4)
+            time.sleep(interval)
+            interval = min(interval * 1.5, 1.0)
+
+
+@app.command()
+def submit(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="An OpenQASM 2 or 3 program.")],
+    backend: Annotated[str, typer.Option(help="The backend that runs it.")] = "aer",
+    counts: Annotated[bool, typer.Option("--counts", help="Ask for counts (the default).")] = False,
+    quasi_dist: Annotated[bool, typer.Option("--quasi-dist", help="Ask for quasi_dist.")] = False,
+    expval: Annotated[bool, typer.Option("--expval", help="Ask for expval (needs --obs).")] = False,
+    obs: Annotated[str | None, typer.Option(
+        help='Observables, JSON: a list of PUBs, e.g. \'[[["ZZ", 1.0]]]\'.')] = None,
+    shots: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    metadata: Annotated[str | None, typer.Option(
+        help="More metadata, a JSON object (--shots/--seed/--obs win over it).")] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")] = True,
+    host: Annotated[str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")] = None,
+    http_port: Annotated[int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
+) -> None:
+    """Stream FILE over gRPC through nginx, print the job id, wait, print the results."""
+    settings = _settings()
+    host = host or services.connect_host(settings.nginx_bind)
+    grpc_port = grpc_port or settings.nginx_grpc_port
+    http_port = http_port or settings.nginx_http_port
+    meta = _json_option(metadata, "--metadata") or {}
+    if not isinstance(meta, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint="--metadata")
+    for key, value in (("shots", shots), ("seed", seed), ("obs", _json_option(obs, "--obs"))):
+        if value is not None:
+            meta[key] = value
+    if expval and "obs" not in meta:
+        raise typer.BadParameter("--expval needs --obs (or obs in --metadata)", param_hint="--obs")
+    if not (counts or quasi_dist or expval):
+        counts = True
+    properties = jobs_pb2.JobProperties(
+        resultTypeCounts=counts, resultTypeQuasiDist=quasi_dist, resultTypeExpVal=expval,
+        targetSimulator=backend, metadata=json.dumps(meta),
+    )
+    qasm = file.read_text()
+    target = services.host_port(host, grpc_port)
+    try:
+        with grpc.insecure_channel(target, compression=grpc.Compression.Gzip,
+                                   options=[("grpc.enable_http_proxy", 0)]) as channel:
+            pending = jobs_pb2_grpc.JobsStub(channel).AddJob(_requests(properties, qasm), timeout=300)
+    except grpc.RpcError as error:
+        err.print(f"[red]gRPC {error.code().name}:[/] {error.details()}", highlight=False)
+        raise typer.Exit(2)
+    out.print(pending.id, highlight=False)
+    if not wait:
+        return
+    job = _wait_for(host, http_port, pending.id, timeout)
+    if job["status"] != "finished":
+        err.print(f"[red]job {job['status']}:[/] {job.get('error') or '(no reason given)'}",
+                  highlight=False)
+        raise typer.Exit(1)
+    wanted = [name for name, on in (("counts", counts), ("quasi_dist", quasi_dist),
+                                    ("expval", expval)) if on]
+    results = job.get("results") or {}
+    out.print_json(data={name: results.get(name) for name in wanted})
+
+
+if __name__ == "__main__":
+    sys.exit(app())

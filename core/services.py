@@ -1,0 +1,370 @@
+"""The machine under the stack: Postgres, RabbitMQ and nginx from Debian packages; process helpers.
+
+`qserver up` uses Postgres and RabbitMQ where something already listens at the addresses in
+the settings; on a local address with nothing listening it installs them with apt and starts
+them without systemd. Everything here is synchronous and Linux-only (it reads /proc).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import psycopg
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
+_APT_ENV = {
+    "DEBIAN_FRONTEND": "noninteractive",
+    # invoke-rc.d starts nothing in runlevel 1: Debian's default nginx site stays off port 80
+    # and we start Postgres/RabbitMQ ourselves, the same way whether or not they were installed.
+    "RUNLEVEL": "1",
+}
+
+
+class NotReady(Exception):
+    """A readiness probe did not pass yet (retried until its deadline)."""
+
+
+class SetupError(RuntimeError):
+    """A prerequisite of the stack could not be installed or started."""
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+def connect_host(host: str) -> str:
+    """The address to dial for a server bound to ``host`` (a wildcard means this machine)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
+    """True when a TCP connection to ``host:port`` succeeds."""
+    try:
+        with socket.create_connection((connect_host(host), port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now (the kernel's choice)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check: Callable[[], None], *, timeout: float, interval: float = 0.5) -> None:
+    """Call ``check`` until it stops raising NotReady; other exceptions propagate at once.
+
+    Raises:
+        TimeoutError: still not ready after ``timeout`` seconds (the last NotReady as cause).
+    """
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(interval),
+        retry=retry_if_exception_type(NotReady),
+        reraise=False,
+    )
+    try:
+        retrying(check)
+    except RetryError as error:
+        last = error.last_attempt.exception()
+        raise TimeoutError(f"not ready after {timeout:.0f} s: {last}") from last
+
+
+# --- packages ----------------------------------------------------------------------------------
+
+_apt_updated = False
+
+
+def _privileged(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:
+        return cmd
+    if shutil.which("sudo"):
+        return ["sudo", "-n", "--preserve-env=DEBIAN_FRONTEND,RUNLEVEL", *cmd]
+    raise SetupError(f"`{' '.join(cmd)}` needs root, and sudo is not installed")
+
+
+def _run(cmd: list[str], *, what: str, env: dict[str, str] | None = None) -> str:
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(
+        cmd, env=os.environ | (env or {}), capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+        raise SetupError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    return proc.stdout
+
+
+def apt_install(*packages: str) -> None:
+    """``apt-get install -y`` the packages (``apt-get update`` once per process first)."""
+    global _apt_updated
+    if not shutil.which("apt-get"):
+        raise SetupError(f"{', '.join(packages)} missing and this machine has no apt-get")
+    if not _apt_updated:
+        _run(_privileged(["apt-get", "update"]), what="apt-get update", env=_APT_ENV)
+        _apt_updated = True
+    _run(
+        _privileged(["apt-get", "install", "-y", "--no-install-recommends", *packages]),
+        what=f"installing {' '.join(packages)}",
+        env=_APT_ENV,
+    )
+
+
+def find_program(name: str) -> str | None:
+    """``name`` on PATH, or in the sbin directories a non-root PATH often lacks."""
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in ("/usr/sbin", "/sbin", "/usr/local/sbin"):
+        candidate = Path(directory) / name
+        if candidate.exists() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def ensure_nginx() -> str:
+    """The nginx binary, installed from Debian packages if missing."""
+    nginx = find_program("nginx")
+    if nginx is None:
+        log.info("nginx not found: installing it")
+        apt_install("nginx")
+        nginx = find_program("nginx")
+    if nginx is None:
+        raise SetupError("nginx is still missing after apt-get install nginx")
+    return nginx
+
+
+# --- Postgres ------------------------------------------------------------------------------------
+
+
+def pg_address(settings: Settings) -> tuple[str, int]:
+    """Host and port of settings.database_url."""
+    first = settings.database_url.hosts()[0]
+    return first.get("host") or "127.0.0.1", first.get("port") or 5432
+
+
+def _postgres_answers(dsn: str) -> None:
+    admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres", connect_timeout=3)
+    try:
+        with psycopg.connect(admin) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as error:
+        raise NotReady(f"Postgres: {error}".strip()) from error
+
+
+def _pg_clusters() -> list[tuple[str, str]]:
+    """(version, name) of every Debian Postgres cluster on this machine."""
+    base = Path("/etc/postgresql")
+    if not base.is_dir():
+        return []
+    return sorted(
+        (version.name, cluster.name)
+        for version in base.iterdir()
+        if version.is_dir()
+        for cluster in version.iterdir()
+        if (cluster / "postgresql.conf").exists()
+    )
+
+
+_HBA_MARK = "# qserver: trust local TCP (added by `qserver up`)"
+
+
+def _trust_local_tcp(version: str, cluster: str) -> None:
+    """Let local TCP connections in without a password (the default DSN has none)."""
+    hba = Path("/etc/postgresql") / version / cluster / "pg_hba.conf"
+    text = hba.read_text()
+    if _HBA_MARK in text:
+        return
+    lines = [
+        _HBA_MARK,
+        "host    all    all    127.0.0.1/32    trust",
+        "host    all    all    ::1/128         trust",
+    ]
+    # pg_hba.conf is first-match: our lines go on top.
+    hba.write_text("\n".join(lines) + "\n" + text)
+    log.info("added trust auth for local TCP to %s", hba)
+
+
+def ensure_postgres(settings: Settings, *, timeout: float = 120) -> None:
+    """Use the Postgres at settings.database_url; on localhost, install and start it if needed.
+
+    Raises:
+        SetupError: it is remote and down, or could not be installed/started in ``timeout``.
+    """
+    host, port = pg_address(settings)
+    dsn = settings.database_dsn
+    if is_listening(host, port):
+        wait_until(lambda: _postgres_answers(dsn), timeout=timeout)
+        return
+    if host not in LOCAL_HOSTS:
+        raise SetupError(f"Postgres at {host_port(host, port)} is not reachable")
+    if not _pg_clusters() or not find_program("pg_ctlcluster"):
+        log.info("Postgres not found: installing it")
+        apt_install("postgresql")
+    clusters = _pg_clusters()
+    if not clusters:
+        raise SetupError("no Postgres cluster under /etc/postgresql after installing postgresql")
+    version, cluster = clusters[-1]
+    if not psycopg.conninfo.conninfo_to_dict(dsn).get("password"):
+        _trust_local_tcp(version, cluster)
+    log.info("starting Postgres %s/%s", version, cluster)
+    _run(
+        _privileged(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"]),
+        what="starting Postgres",
+    )
+    try:
+        wait_until(lambda: _postgres_answers(dsn), timeout=timeout)
+    except TimeoutError as error:
+        raise SetupError(
+            f"Postgres {version}/{cluster} started but {host_port(host, port)} does not answer: "
+            f"{error} (is the cluster's port the one in QSERVER_DATABASE_URL?)"
+        ) from error
+
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+
+
+def _amqp_answers(host: str, port: int) -> None:
+    """RabbitMQ answers an AMQP protocol header with its Connection.Start frame."""
+    try:
+        with socket.create_connection((connect_host(host), port), timeout=3) as sock:
+            sock.sendall(b"AMQP\x00\x00\x09\x01")
+            if not sock.recv(8):
+                raise NotReady("RabbitMQ closed the connection")
+    except OSError as error:
+        raise NotReady(f"RabbitMQ: {error}") from error
+
+
+def amqp_address(settings: Settings) -> tuple[str, int]:
+    """Host and port of settings.amqp_url."""
+    return settings.amqp_url.host or "127.0.0.1", settings.amqp_url.port or 5672
+
+
+def ensure_rabbitmq(settings: Settings, *, timeout: float = 180) -> None:
+    """Use the RabbitMQ at settings.amqp_url; on localhost, install and start it if needed.
+
+    Raises:
+        SetupError: it is remote and down, or could not be installed/started in ``timeout``.
+    """
+    host, port = amqp_address(settings)
+    if is_listening(host, port):
+        wait_until(lambda: _amqp_answers(host, port), timeout=timeout)
+        return
+    if host not in LOCAL_HOSTS:
+        raise SetupError(f"RabbitMQ at {host_port(host, port)} is not reachable")
+    if not find_program("rabbitmq-server"):
+        log.info("RabbitMQ not found: installing it")
+        apt_install("rabbitmq-server")
+    log.info("starting RabbitMQ")
+    _run(_privileged(["rabbitmq-server", "-detached"]), what="starting RabbitMQ")
+    try:
+        wait_until(lambda: _amqp_answers(host, port), timeout=timeout, interval=1.0)
+    except TimeoutError as error:
+        raise SetupError(
+            f"RabbitMQ started but {host_port(host, port)} does not answer: {error} "
+            "(see /var/log/rabbitmq/)"
+        ) from error
+
+
+# --- processes -------------------------------------------------------------------------------------
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a running (not zombie) process."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def cmdline(pid: int) -> list[str]:
+    """The process's argv, or [] when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _session_id(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[3])  # state ppid pgrp session ...
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def all_pids() -> list[int]:
+    """Every process id on this machine."""
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+
+
+def pids_in_session(sid: int) -> list[int]:
+    """The live processes of session ``sid`` (a process started with start_new_session)."""
+    return [pid for pid in all_pids() if _session_id(pid) == sid and pid_alive(pid)]
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid stored in ``path`` if that process still runs, else None."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def terminate(pids: Iterable[int], *, timeout: float = 15.0) -> None:
+    """SIGTERM the processes, then SIGKILL whatever still runs after ``timeout`` seconds."""
+    pending = [pid for pid in pids if pid_alive(pid)]
+    for pid in pending:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        time.sleep(0.2)
+        pending = [pid for pid in pending if pid_alive(pid)]
+    for pid in pending:
+        log.warning("pid %s ignored SIGTERM for %.0f s: SIGKILL", pid, timeout)
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ('' when there is none)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,1 @@
+"""Operations: the stack, nginx, the CLI."""

@@ -1,0 +1,79 @@
+"""The rendered nginx config: real `nginx -t` accepts it, and it says what Settings say."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from core import services, stack
+from core.settings import MIB, Settings
+
+NGINX = services.find_program("nginx")
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)")
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(
+        state_dir=tmp_path / "state",
+        nginx_bind="127.0.0.1",
+        nginx_http_port=18080,
+        nginx_grpc_port=15051,
+        api_host="127.0.0.1",
+        api_port=18000,
+        ingest_host="0.0.0.0",
+        ingest_port=15052,
+        max_qasm_bytes=3 * MIB,
+    )
+
+
+def _nginx_t(settings: Settings) -> subprocess.CompletedProcess:
+    stack.write_nginx_conf(settings)
+    return subprocess.run(stack.nginx_command(settings, "-t", nginx=NGINX),
+                          capture_output=True, text=True, check=False)
+
+
+def test_nginx_accepts_the_rendered_config(settings):
+    proc = _nginx_t(settings)
+    assert proc.returncode == 0, proc.stderr
+    assert "syntax is ok" in proc.stderr
+
+
+def test_config_listens_where_settings_say(settings):
+    conf = stack.render_nginx_conf(settings)
+    assert re.search(r"listen 127\.0\.0\.1:18080;", conf)
+    assert re.search(r"listen 127\.0\.0\.1:15051 http2;", conf)
+    assert "server 127.0.0.1:18000;" in conf  # the api upstream
+    assert "server 127.0.0.1:15052;" in conf  # ingest bound to 0.0.0.0 is dialled on loopback
+    assert "grpc_pass grpc://qserver_ingest;" in conf
+    assert "proxy_pass http://qserver_api;" in conf
+
+
+def test_body_limit_is_the_qasm_limit_plus_one_mib(settings):
+    conf = stack.render_nginx_conf(settings)
+    sizes = re.findall(r"client_max_body_size (\d+);", conf)
+    assert sizes == [str(4 * MIB)]  # one http-level value, inherited by both servers
+
+
+def test_every_path_is_inside_the_state_dir(settings):
+    conf = stack.render_nginx_conf(settings)
+    prefix = str(stack.paths(settings).nginx)
+    for directive in ("pid", "error_log", "access_log", "client_body_temp_path", "proxy_temp_path"):
+        match = re.search(rf"^\s*{directive} (\S+)", conf, re.MULTILINE)
+        assert match, directive
+        assert match.group(1).startswith(prefix + "/"), (directive, match.group(1))
+    assert "daemon on;" in conf
+
+
+def test_ray_dashboard_is_not_proxied(settings):
+    conf = stack.render_nginx_conf(settings)
+    assert str(settings.ray_dashboard_port) not in conf
+
+
+def test_ipv6_bind_is_bracketed(settings):
+    v6 = settings.model_copy(update={"nginx_bind": "::1"})
+    conf = stack.render_nginx_conf(v6)
+    assert "listen [::1]:18080;" in conf
+    assert "listen [::1]:15051 http2;" in conf

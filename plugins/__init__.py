@@ -1,0 +1,1 @@
+"""Built-in simulator plugins that run circuits for QServer's executors."""

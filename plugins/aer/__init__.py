@@ -1,0 +1,7 @@
+"""The built-in ``aer`` backend: OpenQASM 2/3 circuits run on qiskit-aer."""
+
+from plugins.aer.errors import CircuitError, SimulationError
+from plugins.aer.plugin import Plugin
+from plugins.aer.simulate import run
+
+__all__ = ["CircuitError", "Plugin", "SimulationError", "run"]

@@ -1,0 +1,311 @@
+"""Runs one OpenQASM job on Aer and returns counts, quasi-distribution and expectation values."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from qiskit import QuantumCircuit
+from qiskit.circuit import Qubit
+from qiskit.converters import circuit_to_dag, dag_to_circuit
+from qiskit.quantum_info import SparsePauliOp
+from qiskit.transpiler import PassManager
+from qiskit.transpiler.passes import HighLevelSynthesis
+from qiskit_aer import AerError, AerSimulator
+from qiskit_aer.library import SaveExpectationValue
+
+from plugins.aer.circuits import active_qubits, bind_parameters, load_circuit
+from plugins.aer.errors import CircuitError, SimulationError
+
+RESULT_TYPES = ("counts", "quasi_dist", "expval")
+DEFAULT_SHOTS = 1000
+# Below this many active qubits Aer's thread start-up costs more than the simulation
+# (1000-shot Bell circuit on a busy 2-core box: ~8 ms with all cores, ~1-2 ms with one).
+SINGLE_THREAD_BELOW_QUBITS = 14
+
+_METHOD_ALIASES = {"auto": "automatic"}
+_METHODS = frozenset(AerSimulator().available_methods())
+# Methods that can compute Pauli expectation values exactly; others use Aer's automatic choice.
+_EXPVAL_METHODS = frozenset({"automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state"})
+# Everything Aer runs natively; anything else (user-defined gates) is unrolled into these.
+_NATIVE = frozenset(AerSimulator().operation_names) | {"barrier"}
+_UNROLL = PassManager([HighLevelSynthesis(basis_gates=sorted(_NATIVE))])
+_NON_UNITARY = frozenset({"measure", "reset", "initialize", "kraus", "superop", "quantum_channel"})
+_INT64 = 2**63
+
+
+@functools.lru_cache(maxsize=None)
+def _simulator(method: str, single_thread: bool, max_memory_mb: int | None) -> AerSimulator:
+    """One AerSimulator per setting, built once per process (run options go per call)."""
+    options: dict[str, Any] = {"method": method}
+    if single_thread:
+        options["max_parallel_threads"] = 1
+    if max_memory_mb is not None:
+        options["max_memory_mb"] = max_memory_mb
+    return AerSimulator(**options)
+
+
+def _operation_names(circuit: QuantumCircuit) -> set[str]:
+    """Names of all operations, including those inside control-flow blocks."""
+    names = set()
+    for instruction in circuit.data:
+        operation = instruction.operation
+        names.add(operation.name)
+        for block in getattr(operation, "blocks", ()):
+            names |= _operation_names(block)
+    return names
+
+
+def _prepare(circuit: QuantumCircuit) -> QuantumCircuit:
+    """The circuit with user-defined gates unrolled into instructions Aer runs natively.
+
+    `transpile(circuit, simulator)` does the same but costs ~70 ms and refuses circuits wider than
+    the simulator's memory-based qubit limit (30 here), even Clifford or mostly idle ones.
+    """
+    unknown = _operation_names(circuit) - _NATIVE
+    if not unknown:
+        return circuit
+    try:
+        return _UNROLL.run(circuit)
+    except Exception as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        raise CircuitError(f"cannot run {', '.join(sorted(unknown))} on Aer: {message}") from exc
+
+
+def _result_types(result_types: Sequence[str]) -> set[str]:
+    if isinstance(result_types, str):
+        result_types = [result_types]
+    wanted = set(result_types)
+    unknown = sorted(str(name) for name in wanted - set(RESULT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown result type {', '.join(unknown)}; expected one of {', '.join(RESULT_TYPES)}")
+    if not wanted:
+        raise ValueError(f"no result type requested; expected some of {', '.join(RESULT_TYPES)}")
+    return wanted
+
+
+def _shots(metadata: Mapping[str, Any]) -> int:
+    shots = metadata.get("shots")
+    if shots is None:
+        shots = DEFAULT_SHOTS
+    if isinstance(shots, float) and shots.is_integer():
+        shots = int(shots)
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise CircuitError(f"metadata 'shots' must be an integer >= 1, got {shots!r}")
+    return shots
+
+
+def _seed(metadata: Mapping[str, Any]) -> int | None:
+    seed = metadata.get("seed")
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not -_INT64 <= seed < _INT64:
+        raise CircuitError(f"metadata 'seed' must be a 64-bit integer, got {seed!r}")
+    return seed
+
+
+def _method(metadata: Mapping[str, Any]) -> str:
+    method = metadata.get("method") or "auto"
+    method = _METHOD_ALIASES.get(method, method) if isinstance(method, str) else method
+    if not isinstance(method, str) or method not in _METHODS:
+        raise CircuitError(f"unknown Aer method {method!r}; expected auto or one of {', '.join(sorted(_METHODS))}")
+    return method
+
+
+def _observables(metadata: Mapping[str, Any], num_qubits: int) -> list[SparsePauliOp]:
+    """Metadata 'obs' as one SparsePauliOp per PUB, each checked against the circuit's width.
+
+    A flat list of [pauli, coeff] pairs (upstream aer-plugin's form) is taken as one PUB.
+    """
+    obs = metadata.get("obs")
+    usage = "metadata 'obs' must be a list of PUBs, each a list of [pauli, coeff] pairs"
+    if not isinstance(obs, (list, tuple)) or not obs:
+        raise CircuitError(f"expval needs {usage}, got {obs!r}")
+    if all(_is_term(term) for term in obs):
+        obs = [obs]
+    operators = []
+    for index, pub in enumerate(obs):
+        if not isinstance(pub, (list, tuple)) or not pub or not all(_is_term(term) for term in pub):
+            raise CircuitError(f"{usage}; obs[{index}] is {pub!r}")
+        try:
+            operator = SparsePauliOp.from_list([(term[0], term[1]) for term in pub])
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            raise CircuitError(f"obs[{index}] is not a Pauli operator: {message}") from exc
+        if operator.num_qubits != num_qubits:
+            raise CircuitError(
+                f"obs[{index}] acts on {operator.num_qubits} qubits but the circuit has {num_qubits}: "
+                "a Pauli label has one character per qubit, qubit 0 rightmost"
+            )
+        operators.append(operator.simplify())
+    return operators
+
+
+def _is_term(term: Any) -> bool:
+    return (
+        isinstance(term, (list, tuple))
+        and len(term) == 2
+        and isinstance(term[0], str)
+        and isinstance(term[1], (int, float))
+        and not isinstance(term[1], bool)
+    )
+
+
+def _execute(simulator: AerSimulator, circuit: QuantumCircuit, **options: Any):
+    """Run on Aer; raise SimulationError with Aer's own status when it does not succeed."""
+    try:
+        result = simulator.run(circuit, **options).result()
+    except AerError as exc:
+        raise SimulationError(f"Aer refused the circuit: {exc.message}") from exc
+    if not result.success:
+        statuses = [str(item.status) for item in result.results if not item.success]
+        message = "; ".join(statuses) or str(result.status)
+        if "memory" in message.lower() and simulator.options.method != "matrix_product_state":
+            message += ' (metadata "method": "matrix_product_state" may fit)'
+        raise SimulationError(f"Aer could not run the circuit: {message}")
+    return result
+
+
+def _counts(simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: int | None) -> dict[str, int]:
+    options: dict[str, Any] = {"shots": shots}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    result = _execute(simulator, circuit, **options)
+    if "counts" not in result.data(0):
+        raise CircuitError("the circuit measures no qubit, so it has no counts")
+    return {str(key): int(value) for key, value in result.get_counts(0).items()}
+
+
+def _quasi_dist(counts: Mapping[str, int], shots: int) -> dict[int, float]:
+    """{bitstring: count} -> {outcome as int (spaces between registers removed): probability}."""
+    dist: dict[int, float] = {}
+    for key, count in counts.items():
+        outcome = int(key.replace(" ", ""), 2)
+        dist[outcome] = dist.get(outcome, 0.0) + count / shots
+    return dist
+
+
+def _without_final_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
+    """The circuit minus barriers and the measurements nothing after them uses.
+
+    Unlike `remove_final_measurements`, a measurement whose bit a later `if` reads stays.
+    """
+    used_qubits: set = set()
+    used_clbits: set = set()
+    kept = []
+    for instruction in reversed(circuit.data):
+        name = instruction.operation.name
+        if name == "barrier":
+            continue
+        if (
+            name == "measure"
+            and instruction.qubits[0] not in used_qubits
+            and instruction.clbits[0] not in used_clbits
+        ):
+            continue
+        kept.append(instruction)
+        used_qubits.update(instruction.qubits)
+        used_clbits.update(instruction.clbits)
+    body = circuit.copy_empty_like()
+    for instruction in reversed(kept):
+        body.append(instruction, copy=False)
+    return body
+
+
+def _without_idle_qubits(circuit: QuantumCircuit, keep: set[int]) -> QuantumCircuit:
+    """The circuit minus the qubits nothing touches, except those in `keep`.
+
+    Aer's own truncation of idle qubits gives wrong subsystem expectation values
+    (Qiskit/qiskit-aer#2442, open in 0.18.2), so expval runs truncate here and turn Aer's off.
+    """
+    dag = circuit_to_dag(circuit)
+    idle = [
+        wire
+        for wire in dag.idle_wires()
+        if isinstance(wire, Qubit) and circuit.find_bit(wire).index not in keep
+    ]
+    if idle:
+        dag.remove_qubits(*idle)
+    return dag_to_circuit(dag)
+
+
+def _expvals(
+    circuit: QuantumCircuit,
+    operators: Sequence[SparsePauliOp],
+    method: str,
+    shots: int,
+    seed: int | None,
+    max_memory_mb: int | None,
+) -> list[float]:
+    """Exact <psi|O|psi> per operator, on the circuit without its final measurements."""
+    values: list[float | None] = []
+    saves = []  # (label, operator on the qubits it acts on, those qubits' indices)
+    for index, operator in enumerate(operators):
+        if abs(operator.coeffs.imag).max() > 1e-12:
+            raise CircuitError(f"obs[{index}] is not Hermitian: its coefficients must be real")
+        acts = (operator.paulis.z | operator.paulis.x).any(axis=0)
+        if not acts.any():  # a multiple of the identity
+            values.append(float(operator.coeffs.real.sum()))
+            continue
+        idle = [qubit for qubit in range(operator.num_qubits) if not acts[qubit]]
+        reduced = SparsePauliOp(operator.paulis.delete(idle, qubit=True), operator.coeffs.real)
+        support = [qubit for qubit in range(operator.num_qubits) if acts[qubit]]
+        saves.append((f"expval{index}", reduced, support))
+        values.append(None)
+    if not saves:
+        return values  # type: ignore[return-value]
+    observed = {qubit for _, _, support in saves for qubit in support}
+    body = _without_idle_qubits(_without_final_measurements(circuit), keep=observed)
+    for label, reduced, support in saves:
+        body.append(SaveExpectationValue(reduced, label=label), [circuit.qubits[q] for q in support])
+    # Without measurements left the state is deterministic: one shot gives the exact value;
+    # with mid-circuit measurements Aer averages over the shots.
+    options: dict[str, Any] = {
+        "shots": shots if _operation_names(body) & _NON_UNITARY else 1,
+        "enable_truncation": False,
+    }
+    if seed is not None:
+        options["seed_simulator"] = seed
+    simulator = _simulator(method, body.num_qubits < SINGLE_THREAD_BELOW_QUBITS, max_memory_mb)
+    data = _execute(simulator, body, **options).data(0)
+    return [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
+
+
+def run(
+    qasm: str,
+    metadata: Mapping[str, Any] | None,
+    result_types: Sequence[str],
+    *,
+    max_memory_mb: int | None = None,
+) -> dict[str, Any]:
+    """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
+
+    metadata: shots (int >= 1, default 1000), seed (int), method ("auto" or an Aer method),
+    parameters ({name: number} for OpenQASM 3 inputs), obs (list of PUBs of [pauli, coeff],
+    needed for expval). result_types: any of "counts", "quasi_dist", "expval".
+    Returns only the requested keys: counts {bitstring: int} (Qiskit order: qubit 0 rightmost,
+    registers space-separated, last-declared leftmost); quasi_dist {outcome int: probability};
+    expval [float per PUB], exact. counts and quasi_dist come from the same run.
+    max_memory_mb caps Aer's memory (MiB). Raises ValueError for an unknown result type,
+    CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
+    Aer does not finish (e.g. not enough memory; the message is Aer's).
+    """
+    wanted = _result_types(result_types)
+    metadata = metadata or {}
+    shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
+    circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
+    operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
+    circuit = _prepare(circuit)
+    results: dict[str, Any] = {}
+    if wanted & {"counts", "quasi_dist"}:
+        single_thread = active_qubits(circuit) < SINGLE_THREAD_BELOW_QUBITS
+        counts = _counts(_simulator(method, single_thread, max_memory_mb), circuit, shots, seed)
+        if "counts" in wanted:
+            results["counts"] = counts
+        if "quasi_dist" in wanted:
+            results["quasi_dist"] = _quasi_dist(counts, shots)
+    if "expval" in wanted:
+        expval_method = method if method in _EXPVAL_METHODS else "automatic"
+        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb)
+    return results

@@ -288,6 +288,13 @@ def ensure_rabbitmq(settings: Settings, *, timeout: float = 180) -> None:
         ) from error
 
 
+def ensure_prerequisites(settings: Settings) -> str:
+    """Postgres and RabbitMQ answering, nginx installed; returns the nginx binary."""
+    ensure_postgres(settings)
+    ensure_rabbitmq(settings)
+    return ensure_nginx()
+
+
 # --- processes -------------------------------------------------------------------------------------
 
 
@@ -368,3 +375,10 @@ def log_tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+if __name__ == "__main__":  # .ci/install.sh: `python -m core.services`
+    from core.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    print("nginx:", ensure_prerequisites(get_settings()))

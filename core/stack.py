@@ -519,11 +519,9 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     def done(name: str, where: str) -> None:
         console.print(f"[green]✓[/] {name:<10} {where}  [dim]{time.monotonic() - started:.1f} s[/]")
 
-    services.ensure_postgres(settings)
+    nginx = services.ensure_prerequisites(settings)
     done("postgres", _pg_where(settings))
-    services.ensure_rabbitmq(settings)
     done("rabbitmq", _amqp_where(settings))
-    nginx = services.ensure_nginx()
 
     env = child_env(settings)
     ray_child = _launch_ray_head(settings, env)  # ~5 s: runs while the schema and services start

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Set up this machine for QServer; safe to run again. Used by README's first command and .ci/run.
+#   - .venv with Python 3.11 and the project (`pip install -e '.[dev]'`)
+#   - nginx, Postgres and RabbitMQ from Debian packages where missing; Postgres and RabbitMQ
+#     started (without systemd) when nothing answers at the addresses in QSERVER_* settings.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo -n"; fi
+APT_UPDATED=0
+apt_install() {
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        $SUDO apt-get update -q
+        APT_UPDATED=1
+    fi
+    # RUNLEVEL=1: invoke-rc.d starts nothing; Debian's default nginx site never takes port 80.
+    $SUDO env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+        apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- Python 3.11 and the virtualenv --------------------------------------------------------
+PYTHON=${PYTHON:-$(command -v python3.11 || true)}
+if [ -z "$PYTHON" ]; then
+    apt_install python3.11 python3.11-venv
+    PYTHON=$(command -v python3.11)
+fi
+if [ ! -x .venv/bin/python ]; then
+    if ! "$PYTHON" -m venv .venv; then
+        rm -rf .venv
+        apt_install python3.11-venv
+        "$PYTHON" -m venv .venv
+    fi
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+STAMP=.venv/.qserver-installed
+WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x .venv/bin/qserver ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    echo "$WANT" > "$STAMP"
+fi
+
+# --- nginx -----------------------------------------------------------------------------------
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx
+fi
+
+# --- Postgres and RabbitMQ: the same code `qserver up` runs ----------------------------------
+.venv/bin/python -m core.services

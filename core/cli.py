@@ -7,7 +7,6 @@ import logging
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,8 +20,11 @@ from core import schema, services, stack
 from core.settings import Settings, get_settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
-app = typer.Typer(help="QServer: run quantum circuits on a homelab Ray cluster.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="QServer: run quantum circuits on a homelab Ray cluster.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="The Postgres schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
@@ -37,8 +39,10 @@ TERMINAL = ("finished", "failed", "canceled")
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _settings() -> Settings:
@@ -46,7 +50,7 @@ def _settings() -> Settings:
         return get_settings()
     except ValueError as error:  # pydantic.ValidationError
         err.print(f"[red]invalid QSERVER_* settings:[/] {error}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
 
 
 # --- the stack ---------------------------------------------------------------------------------
@@ -64,10 +68,10 @@ def up() -> None:
             err.print(error.log_tail or "(empty)", markup=False, highlight=False)
             err.rule()
         err.print("Fix it and run `qserver up` again; `qserver down` stops what did start.")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
     except services.SetupError as error:
         err.print(f"[red bold]setup failed:[/] {error}", markup=True, highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -86,11 +90,12 @@ def status() -> None:
     components = stack.status(_settings())
     for part in components:
         colour = "green" if part.running else "red"
-        table.add_row(part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""),
-                      part.address, part.detail)
+        table.add_row(
+            part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""), part.address, part.detail
+        )
     out.print(table)
     if not all(part.running for part in components):
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None
 
 
 @db_app.command("upgrade")
@@ -110,18 +115,18 @@ def _json_option(text: str | None, name: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as error:
-        raise typer.BadParameter(f"not JSON: {error}", param_hint=name)
+        raise typer.BadParameter(f"not JSON: {error}", param_hint=name) from None
 
 
 def _requests(properties: jobs_pb2.JobProperties, qasm: str) -> Iterator[jobs_pb2.JobData]:
     yield jobs_pb2.JobData(properties=properties)
     for start in range(0, len(qasm), CHUNK_CHARS):
-        yield jobs_pb2.JobData(qasmChunk=qasm[start:start + CHUNK_CHARS])
+        yield jobs_pb2.JobData(qasmChunk=qasm[start : start + CHUNK_CHARS])
 
 
 def _get_job(host: str, port: int, job_id: str) -> dict:
     url = f"http://{services.host_port(host, port)}/api/v1/job/{job_id}"
-    with stack._NO_PROXY.open(url, timeout=10) as response:
+    with services.NO_PROXY.open(url, timeout=10) as response:
         return json.loads(response.read())
 
 
@@ -133,40 +138,58 @@ def _wait_for(host: str, port: int, job_id: str, timeout: float) -> dict:
             try:
                 job = _get_job(host, port, job_id)
             except urllib.error.HTTPError as error:
-                err.print(f"[red]GET /api/v1/job/{job_id}: HTTP {error.code}[/] "
-                          f"{error.read().decode(errors='replace')}")
-                raise typer.Exit(3)
+                err.print(
+                    f"[red]GET /api/v1/job/{job_id}: HTTP {error.code}[/] "
+                    f"{error.read().decode(errors='replace')}"
+                )
+                raise typer.Exit(3) from None
             except OSError as error:
                 err.print(f"[red]REST api at {host}:{port} unreachable:[/] {error}")
-                raise typer.Exit(3)
+                raise typer.Exit(3) from None
             spinner.update(f"job {job_id}: {job.get('status')}")
             if job.get("status") in TERMINAL:
                 return job
             if time.monotonic() > deadline:
                 err.print(f"[red]job {job_id} still {job.get('status')} after {timeout:.0f} s[/]")
-                raise typer.Exit(4)
+                raise typer.Exit(4) from None
             time.sleep(interval)
             interval = min(interval * 1.5, 1.0)
 
 
 @app.command()
 def submit(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="An OpenQASM 2 or 3 program.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="An OpenQASM 2 or 3 program."
+        ),
+    ],
     backend: Annotated[str, typer.Option(help="The backend that runs it.")] = "aer",
     counts: Annotated[bool, typer.Option("--counts", help="Ask for counts (the default).")] = False,
     quasi_dist: Annotated[bool, typer.Option("--quasi-dist", help="Ask for quasi_dist.")] = False,
     expval: Annotated[bool, typer.Option("--expval", help="Ask for expval (needs --obs).")] = False,
-    obs: Annotated[str | None, typer.Option(
-        help='Observables, JSON: a list of PUBs, e.g. \'[[["ZZ", 1.0]]]\'.')] = None,
+    obs: Annotated[
+        str | None,
+        typer.Option(help="Observables, JSON: a list of PUBs, e.g. '[[[\"ZZ\", 1.0]]]'."),
+    ] = None,
     shots: Annotated[int | None, typer.Option(min=1)] = None,
     seed: Annotated[int | None, typer.Option()] = None,
-    metadata: Annotated[str | None, typer.Option(
-        help="More metadata, a JSON object (--shots/--seed/--obs win over it).")] = None,
-    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")] = True,
-    host: Annotated[str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")] = None,
-    grpc_port: Annotated[int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")] = None,
-    http_port: Annotated[int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")] = None,
+    metadata: Annotated[
+        str | None,
+        typer.Option(help="More metadata, a JSON object (--shots/--seed/--obs win over it)."),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")
+    ] = True,
+    host: Annotated[
+        str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")
+    ] = None,
+    grpc_port: Annotated[
+        int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
 ) -> None:
     """Stream FILE over gRPC through nginx, print the job id, wait, print the results."""
@@ -185,28 +208,39 @@ def submit(
     if not (counts or quasi_dist or expval):
         counts = True
     properties = jobs_pb2.JobProperties(
-        resultTypeCounts=counts, resultTypeQuasiDist=quasi_dist, resultTypeExpVal=expval,
-        targetSimulator=backend, metadata=json.dumps(meta),
+        resultTypeCounts=counts,
+        resultTypeQuasiDist=quasi_dist,
+        resultTypeExpVal=expval,
+        targetSimulator=backend,
+        metadata=json.dumps(meta),
     )
     qasm = file.read_text()
     target = services.host_port(host, grpc_port)
     try:
-        with grpc.insecure_channel(target, compression=grpc.Compression.Gzip,
-                                   options=[("grpc.enable_http_proxy", 0)]) as channel:
-            pending = jobs_pb2_grpc.JobsStub(channel).AddJob(_requests(properties, qasm), timeout=300)
+        with grpc.insecure_channel(
+            target, compression=grpc.Compression.Gzip, options=[("grpc.enable_http_proxy", 0)]
+        ) as channel:
+            pending = jobs_pb2_grpc.JobsStub(channel).AddJob(
+                _requests(properties, qasm), timeout=300
+            )
     except grpc.RpcError as error:
         err.print(f"[red]gRPC {error.code().name}:[/] {error.details()}", highlight=False)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     out.print(pending.id, highlight=False)
     if not wait:
         return
     job = _wait_for(host, http_port, pending.id, timeout)
     if job["status"] != "finished":
-        err.print(f"[red]job {job['status']}:[/] {job.get('error') or '(no reason given)'}",
-                  highlight=False)
-        raise typer.Exit(1)
-    wanted = [name for name, on in (("counts", counts), ("quasi_dist", quasi_dist),
-                                    ("expval", expval)) if on]
+        err.print(
+            f"[red]job {job['status']}:[/] {job.get('error') or '(no reason given)'}",
+            highlight=False,
+        )
+        raise typer.Exit(1) from None
+    wanted = [
+        name
+        for name, on in (("counts", counts), ("quasi_dist", quasi_dist), ("expval", expval))
+        if on
+    ]
     results = job.get("results") or {}
     out.print_json(data={name: results.get(name) for name in wanted})
 

@@ -1,4 +1,4 @@
-"""The machine under the stack: Postgres, RabbitMQ and nginx from Debian packages; process helpers.
+"""The machine under the stack: Postgres, RabbitMQ, nginx from Debian packages; probes; processes.
 
 `qserver up` uses Postgres and RabbitMQ where something already listens at the addresses in
 the settings; on a local address with nothing listening it installs them with apt and starts
@@ -7,6 +7,7 @@ them without systemd. Everything here is synchronous and Linux-only (it reads /p
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,13 +15,16 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import grpc
 import psycopg
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from core.settings import Settings
+from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +299,41 @@ def ensure_prerequisites(settings: Settings) -> str:
     return ensure_nginx()
 
 
-# --- processes -------------------------------------------------------------------------------------
+# --- probes ------------------------------------------------------------------------------------
+
+
+def grpc_health(host: str, port: int, timeout: float = 3.0) -> None:
+    """Jobs/HealthCheck at host:port answers "OK", else NotReady."""
+    target = host_port(connect_host(host), port)
+    try:
+        with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
+            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(
+                jobs_pb2.HealthCheckInput(), timeout=timeout
+            )
+    except grpc.RpcError as error:
+        raise NotReady(
+            f"gRPC HealthCheck at {target}: {error.code().name} {error.details()}"
+        ) from None
+    if reply.status != "OK":
+        raise NotReady(f"gRPC HealthCheck at {target} answered {reply.status!r}")
+
+
+NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_health(host: str, port: int, timeout: float = 3.0) -> None:
+    """GET /api/v1/health at host:port answers {"status": "OK"}, else NotReady."""
+    url = f"http://{host_port(connect_host(host), port)}/api/v1/health"
+    try:
+        with NO_PROXY.open(url, timeout=timeout) as response:
+            body = json.loads(response.read() or b"{}")
+    except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, bad JSON
+        raise NotReady(f"GET {url}: {error}") from None
+    if body.get("status") != "OK":
+        raise NotReady(f"GET {url} answered {body}")
+
+
+# --- processes ------------------------------------------------------------------------------
 
 
 def pid_alive(pid: int) -> bool:

@@ -17,19 +17,15 @@ import string
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 from rich.console import Console
 from rich.table import Table
 
 from core import schema, services
-from core.services import NotReady, connect_host, host_port, pid_alive
+from core.services import NotReady, connect_host, grpc_health, host_port, http_health, pid_alive
 from core.settings import Settings
-from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NGINX_TEMPLATE = PROJECT_ROOT / "nginx" / "nginx.conf.template"
@@ -81,46 +77,15 @@ class Paths:
     """Where ``up`` keeps its files for one state dir."""
 
     root: Path
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def nginx(self) -> Path:
-        return self.root / "nginx"
-
-    @property
-    def nginx_conf(self) -> Path:
-        return self.nginx / "nginx.conf"
-
-    @property
-    def nginx_pid(self) -> Path:
-        return self.nginx / "nginx.pid"
-
-    @property
-    def dispatcher_ready(self) -> Path:
-        return self.root / "dispatcher.ready"
-
-    @property
-    def ray_token(self) -> Path:
-        return self.root / "ray_auth_token"
-
-    @property
-    def ray_session(self) -> Path:
-        return self.run / "ray.sid"
-
-    @property
-    def ray_temp(self) -> Path:
-        candidate = self.root / "ray"
-        if len(str(candidate)) <= _RAY_TEMP_MAX:
-            return candidate
-        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:10]
-        return Path("/tmp") / f"qserver-ray-{digest}"
+    logs: Path
+    run: Path
+    nginx: Path
+    nginx_conf: Path
+    nginx_pid: Path
+    dispatcher_ready: Path
+    ray_token: Path
+    ray_session: Path
+    ray_temp: Path
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -131,7 +96,22 @@ class Paths:
 
 def paths(settings: Settings) -> Paths:
     """The file layout under ``settings.state_dir``."""
-    return Paths(Path(settings.state_dir).expanduser().resolve())
+    root = Path(settings.state_dir).expanduser().resolve()
+    ray_temp = root / "ray"
+    if len(str(ray_temp)) > _RAY_TEMP_MAX:
+        ray_temp = Path("/tmp") / f"qserver-ray-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+    return Paths(
+        root=root,
+        logs=root / "logs",
+        run=root / "run",
+        nginx=root / "nginx",
+        nginx_conf=root / "nginx" / "nginx.conf",
+        nginx_pid=root / "nginx" / "nginx.pid",
+        dispatcher_ready=root / "dispatcher.ready",
+        ray_token=root / "ray_auth_token",
+        ray_session=root / "run" / "ray.sid",
+        ray_temp=ray_temp,
+    )
 
 
 def ray_address(settings: Settings) -> str:
@@ -161,7 +141,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(mode="json").items():
         if value is None:
             continue
-        text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+        text = json.dumps(value) if isinstance(value, dict | list) else str(value)
         env[f"QSERVER_{name.upper()}"] = text
     env["QSERVER_STATE_DIR"] = str(paths(settings).root)
     env["QSERVER_RAY_ADDRESS"] = ray_address(settings)
@@ -176,38 +156,6 @@ def child_env(settings: Settings) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["RAY_USAGE_STATS_ENABLED"] = "0"
     return env
-
-
-# --- probes ------------------------------------------------------------------------------------
-
-
-def grpc_health(host: str, port: int, timeout: float = 3.0) -> None:
-    """Jobs/HealthCheck at host:port answers "OK", else NotReady."""
-    target = host_port(connect_host(host), port)
-    try:
-        with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
-            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(
-                jobs_pb2.HealthCheckInput(), timeout=timeout
-            )
-    except grpc.RpcError as error:
-        raise NotReady(f"gRPC HealthCheck at {target}: {error.code().name} {error.details()}")
-    if reply.status != "OK":
-        raise NotReady(f"gRPC HealthCheck at {target} answered {reply.status!r}")
-
-
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_health(host: str, port: int, timeout: float = 3.0) -> None:
-    """GET /api/v1/health at host:port answers {"status": "OK"}, else NotReady."""
-    url = f"http://{host_port(connect_host(host), port)}/api/v1/health"
-    try:
-        with _NO_PROXY.open(url, timeout=timeout) as response:
-            body = json.loads(response.read() or b"{}")
-    except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, bad JSON
-        raise NotReady(f"GET {url}: {error}")
-    if body.get("status") != "OK":
-        raise NotReady(f"GET {url} answered {body}")
 
 
 # --- processes we start ---------------------------------------------------------------------
@@ -239,7 +187,7 @@ def _wait(settings: Settings, name: str, pid: int | None, probe) -> None:
         probe()
 
     try:
-        services.wait_until(check, timeout=TIMEOUTS[name])
+        services.wait_until(check, timeout=TIMEOUTS.get(name, 60.0))
     except TimeoutError as error:
         raise ComponentFailed(name, str(error), log, services.log_tail(log)) from None
 
@@ -362,7 +310,9 @@ def _launch_ray_head(settings: Settings, env: dict[str, str]) -> subprocess.Pope
     p.ray_temp.mkdir(parents=True, exist_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)
     cmd = [
-        _ray_program(), "start", "--head",
+        _ray_program(),
+        "start",
+        "--head",
         f"--port={settings.ray_head_port}",
         f"--dashboard-host={settings.ray_dashboard_host}",
         f"--dashboard-port={settings.ray_dashboard_port}",
@@ -371,11 +321,16 @@ def _launch_ray_head(settings: Settings, env: dict[str, str]) -> subprocess.Pope
         f"--ray-client-server-port={services.free_port()}",
         f"--dashboard-agent-listen-port={services.free_port()}",
         "--disable-usage-stats",
-        "--log-style=record", "--log-color=false",
+        "--log-style=record",
+        "--log-color=false",
     ]
     with _open_log(p, "ray") as log:
         child = subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     p.ray_session.write_text(str(child.pid))  # its session id: every head process inherits it
@@ -389,9 +344,13 @@ def _finish_ray_head(settings: Settings, child: subprocess.Popen | None) -> None
     try:
         code = child.wait(timeout=TIMEOUTS["ray"])
     except subprocess.TimeoutExpired:
-        raise ComponentFailed("ray", "`ray start --head` did not return", log, services.log_tail(log))
+        raise ComponentFailed(
+            "ray", "`ray start --head` did not return", log, services.log_tail(log)
+        ) from None
     if code != 0 or _ray_gcs_pid(settings) is None:
-        raise ComponentFailed("ray", f"`ray start --head` exited with {code}", log, services.log_tail(log))
+        raise ComponentFailed(
+            "ray", f"`ray start --head` exited with {code}", log, services.log_tail(log)
+        )
 
 
 def _stop_ray_head(settings: Settings) -> None:
@@ -440,8 +399,16 @@ def write_nginx_conf(settings: Settings) -> Path:
 def nginx_command(settings: Settings, *args: str, nginx: str = "nginx") -> list[str]:
     """``nginx -p <prefix> -c <conf> -e <error log> ARGS`` for our instance."""
     p = paths(settings)
-    return [nginx, "-p", str(p.nginx), "-c", str(p.nginx_conf),
-            "-e", str(p.nginx / "logs" / "error.log"), *args]
+    return [
+        nginx,
+        "-p",
+        str(p.nginx),
+        "-c",
+        str(p.nginx_conf),
+        "-e",
+        str(p.nginx / "logs" / "error.log"),
+        *args,
+    ]
 
 
 def _nginx_pid(settings: Settings) -> int | None:
@@ -455,8 +422,9 @@ def _start_nginx(settings: Settings, nginx: str) -> int:
     error_log = p.nginx / "logs" / "error.log"
 
     def run(*args: str) -> None:
-        proc = subprocess.run(nginx_command(settings, *args, nginx=nginx),
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            nginx_command(settings, *args, nginx=nginx), capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip() + "\n" + services.log_tail(error_log, 10)
             raise ComponentFailed("nginx", f"`nginx {' '.join(args)}` failed", error_log, tail)
@@ -468,12 +436,15 @@ def _start_nginx(settings: Settings, nginx: str) -> int:
         return pid
     for port in (settings.nginx_http_port, settings.nginx_grpc_port):
         if services.is_listening(settings.nginx_bind, port):
-            raise ComponentFailed("nginx", f"port {host_port(settings.nginx_bind, port)} is already in use")
+            raise ComponentFailed(
+                "nginx", f"port {host_port(settings.nginx_bind, port)} is already in use"
+            )
     run()  # `daemon on`: returns once the master has forked
     pid = _nginx_pid(settings)
     if pid is None:
-        raise ComponentFailed("nginx", "no master process after start", error_log,
-                              services.log_tail(error_log))
+        raise ComponentFailed(
+            "nginx", "no master process after start", error_log, services.log_tail(error_log)
+        )
     return pid
 
 
@@ -483,8 +454,9 @@ def _stop_nginx(settings: Settings) -> None:
         return
     nginx = services.find_program("nginx")
     if nginx and paths(settings).nginx_conf.exists():
-        subprocess.run(nginx_command(settings, "-s", "quit", nginx=nginx),
-                       capture_output=True, check=False)
+        subprocess.run(
+            nginx_command(settings, "-s", "quit", nginx=nginx), capture_output=True, check=False
+        )
     deadline = time.monotonic() + 10
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -530,19 +502,28 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     except Exception as error:
         raise ComponentFailed("schema", f"`qserver db upgrade` failed: {error}") from error
     done("schema", f"{_pg_where(settings)} at head")
+    running = {name for name in SERVICES if _service_pid(settings, name) is not None}
+    if ray_child is None:
+        running.add("ray")
+    if _nginx_pid(settings) is not None:
+        running.add("nginx")
+
+    def ready(name: str, where: str) -> None:
+        done(name, where + (" [dim](already running)[/]" if name in running else ""))
+
     pids = {name: _start_service(settings, name, env) for name in ("ingest", "api")}
     _finish_ray_head(settings, ray_child)
-    done("ray", f"{ray_address(settings)} (temp dir {p.ray_temp})")
+    ready("ray", f"{ray_address(settings)} (temp dir {p.ray_temp})")
     pids["dispatcher"] = _start_service(settings, "dispatcher", env)
     for name in ("ingest", "api"):
         _wait(settings, name, pids[name], _probe(settings, name))
-        done(name, host_port(*_service_address(settings, name)))
+        ready(name, host_port(*_service_address(settings, name)))
     nginx_pid = _start_nginx(settings, nginx)
     _wait(settings, "nginx", nginx_pid, _nginx_probe(settings))
-    done("nginx", f"REST :{settings.nginx_http_port}, gRPC :{settings.nginx_grpc_port}")
+    ready("nginx", f"REST :{settings.nginx_http_port}, gRPC :{settings.nginx_grpc_port}")
     with console.status("dispatcher: joining Ray and warming the executors"):
         _wait(settings, "dispatcher", pids["dispatcher"], _probe(settings, "dispatcher"))
-    done("dispatcher", "consuming " + settings.queue_name)
+    ready("dispatcher", "consuming " + settings.queue_name)
     _print_where(settings, console, time.monotonic() - started)
 
 
@@ -560,35 +541,61 @@ def status(settings: Settings) -> list[ComponentStatus]:
     pg_host, pg_port = services.pg_address(settings)
     amqp_host, amqp_port = services.amqp_address(settings)
     result = [
-        ComponentStatus("postgres", services.is_listening(pg_host, pg_port), None, _pg_where(settings)),
-        ComponentStatus("rabbitmq", services.is_listening(amqp_host, amqp_port), None,
-                        _amqp_where(settings), settings.queue_name),
+        ComponentStatus(
+            "postgres", services.is_listening(pg_host, pg_port), None, _pg_where(settings)
+        ),
+        ComponentStatus(
+            "rabbitmq",
+            services.is_listening(amqp_host, amqp_port),
+            None,
+            _amqp_where(settings),
+            settings.queue_name,
+        ),
     ]
     gcs = _ray_gcs_pid(settings)
-    result.append(ComponentStatus(
-        "ray", gcs is not None, gcs, ray_address(settings),
-        f"dashboard http://{host_port(settings.ray_dashboard_host, settings.ray_dashboard_port)}",
-    ))
+    result.append(
+        ComponentStatus(
+            "ray",
+            gcs is not None,
+            gcs,
+            ray_address(settings),
+            "dashboard http://" + host_port(settings.ray_dashboard_host, settings.ray_dashboard_port),
+        )
+    )
     for name in SERVICES:
         pid = _service_pid(settings, name)
         address = _service_address(settings, name)
         detail = ""
         if name == "dispatcher" and pid is not None:
             detail = "ready" if paths(settings).dispatcher_ready.exists() else "warming up"
-        result.append(ComponentStatus(name, pid is not None, pid,
-                                      host_port(*address) if address else ray_address(settings),
-                                      detail))
+        result.append(
+            ComponentStatus(
+                name,
+                pid is not None,
+                pid,
+                host_port(*address) if address else ray_address(settings),
+                detail,
+            )
+        )
     pid = _nginx_pid(settings)
-    result.append(ComponentStatus(
-        "nginx", pid is not None, pid,
-        f"{host_port(settings.nginx_bind, settings.nginx_http_port)} (REST), "
-        f"{host_port(settings.nginx_bind, settings.nginx_grpc_port)} (gRPC)",
-    ))
+    result.append(
+        ComponentStatus(
+            "nginx",
+            pid is not None,
+            pid,
+            f"{host_port(settings.nginx_bind, settings.nginx_http_port)} (REST), "
+            f"{host_port(settings.nginx_bind, settings.nginx_grpc_port)} (gRPC)",
+        )
+    )
     return result
 
 
 def _pg_where(settings: Settings) -> str:
-    return host_port(*services.pg_address(settings)) + "/" + (settings.database_url.path or "/").lstrip("/")
+    return (
+        host_port(*services.pg_address(settings))
+        + "/"
+        + (settings.database_url.path or "/").lstrip("/")
+    )
 
 
 def _amqp_where(settings: Settings) -> str:
@@ -601,10 +608,14 @@ def _print_where(settings: Settings, console: Console, seconds: float) -> None:
     table = Table(title=f"QServer is up ({seconds:.0f} s)", show_header=True)
     table.add_column("what")
     table.add_column("where")
-    table.add_row("REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)")
+    table.add_row(
+        "REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)"
+    )
     table.add_row("gRPC", host_port(host, settings.nginx_grpc_port))
     table.add_row("Ray", f"{ray_address(settings)}  (token: {p.ray_token})")
-    table.add_row("Ray dashboard",
-                  f"http://{host_port(settings.ray_dashboard_host, settings.ray_dashboard_port)}")
+    table.add_row(
+        "Ray dashboard",
+        f"http://{host_port(settings.ray_dashboard_host, settings.ray_dashboard_port)}",
+    )
     table.add_row("logs", f"{p.logs}/{{ray,ingest,api,dispatcher}}.log, {p.nginx}/logs/")
     console.print(table)

@@ -11,7 +11,9 @@ from core import services, stack
 from core.settings import MIB, Settings
 
 NGINX = services.find_program("nginx")
-pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)"
+)
 
 
 @pytest.fixture
@@ -31,8 +33,12 @@ def settings(tmp_path) -> Settings:
 
 def _nginx_t(settings: Settings) -> subprocess.CompletedProcess:
     stack.write_nginx_conf(settings)
-    return subprocess.run(stack.nginx_command(settings, "-t", nginx=NGINX),
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        stack.nginx_command(settings, "-t", nginx=NGINX),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_nginx_accepts_the_rendered_config(settings):

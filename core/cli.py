@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core import schema, services, stack
+from core import services
 from core.settings import Settings, get_settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
@@ -59,6 +59,8 @@ def _settings() -> Settings:
 @app.command()
 def up() -> None:
     """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx."""
+    from core import stack  # alembic, SQLAlchemy: only for the commands that need them
+
     try:
         stack.up(_settings(), console=err)
     except stack.ComponentFailed as error:
@@ -77,6 +79,8 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """Stop nginx, dispatcher, api, ingest and the Ray head that `up` started."""
+    from core import stack
+
     stack.down(_settings())
     err.print("QServer stopped (Postgres and RabbitMQ keep running).")
 
@@ -87,6 +91,8 @@ def status() -> None:
     table = Table(show_header=True)
     for column in ("component", "state", "pid", "address", ""):
         table.add_column(column)
+    from core import stack
+
     components = stack.status(_settings())
     for part in components:
         colour = "green" if part.running else "red"
@@ -101,6 +107,8 @@ def status() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create the database if missing and migrate it to the newest schema."""
+    from core import schema
+
     settings = _settings()
     revision = schema.upgrade(settings.database_dsn)
     err.print(f"database schema at revision {revision}")

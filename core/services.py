@@ -7,6 +7,7 @@ them without systemd. Everything here is synchronous and Linux-only (it reads /p
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
 _APT_ENV = {
     "DEBIAN_FRONTEND": "noninteractive",
     # invoke-rc.d starts nothing in runlevel 1: Debian's default nginx site stays off port 80
@@ -55,6 +55,17 @@ def connect_host(host: str) -> str:
     if host == "::":
         return "::1"
     return host
+
+
+def is_local(host: str) -> bool:
+    """True for this machine: localhost, a loopback address, or a wildcard bind address."""
+    if host in ("", "localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def host_port(host: str, port: int) -> str:
@@ -222,7 +233,7 @@ def ensure_postgres(settings: Settings, *, timeout: float = 120) -> None:
     if is_listening(host, port):
         wait_until(lambda: _postgres_answers(dsn), timeout=timeout)
         return
-    if host not in LOCAL_HOSTS:
+    if not is_local(host):
         raise SetupError(f"Postgres at {host_port(host, port)} is not reachable")
     if not _pg_clusters() or not find_program("pg_ctlcluster"):
         log.info("Postgres not found: installing it")
@@ -233,11 +244,13 @@ def ensure_postgres(settings: Settings, *, timeout: float = 120) -> None:
     version, cluster = clusters[-1]
     if not psycopg.conninfo.conninfo_to_dict(dsn).get("password"):
         _trust_local_tcp(version, cluster)
-    log.info("starting Postgres %s/%s", version, cluster)
-    _run(
-        _privileged(["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"]),
-        what="starting Postgres",
-    )
+    ctl = ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster]
+    running = subprocess.run(_privileged([*ctl, "status"]), capture_output=True, check=False)
+    if running.returncode == 0:  # it runs, on another port than the DSN's: the wait says so
+        _run(_privileged([*ctl, "reload"]), what="reloading Postgres")
+    else:
+        log.info("starting Postgres %s/%s", version, cluster)
+        _run(_privileged([*ctl, "start"]), what="starting Postgres")
     try:
         wait_until(lambda: _postgres_answers(dsn), timeout=timeout)
     except TimeoutError as error:
@@ -276,7 +289,7 @@ def ensure_rabbitmq(settings: Settings, *, timeout: float = 180) -> None:
     if is_listening(host, port):
         wait_until(lambda: _amqp_answers(host, port), timeout=timeout)
         return
-    if host not in LOCAL_HOSTS:
+    if not is_local(host):
         raise SetupError(f"RabbitMQ at {host_port(host, port)} is not reachable")
     if not find_program("rabbitmq-server"):
         log.info("RabbitMQ not found: installing it")

@@ -412,8 +412,10 @@ def nginx_command(settings: Settings, *args: str, nginx: str = "nginx") -> list[
 
 
 def _nginx_pid(settings: Settings) -> int | None:
-    pid = services.read_pid(paths(settings).nginx_pid)
-    return pid if pid is not None and "nginx" in " ".join(services.cmdline(pid)) else None
+    """Our nginx master (its title names our config), or None."""
+    p = paths(settings)
+    pid = services.read_pid(p.nginx_pid)
+    return pid if pid is not None and str(p.nginx_conf) in " ".join(services.cmdline(pid)) else None
 
 
 def _start_nginx(settings: Settings, nginx: str) -> int:
@@ -559,7 +561,8 @@ def status(settings: Settings) -> list[ComponentStatus]:
             gcs is not None,
             gcs,
             ray_address(settings),
-            "dashboard http://" + host_port(settings.ray_dashboard_host, settings.ray_dashboard_port),
+            "dashboard http://"
+            + host_port(settings.ray_dashboard_host, settings.ray_dashboard_port),
         )
     )
     for name in SERVICES:

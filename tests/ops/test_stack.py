@@ -88,3 +88,19 @@ def test_a_port_held_by_a_stranger_is_refused(settings):
         with pytest.raises(stack.ComponentFailed, match="already in use"):
             stack._start_service(settings, "api", dict(os.environ))
     assert not stack.paths(settings).pid("api").exists()
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.5", True),
+        ("::1", True),
+        ("localhost", True),
+        ("0.0.0.0", True),
+        ("db.lan", False),
+        ("10.0.0.7", False),
+    ],
+)
+def test_only_this_machine_gets_packages_installed(host, local):
+    assert services.is_local(host) is local

@@ -81,3 +81,14 @@ def test_status_shows_every_component_running(qserver):
     for name in ("postgres", "rabbitmq", "ray", "ingest", "api", "dispatcher", "nginx"):
         assert name in result.stdout
     assert "stopped" not in result.stdout
+
+
+def test_a_program_just_under_the_limit_passes_nginx(qserver, settings, tmp_path):
+    bell = BELL.read_text()
+    padding = settings.max_qasm_bytes - len(bell.encode()) - 64
+    big = tmp_path / "big.qasm"
+    big.write_text(bell + "// " + "x" * padding + "\n")
+    assert big.stat().st_size <= settings.max_qasm_bytes
+    result = qserver("submit", str(big), "--shots", "10")
+    assert result.exit_code == 0, result.output
+    assert sum(_results(result.stdout)[1]["counts"].values()) == 10

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
 from core.errors import (
+    BackendDisabled,
     BackendNotFound,
     InvalidJob,
     JobNotFound,
@@ -30,6 +31,7 @@ _STATUS: tuple[tuple[type[QServerError], int], ...] = (
     (InvalidJob, 400),
     (JobNotFound, 404),
     (BackendNotFound, 404),
+    (BackendDisabled, 404),  # hidden from /backends, so unknown to REST clients
     (SchemaOutOfDate, 503),
 )
 

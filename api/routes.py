@@ -12,7 +12,7 @@ from api.errors import NoResults
 from api.models import Backend, ErrorDetail, Health, Job, JobResult
 from core import store
 from core.domain import JobStatus
-from core.errors import BackendNotFound, JobNotFound
+from core.errors import JobNotFound
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,4 @@ async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any
 @router.get("/backend/{name}", response_model=Backend, responses=_MISSING, tags=["backends"])
 async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
     """One backend by name; 404 when unknown or when its plugin was removed."""
-    backend = await store.get_backend(conn, name=name)
-    if backend is None:
-        raise BackendNotFound(f"backend {name} not found")
-    if not backend["enabled"]:
-        raise BackendNotFound(
-            f"backend {name} not found: its plugin {backend['plugin']} was removed"
-        )
-    return backend
+    return await store.require_backend(conn, name=name)

@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from core.domain import JobSpec, ResultType
+from core.errors import BackendDisabled, BackendNotFound
 
 PAGE_SIZE = 20
 
@@ -60,6 +61,23 @@ async def get_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, 
         (name,),
     )
     return await cur.fetchone()
+
+
+async def require_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any]:
+    """The enabled backend called ``name``.
+
+    Raises:
+        BackendNotFound: no backend has that name.
+        BackendDisabled: its plugin was removed.
+    """
+    backend = await get_backend(conn, name=name)
+    if backend is None:
+        raise BackendNotFound(f"backend {name!r} does not exist; GET /api/v1/backends lists them")
+    if not backend["enabled"]:
+        raise BackendDisabled(
+            f"backend {name!r} is disabled: its plugin {backend['plugin']!r} was removed"
+        )
+    return backend
 
 
 async def list_backends(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:

@@ -123,13 +123,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             limits=self._limits,
         )
         async with self._pool.connection() as conn:
-            backend = await store.get_backend(conn, name=spec.backend)
-        if backend is None:
-            raise BackendNotFound(f"backend {spec.backend!r} does not exist; GET /api/v1/backends lists them")
-        if not backend["enabled"]:
-            raise BackendDisabled(
-                f"backend {spec.backend!r} is disabled: its plugin {backend['plugin']!r} was removed"
-            )
+            await store.require_backend(conn, name=spec.backend)
         return spec
 
 

@@ -221,7 +221,9 @@ async def test_backends(client: httpx.AsyncClient) -> None:
 
     missing = await client.get(f"{V1}/backend/nope")
     assert missing.status_code == 404
-    assert missing.json() == {"detail": "backend nope not found"}
+    assert missing.json() == {
+        "detail": "backend 'nope' does not exist; GET /api/v1/backends lists them"
+    }
 
 
 async def test_disabled_backend_is_hidden(client: httpx.AsyncClient, dsn: str) -> None:
@@ -233,7 +235,9 @@ async def test_disabled_backend_is_hidden(client: httpx.AsyncClient, dsn: str) -
     try:
         response = await client.get(f"{V1}/backend/gone1")
         assert response.status_code == 404
-        assert "gone-plugin was removed" in response.json()["detail"]
+        assert response.json()["detail"] == (
+            "backend 'gone1' is disabled: its plugin 'gone-plugin' was removed"
+        )
         names = [b["backend_name"] for b in (await client.get(f"{V1}/backends")).json()]
         assert "gone1" not in names
     finally:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psycopg
 import ray
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core import store
 from core.settings import get_settings
@@ -124,13 +125,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             raise
         results, error = None, error_message(exc)
     run_ms = (time.perf_counter() - started) * 1e3
-    conn = _db()
-    if error is None:
-        written = store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id)
-        status = "finished"
-    else:
-        written = store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id)
-        status = "failed"
+    status = "finished" if error is None else "failed"
+    written = _record(job_id, results, error, node_id)
     log.info("job_id=%s %s in %.1f ms on node %s", job_id, status, run_ms, node_id)
     return {
         "job_id": str(job_id),
@@ -139,6 +135,28 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "run_ms": run_ms,
         "node_id": node_id,
     }
+
+
+@retry(
+    retry=retry_if_exception_type(psycopg.OperationalError),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
+def _record(job_id: uuid.UUID, results: dict | None, error: str | None, node_id: str | None) -> bool:
+    """Write the outcome; a broken connection (Postgres restarted) is reopened and the write retried.
+
+    Safe to retry: both writes are guarded on status = 'running'.
+    """
+    global _conn
+    try:
+        conn = _db()
+        if error is None:
+            return store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id)
+        return store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id)
+    except psycopg.OperationalError:
+        _conn = None
+        raise
 
 
 def warm_up(pause_s: float = 0.5) -> dict[str, Any]:

@@ -135,3 +135,15 @@ def test_health_check(stack):
     from protos.generated import jobs_pb2
 
     assert stack.stub.HealthCheck(jobs_pb2.HealthCheckInput(), timeout=10).status == "OK"
+
+
+def test_disabled_backend_is_refused(stack, db):
+    db.execute("INSERT INTO backends (backend_name, plugin, enabled) VALUES ('off1', 'off-plugin', false)")
+    try:
+        before = count_jobs(db)
+        error = refused(stack, [properties(counts=True, backend="off1"), *chunks(BELL)])
+        assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert error.details() == "backend 'off1' is disabled: its plugin 'off-plugin' was removed"
+        assert count_jobs(db) == before
+    finally:
+        db.execute("DELETE FROM backends WHERE backend_name = 'off1'")

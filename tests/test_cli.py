@@ -1,0 +1,54 @@
+"""`qserver submit` against the running test stack, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QSERVER = [sys.executable, "-m", "core.cli"]
+
+
+def qserver(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*QSERVER, *args], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+def test_submit_bell_prints_counts(stack):
+    done = qserver("submit", "examples/bell.qasm", "--counts", "--quasi-dist", "--shots", "500")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    assert set(printed["counts"]) <= {"00", "11"} and sum(printed["counts"].values()) == 500
+    assert set(printed["quasi_dist"]) <= {"0", "3"}
+
+
+def test_submit_expval(stack):
+    done = qserver("submit", "examples/bell.qasm", "--expval", "--obs", '[[["ZZ", 1.0]], [["XX", 0.5]]]')
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    assert printed["expval"] == [1.0, 0.5]
+
+
+def test_submit_failed_job_prints_its_error(stack, tmp_path):
+    bad = tmp_path / "dup.qasm"
+    bad.write_text(
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g a { h a; }\ngate g a { h a; }\n'
+        "qreg q[1];\ncreg c[1];\ng q[0];\nmeasure q -> c;\n"
+    )
+    done = qserver("submit", str(bad))
+    assert done.returncode == 1
+    assert "'g' is already defined" in done.stdout + done.stderr
+
+
+def test_submit_refused_prints_status_and_message(stack):
+    done = qserver("submit", "examples/bell.qasm", "--backend", "nope")
+    assert done.returncode == 2
+    out = done.stdout + done.stderr
+    assert "NOT_FOUND" in out and "backend 'nope' does not exist" in out
+
+

@@ -8,7 +8,6 @@ that a developer has running with `qserver up`.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -28,9 +27,6 @@ TEST_ENV = {
 }
 for key, value in TEST_ENV.items():
     os.environ.setdefault(key, value)
-
-CASES = Path(__file__).resolve().parents[1].parent / "shared" / "cases"
-
 
 @pytest.fixture(scope="session")
 def settings():
@@ -66,11 +62,6 @@ def db(settings):
 def count_jobs(conn: psycopg.Connection) -> int:
     """How many job rows the database holds."""
     return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
-
-
-def case(name: str) -> str:
-    """The text of ../shared/cases/qasm/<name>."""
-    return (CASES / "qasm" / name).read_text()
 
 
 def _drop_database(dsn: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import case
+from tests.circuits import case
 
 
 def test_lowercase_u_from_exporter(stack):

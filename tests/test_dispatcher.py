@@ -11,7 +11,7 @@ import aio_pika
 
 from core import queue, store
 from core.domain import JobSpec, ResultType
-from tests.test_main_job import BELL
+from tests.circuits import BELL
 
 
 async def _publish(settings, body: bytes) -> None:

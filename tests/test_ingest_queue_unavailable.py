@@ -12,7 +12,7 @@ import pytest
 from core import queue, schema, store
 from protos.generated import jobs_pb2_grpc
 from tests.client import chunks, properties
-from tests.test_submission_refusals import BELL
+from tests.circuits import BELL
 
 
 async def _submit(settings, pool, channel):

@@ -7,36 +7,7 @@ from datetime import datetime
 
 import pytest
 
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0], q[1];
-measure q -> c;
-"""
-
-BELL_QASM3 = """OPENQASM 3.0;
-include "stdgates.inc";
-qubit[2] q;
-bit[2] c;
-h q[0];
-cx q[0], q[1];
-c = measure q;
-"""
-
-GHZ5 = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[5];
-creg c[5];
-h q[0];
-cx q[0], q[1];
-cx q[1], q[2];
-cx q[2], q[3];
-cx q[3], q[4];
-measure q -> c;
-"""
-
+from tests.circuits import BELL, BELL_QASM3, GHZ5
 
 def test_bell_counts_quasi_dist_and_expval(stack):
     job = stack.run(

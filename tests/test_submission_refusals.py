@@ -7,10 +7,10 @@ import threading
 import grpc
 import pytest
 
+from tests.circuits import BELL
 from tests.client import chunks, properties
 from tests.conftest import count_jobs
 
-BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
 
 def refused(stack, messages) -> grpc.RpcError:

@@ -8,25 +8,11 @@ import pytest
 
 from plugins.aer import CircuitError, Plugin, SimulationError, run
 from plugins.aer.circuits import bind_parameters, load_circuit, qasm_version
+from tests.circuits import BELL, case
 
 # Qiskit warns on each use of its Rust OpenQASM 3 parser; plugins.aer filters that at import,
 # but pytest resets warning filters around every test.
 pytestmark = pytest.mark.filterwarnings("ignore::qiskit.exceptions.ExperimentalWarning")
-
-BELL = """OPENQASM 2.0;
-include "qelib1.inc";
-qreg q[2];
-creg c[2];
-h q[0];
-cx q[0], q[1];
-measure q -> c;
-"""
-
-
-def case(name: str) -> str:
-    """Text of a QASM case file from shared/cases/qasm (shared/ sits next to the repo root)."""
-    return (Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "qasm" / name).read_text()
-
 
 # --- the cases table, one test per row ---------------------------------------------------------
 

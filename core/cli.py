@@ -60,10 +60,11 @@ def _settings() -> Settings:
 def up() -> None:
     """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx."""
     from core import stack  # alembic, SQLAlchemy: only for the commands that need them
+    from core.statedir import ComponentFailed
 
     try:
         stack.up(_settings(), console=err)
-    except stack.ComponentFailed as error:
+    except ComponentFailed as error:
         err.print(f"[red bold]{error.component} did not start:[/] {error.reason}")
         if error.log_path is not None:
             err.rule(f"last lines of {error.log_path}")

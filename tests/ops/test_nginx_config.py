@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from core import services, stack
+from core import proxy, services, statedir
 from core.settings import MIB, Settings
 
 NGINX = services.find_program("nginx")
@@ -32,9 +32,9 @@ def settings(tmp_path) -> Settings:
 
 
 def _nginx_t(settings: Settings) -> subprocess.CompletedProcess:
-    stack.write_nginx_conf(settings)
+    proxy.write_nginx_conf(settings)
     return subprocess.run(
-        stack.nginx_command(settings, "-t", nginx=NGINX),
+        proxy.nginx_command(settings, "-t", nginx=NGINX),
         capture_output=True,
         text=True,
         check=False,
@@ -48,7 +48,7 @@ def test_nginx_accepts_the_rendered_config(settings):
 
 
 def test_config_listens_where_settings_say(settings):
-    conf = stack.render_nginx_conf(settings)
+    conf = proxy.render_nginx_conf(settings)
     assert re.search(r"listen 127\.0\.0\.1:18080;", conf)
     assert re.search(r"listen 127\.0\.0\.1:15051 http2;", conf)
     assert "server 127.0.0.1:18000;" in conf  # the api upstream
@@ -58,14 +58,14 @@ def test_config_listens_where_settings_say(settings):
 
 
 def test_body_limit_is_the_qasm_limit_plus_one_mib(settings):
-    conf = stack.render_nginx_conf(settings)
+    conf = proxy.render_nginx_conf(settings)
     sizes = re.findall(r"client_max_body_size (\d+);", conf)
     assert sizes == [str(4 * MIB)]  # one http-level value, inherited by both servers
 
 
 def test_every_path_is_inside_the_state_dir(settings):
-    conf = stack.render_nginx_conf(settings)
-    prefix = str(stack.paths(settings).nginx)
+    conf = proxy.render_nginx_conf(settings)
+    prefix = str(statedir.paths(settings).nginx)
     for directive in ("pid", "error_log", "access_log", "client_body_temp_path", "proxy_temp_path"):
         match = re.search(rf"^\s*{directive} (\S+)", conf, re.MULTILINE)
         assert match, directive
@@ -74,12 +74,12 @@ def test_every_path_is_inside_the_state_dir(settings):
 
 
 def test_ray_dashboard_is_not_proxied(settings):
-    conf = stack.render_nginx_conf(settings)
+    conf = proxy.render_nginx_conf(settings)
     assert str(settings.ray_dashboard_port) not in conf
 
 
 def test_ipv6_bind_is_bracketed(settings):
     v6 = settings.model_copy(update={"nginx_bind": "::1"})
-    conf = stack.render_nginx_conf(v6)
+    conf = proxy.render_nginx_conf(v6)
     assert "listen [::1]:18080;" in conf
     assert "listen [::1]:15051 http2;" in conf

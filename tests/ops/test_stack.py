@@ -1,4 +1,4 @@
-"""core/stack.py without a running stack: environment, paths, failure reports, idempotent down."""
+"""core/stack.py and its helpers without a running stack: env, paths, failures, idempotent down."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from core import services, stack
+from core import rayhead, services, stack, statedir
 from core.settings import Settings
 
 
@@ -33,27 +33,27 @@ def test_children_read_the_same_settings(settings, monkeypatch):
     again = Settings()
     assert again.model_dump(exclude={"ray_address"}) == settings.model_dump(
         exclude={"ray_address", "state_dir"}
-    ) | {"state_dir": stack.paths(settings).root}
+    ) | {"state_dir": statedir.paths(settings).root}
     assert again.ray_address == f"127.0.0.1:{settings.ray_head_port}"
 
 
 def test_ray_temp_dir_stays_short(tmp_path):
     deep = tmp_path / ("d" * 60) / "state"
-    temp = stack.paths(Settings(state_dir=deep)).ray_temp
+    temp = statedir.paths(Settings(state_dir=deep)).ray_temp
     assert len(str(temp)) <= 40
-    assert temp == stack.paths(Settings(state_dir=deep)).ray_temp  # down() finds it again
-    short = stack.paths(Settings(state_dir="/tmp/qs")).ray_temp
+    assert temp == statedir.paths(Settings(state_dir=deep)).ray_temp  # down() finds it again
+    short = statedir.paths(Settings(state_dir="/tmp/qs")).ray_temp
     assert str(short) == "/tmp/qs/ray"
 
 
 def test_ray_token_is_explicit_and_private(settings):
-    env = stack.ray_env(settings)
+    env = rayhead.ray_env(settings)
     assert env["RAY_AUTH_MODE"] == "token"
-    token = stack.paths(settings).ray_token
+    token = statedir.paths(settings).ray_token
     assert env["RAY_AUTH_TOKEN_PATH"] == str(token)
     assert stat.S_IMODE(token.stat().st_mode) == 0o600
     assert len(token.read_text()) == 64
-    assert stack.ray_env(settings) == env and len(token.read_text()) == 64  # kept across calls
+    assert rayhead.ray_env(settings) == env and len(token.read_text()) == 64  # kept across calls
     child = stack.child_env(settings)
     assert "RAY_AUTH_TOKEN" not in child and child["RAY_AUTH_MODE"] == "token"
 
@@ -71,23 +71,23 @@ def test_down_and_status_with_nothing_running(settings):
 def test_a_service_that_dies_is_reported_with_its_log_tail(settings):
     name = "qserver_no_such_service"
     pid = stack._start_service(settings, name, stack.child_env(settings))
-    assert stack.paths(settings).pid(name).read_text() == str(pid)
-    with pytest.raises(stack.ComponentFailed) as failed:
+    assert statedir.paths(settings).pid(name).read_text() == str(pid)
+    with pytest.raises(statedir.ComponentFailed) as failed:
         stack._wait(settings, name, pid, lambda: (_ for _ in ()).throw(services.NotReady("no")))
     assert failed.value.component == name
     assert "exited with code 1" in failed.value.reason
     assert f"No module named {name}" in failed.value.log_tail
     assert str(failed.value).startswith(f"{name} did not start")
-    assert failed.value.log_path == stack.paths(settings).log(name)
+    assert failed.value.log_path == statedir.paths(settings).log(name)
 
 
 def test_a_port_held_by_a_stranger_is_refused(settings):
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", settings.api_port))
         holder.listen()
-        with pytest.raises(stack.ComponentFailed, match="already in use"):
+        with pytest.raises(statedir.ComponentFailed, match="already in use"):
             stack._start_service(settings, "api", dict(os.environ))
-    assert not stack.paths(settings).pid("api").exists()
+    assert not statedir.paths(settings).pid("api").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,151 @@
+"""Our Ray head, run through the `ray` CLI: start, find, stop, and how drivers join it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from core import procs, services
+from core.settings import Settings
+from core.statedir import ComponentFailed, open_log, paths
+
+# core never imports ray (import-linter contract): everything here goes through the `ray` CLI
+# and /proc, so a `qserver` process stays light and free of Ray's version constraints.
+
+START_TIMEOUT = 120.0  # seconds `ray start --head` may take
+
+
+def ray_address(settings: Settings) -> str:
+    """The GCS address of the head ``up`` starts (what the dispatcher joins)."""
+    return f"127.0.0.1:{settings.ray_head_port}"
+
+
+def ray_env(settings: Settings) -> dict[str, str]:
+    """Ray's token authentication, explicitly on, with the token file under the state dir.
+
+    Ray 2.60 switches token auth on by itself when ``~/.ray/auth_token`` exists (any earlier
+    ``ray.init()`` writes it), and a driver given an explicit address then fails to connect
+    unless it too runs with ``RAY_AUTH_MODE=token``. So the head, the dispatcher and anything
+    else that joins get these variables and never depend on the home directory's state.
+    """
+    token = paths(settings).ray_token
+    if not token.exists():
+        token.parent.mkdir(parents=True, exist_ok=True)
+        token.touch(mode=0o600)
+        token.write_text(secrets.token_hex(32))
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+
+def _ray_program() -> str:
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (services.find_program("ray") or "ray")
+
+
+def gcs_pid(settings: Settings) -> int | None:
+    """The pid of our head's GCS (port and temp dir both ours), or None."""
+    temp = str(paths(settings).ray_temp)
+    port_flag = f"--gcs_server_port={settings.ray_head_port}"
+    for pid in procs.all_pids():
+        argv = procs.cmdline(pid)
+        if argv and argv[0].endswith("gcs_server") and port_flag in argv:
+            if any(temp + "/" in arg for arg in argv) and procs.pid_alive(pid):
+                return pid
+    return None
+
+
+def _head_pids(settings: Settings) -> list[int]:
+    """Every process of our head: the session `ray start` made, plus anything under its temp dir."""
+    found: set[int] = set()
+    try:
+        sid = int(paths(settings).ray_session.read_text())
+    except (OSError, ValueError):
+        sid = None
+    if sid is not None:
+        found.update(
+            pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid))
+        )
+    temp = str(paths(settings).ray_temp) + "/"
+    for pid in procs.all_pids():
+        if any(temp in arg for arg in procs.cmdline(pid)) and procs.pid_alive(pid):
+            found.add(pid)
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def launch(settings: Settings, env: dict[str, str]) -> subprocess.Popen | None:
+    """Run `ray start --head` in the background; None when our head already runs.
+
+    Raises:
+        ComponentFailed: the head port is held by something else.
+    """
+    if gcs_pid(settings) is not None:
+        return None
+    if services.is_listening("127.0.0.1", settings.ray_head_port):
+        raise ComponentFailed(
+            "ray", f"port {settings.ray_head_port} is in use by a process that is not our Ray head"
+        )
+    stop(settings)  # leftovers of a head that died
+    p = paths(settings)
+    p.ray_temp.mkdir(parents=True, exist_ok=True)
+    p.run.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        _ray_program(),
+        "start",
+        "--head",
+        f"--port={settings.ray_head_port}",
+        f"--dashboard-host={settings.ray_dashboard_host}",
+        f"--dashboard-port={settings.ray_dashboard_port}",
+        f"--temp-dir={p.ray_temp}",
+        # Ray's fixed defaults (10001, 52365) would clash with a second stack on this machine.
+        f"--ray-client-server-port={services.free_port()}",
+        f"--dashboard-agent-listen-port={services.free_port()}",
+        "--disable-usage-stats",
+        "--log-style=record",
+        "--log-color=false",
+    ]
+    with open_log(p, "ray") as log:
+        child = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    p.ray_session.write_text(str(child.pid))  # its session id: every head process inherits it
+    return child
+
+
+def finish(settings: Settings, child: subprocess.Popen | None) -> None:
+    """Wait for the `ray start --head` that ``launch`` ran (nothing to do for None).
+
+    Raises:
+        ComponentFailed: it did not return in time, failed, or left no GCS running.
+    """
+    if child is None:
+        return
+    log = paths(settings).log("ray")
+    try:
+        code = child.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise ComponentFailed(
+            "ray", "`ray start --head` did not return", log, procs.log_tail(log)
+        ) from None
+    if code != 0 or gcs_pid(settings) is None:
+        raise ComponentFailed(
+            "ray", f"`ray start --head` exited with {code}", log, procs.log_tail(log)
+        )
+
+
+def stop(settings: Settings) -> None:
+    """Stop our head only (`ray stop` would stop every Ray on the machine)."""
+    pids = _head_pids(settings)
+    gcs = gcs_pid(settings)
+    # Workers and raylet first, the GCS last, as `ray stop` does.
+    procs.terminate([pid for pid in pids if pid != gcs], timeout=10.0)
+    if gcs is not None:
+        procs.terminate([gcs], timeout=10.0)
+    paths(settings).ray_session.unlink(missing_ok=True)

@@ -28,8 +28,8 @@ app = typer.Typer(
 db_app = typer.Typer(help="The Postgres schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-out = Console()  # results: stdout, so they can be piped
-err = Console(stderr=True)  # progress, errors
+out = Console(soft_wrap=True)  # results: stdout, so they can be piped
+err = Console(stderr=True, soft_wrap=True)  # progress, errors: never wrapped mid-message
 
 CHUNK_CHARS = 16 * 1024  # the upstream client's chunk size
 TERMINAL = ("finished", "failed", "canceled")

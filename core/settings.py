@@ -51,6 +51,29 @@ class Settings(BaseSettings):
         Path.home() / ".qserver", description="Logs, pid files and nginx config of `qserver up`."
     )
 
+    nginx_tls_port: int = Field(443, description="REST and gRPC over TLS through nginx (ALPN).")
+    tls_dir: Path | None = Field(
+        None, description="server.crt/server.key (and ca.crt) for TLS; default <state_dir>/tls."
+    )
+
+    # --- plugins ----------------------------------------------------------------
+    plugin_index_url: str = Field(
+        "https://pypi.org/simple",
+        description="The only package index plugins come from (the machine's pip config is ignored).",
+    )
+    plugin_download_timeout_s: float = Field(
+        20.0, gt=0, description="Admission's download of a plugin (the client waits 30 s)."
+    )
+    plugin_env_setup_timeout_s: int = Field(
+        300, ge=10, description="Longest build of a plugin's Ray runtime_env on a node."
+    )
+
+    # --- retention ----------------------------------------------------------------
+    retention_days: float = Field(
+        30.0, gt=0, description="Jobs in a terminal status older than this are deleted (history kept)."
+    )
+    janitor_interval_s: float = Field(3600.0, gt=0, description="How often the stack runs the janitor.")
+
     # --- limits -------------------------------------------------------------
     max_qasm_bytes: int = Field(32 * MIB, ge=1, description="Largest QASM program accepted.")
     max_shots: int = Field(1_000_000, ge=1)
@@ -67,10 +90,18 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
-        ports = [self.ingest_port, self.api_port, self.nginx_http_port, self.nginx_grpc_port]
+        ports = [
+            self.ingest_port, self.api_port, self.nginx_http_port, self.nginx_grpc_port,
+            self.nginx_tls_port,
+        ]
         if len(set(ports)) != len(ports):
             raise ValueError(f"QServer ports must differ, got {ports}")
         return self
+
+    @property
+    def tls_path(self) -> Path:
+        """Where the TLS certificate and key live."""
+        return self.tls_dir or self.state_dir / "tls"
 
     @property
     def database_dsn(self) -> str:

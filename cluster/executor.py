@@ -21,11 +21,11 @@ import ray
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from core import store
+from core.domain import BUILTIN_PLUGIN
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PLUGIN = "aer-plugin"
 _conn: psycopg.Connection | None = None
 _plugins: dict[str, Any] = {}
 
@@ -64,16 +64,32 @@ def compute(job: dict[str, Any]) -> dict[str, Any]:
     return _compute_with_plugin(job)
 
 
+def load_plugin(name: str) -> Any:
+    """This worker's instance of plugin ``name``'s ``Plugin`` class (imported once).
+
+    The import name is the package name with ``-`` replaced by ``_`` (upstream contract).
+    """
+    if name not in _plugins:
+        module = importlib.import_module(name.replace("-", "_"))
+        _plugins[name] = module.Plugin()
+    return _plugins[name]
+
+
+def plugin_backends(name: str) -> dict[str, Any]:
+    """Import plugin ``name`` in its runtime_env and list its backends: {"node_id", "backends"}.
+
+    The dispatcher runs this once per node when a plugin is admitted, so that the
+    runtime_env is built before the first job needs it.
+    """
+    return {"node_id": _node_id(), "backends": list(load_plugin(name).backends)}
+
+
 def _compute_with_plugin(job: dict[str, Any]) -> dict[str, Any]:
     """The upstream plugin contract: ``Plugin().execute(backend, qasm_path, metadata, result_type)``.
 
     The QASM is written to a temporary file on this node (nodes share no disk).
     """
-    name = job["plugin"]
-    if name not in _plugins:
-        module = importlib.import_module(name.replace("-", "_"))
-        _plugins[name] = module.Plugin()
-    plugin = _plugins[name]
+    plugin = load_plugin(job["plugin"])
     with tempfile.NamedTemporaryFile("w", suffix=".qasm", encoding="utf-8") as qasm_file:
         qasm_file.write(job["qasm"])
         qasm_file.flush()

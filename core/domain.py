@@ -58,6 +58,8 @@ AER_METHODS = frozenset(
     }
 )
 DEFAULT_SHOTS = 1000
+# Our built-in backend `aer` is registered as this plugin (upstream-contract.md, Plugins).
+BUILTIN_PLUGIN = "aer-plugin"
 _PAULI = re.compile(r"^[IXYZ]+$")
 _TAG = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -24,7 +24,7 @@ def ray_address(settings: Settings) -> str:
 
 
 def ray_env(settings: Settings) -> dict[str, str]:
-    """Ray's token authentication, explicitly on, with the token file under the state dir.
+    """Environment for Ray processes: token authentication explicitly on, one runtime_env try.
 
     Ray 2.60 switches token auth on by itself when ``~/.ray/auth_token`` exists (any earlier
     ``ray.init()`` writes it), and a driver given an explicit address then fails to connect
@@ -36,7 +36,13 @@ def ray_env(settings: Settings) -> dict[str, str]:
         token.parent.mkdir(parents=True, exist_ok=True)
         token.touch(mode=0o600)
         token.write_text(secrets.token_hex(32))
-    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    return {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        # A plugin's runtime_env is built once, not three times (Ray's default): a build
+        # that fails fails its job in one attempt, within plugin_env_setup_timeout_s.
+        "RUNTIME_ENV_RETRY_TIMES": "1",
+    }
 
 
 def _ray_program() -> str:

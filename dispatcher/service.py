@@ -2,10 +2,10 @@
 
 For each delivered job id: claim the job (pending -> running, one guarded UPDATE),
 ack the message, and run the job as a Ray task. The task writes the job's outcome
-to Postgres itself; the dispatcher only records failures Ray reports (a worker
-that died, a task that could not start). A message for a job that is not pending
-(canceled, deleted, already claimed) is acked and dropped; a message that is not a
-job id is rejected to the dead-letter queue.
+to Postgres itself; the dispatcher records only what Ray reports (a worker that
+died, a runtime_env that could not be built, a task canceled). A message for a job
+that is not pending (canceled, deleted, already claimed) is acked and dropped; a
+message that is not a job id is rejected to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -22,13 +22,30 @@ from psycopg_pool import AsyncConnectionPool
 
 from cluster import executor
 from core import queue, schema, store
+from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
+from dispatcher import notifications, plugins
 from dispatcher.placement import task_options
 
 log = logging.getLogger(__name__)
 
 _run_job = ray.remote(executor.run_job)
 _warm_up = ray.remote(executor.warm_up)
+
+
+def failure_reason(job: store.ClaimedJob, error: BaseException) -> str:
+    """The ``error`` text of a job whose Ray task did not finish normally."""
+    if isinstance(error, ray.exceptions.RuntimeEnvSetupError):
+        detail = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return (
+            f"could not install plugin {job.plugin}=={job.plugin_version} on the node "
+            f"(its Ray runtime_env failed to build): {detail[-1] if detail else error}"
+        )
+    if isinstance(error, ray.exceptions.WorkerCrashedError):
+        return f"worker lost: the process running the job died ({error})"
+    if isinstance(error, ray.exceptions.NodeDiedError):
+        return f"node lost: the node running the job died ({error})"
+    return f"the executor did not finish: {type(error).__name__}: {error}"
 
 
 class Dispatcher:
@@ -39,6 +56,7 @@ class Dispatcher:
         self._pool = pool
         self._slots = asyncio.Semaphore(settings.dispatcher_prefetch)
         self._watchers: set[asyncio.Task] = set()
+        self._inflight: dict[uuid.UUID, ray.ObjectRef] = {}
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """Handle one delivery: decode, claim, ack, start the Ray task."""
@@ -63,14 +81,17 @@ class Dispatcher:
             self._slots.release()
             log.info("job_id=%s not pending; message dropped", job_id)
             return
-        watcher = asyncio.create_task(self._run(job))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        self._spawn(self._run(job))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     async def _run(self, job: store.ClaimedJob) -> None:
         started = time.perf_counter()
         try:
-            ref = _run_job.options(**task_options(job)).remote(
+            ref = _run_job.options(**task_options(job, self._settings)).remote(
                 {
                     "id": str(job.id),
                     "backend": job.backend,
@@ -80,22 +101,51 @@ class Dispatcher:
                     "result_types": list(job.result_types),
                 }
             )
+            self._inflight[job.id] = ref
             outcome = await ref
             log.info(
                 "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s",
                 job.id, outcome["status"], outcome["run_ms"],
                 (time.perf_counter() - started) * 1e3, outcome["node_id"],
             )
-        except Exception as error:  # Ray could not run it: worker died, task failed to start
-            reason = f"the executor did not finish: {type(error).__name__}: {error}"
-            log.warning("job_id=%s %s", job.id, reason)
+        except ray.exceptions.TaskCancelledError:
+            log.info("job_id=%s canceled; its Ray work was stopped", job.id)
+            if job.plugin in (None, BUILTIN_PLUGIN):
+                self._spawn(self._rewarm())
+        except Exception as error:
+            reason = failure_reason(job, error)
+            log.warning("job_id=%s failed: %s", job.id, reason)
             try:
                 async with self._pool.connection() as conn:
                     await store.fail_job(conn, job_id=job.id, error=reason[:4000])
             except Exception:
                 log.exception("job_id=%s could not record the failure", job.id)
         finally:
+            self._inflight.pop(job.id, None)
             self._slots.release()
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Stop the Ray work of a job that was canceled while running. True if it was ours.
+
+        Aer's simulation loop does not listen to interrupts, so the worker process is
+        ended (``force=True``) and a fresh one is warmed afterwards.
+        """
+        ref = self._inflight.get(job_id)
+        if ref is None:
+            return False
+        ray.cancel(ref, force=True)
+        log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
+        return True
+
+    def inflight(self) -> list[uuid.UUID]:
+        """Ids of the jobs whose Ray tasks this dispatcher is waiting on."""
+        return list(self._inflight)
+
+    async def _rewarm(self) -> None:
+        try:
+            await _warm_up.options(num_cpus=1, max_retries=0).remote(0.0)
+        except Exception:
+            log.warning("re-warming an executor failed", exc_info=True)
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Wait up to ``timeout_s`` for the jobs in flight."""
@@ -107,6 +157,19 @@ def warm_executors(count: int) -> list[dict]:
     """Run ``count`` warm-up tasks at once, so that ``count`` workers hold Qiskit and a DB connection."""
     refs = [_warm_up.options(num_cpus=1, max_retries=0).remote() for _ in range(count)]
     return ray.get(refs, timeout=300)
+
+
+async def janitor_loop(settings: Settings, pool: AsyncConnectionPool) -> None:
+    """Every ``settings.janitor_interval_s``, delete terminal jobs older than the retention."""
+    while True:
+        try:
+            async with pool.connection() as conn:
+                deleted = await store.delete_expired_jobs(conn, older_than_days=settings.retention_days)
+            if deleted:
+                log.info("janitor deleted %d jobs older than %g days", deleted, settings.retention_days)
+        except Exception:
+            log.warning("janitor run failed", exc_info=True)
+        await asyncio.sleep(settings.janitor_interval_s)
 
 
 async def serve(settings: Settings) -> None:
@@ -130,11 +193,16 @@ async def serve(settings: Settings) -> None:
         ", ".join(f"pid {w['pid']} {w['ms']:.0f} ms" for w in warmed),
     )
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
+    dispatcher = Dispatcher(settings, pool)
+    background = [
+        asyncio.create_task(notifications.listen(settings, pool, dispatcher)),
+        asyncio.create_task(plugins.prebuild_all(settings, pool)),
+        asyncio.create_task(janitor_loop(settings, pool)),
+    ]
     connection = await queue.connect(str(settings.amqp_url))
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.dispatcher_prefetch)
     jobs_queue = await queue.declare(channel, settings.queue_name)
-    dispatcher = Dispatcher(settings, pool)
     tag = await jobs_queue.consume(dispatcher.on_message)
     ready = Path(settings.state_dir) / "dispatcher.ready"
     ready.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +213,8 @@ async def serve(settings: Settings) -> None:
         await asyncio.Future()  # until cancelled
     finally:
         ready.unlink(missing_ok=True)
+        for task in background:
+            task.cancel()
         try:
             await jobs_queue.cancel(tag)
         except Exception:

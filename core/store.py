@@ -127,6 +127,7 @@ class ClaimedJob:
     id: uuid.UUID
     backend: str
     plugin: str | None
+    plugin_version: str | None
     qasm: str
     metadata: dict[str, Any]
     result_types: tuple[str, ...]
@@ -139,10 +140,11 @@ WITH claimed AS (
      WHERE id = %s AND status = 'pending'
     RETURNING id, target_simulator, qasm, metadata, attempts
 )
-SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin
+SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version
   FROM claimed c
   JOIN result_types rt ON rt.job_id = c.id
   LEFT JOIN backends b ON b.backend_name = c.target_simulator
+  LEFT JOIN plugins p ON p.name = b.plugin
 """
 
 
@@ -160,6 +162,7 @@ async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> Clai
         id=row["id"],
         backend=row["target_simulator"],
         plugin=row["plugin"],
+        plugin_version=row["plugin_version"],
         qasm=row["qasm"],
         metadata=row["metadata"],
         result_types=tuple(rt.value for rt in ResultType if row[rt.value]),

@@ -1,0 +1,1 @@
+"""The upstream client `qserver-connect`, unchanged, against our stack (its own virtualenv)."""

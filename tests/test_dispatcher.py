@@ -49,6 +49,18 @@ async def test_canceled_job_stays_canceled(stack, settings, db):
     assert db.execute("SELECT count(*) FROM results WHERE job_id = %s", (job_id,)).fetchone()[0] == 0
 
 
+async def test_job_canceled_over_rest_while_pending_never_runs(stack, settings, db):
+    job_id = await _insert(settings)  # pending, its message not yet published
+    response = await asyncio.to_thread(stack.http.put, f"/api/v1/job/cancel/{job_id}")
+    assert response.status_code == 200 and response.json()["status"] == "canceled"
+    await _publish(settings, str(job_id).encode())
+    marker = await asyncio.to_thread(stack.run, BELL, counts=True)
+    assert marker["status"] == "finished"
+    assert _row(db, job_id)[:2] == ("canceled", 0)
+    again = await asyncio.to_thread(stack.http.put, f"/api/v1/job/cancel/{job_id}")
+    assert again.status_code == 409
+
+
 async def test_redelivered_id_of_a_finished_job_is_dropped(stack, settings, db):
     job = await asyncio.to_thread(stack.run, BELL, counts=True)
     assert job["status"] == "finished"

@@ -1,0 +1,60 @@
+"""Job lifecycle through the whole stack: cancel stops running Ray work, a plugin whose
+runtime_env cannot be built fails its job in one attempt with the package name."""
+
+from __future__ import annotations
+
+import time
+
+from tests.circuits import BELL
+
+# Non-Clifford, so Aer's extended_stabilizer method takes minutes for 2000 shots.
+SLOW = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
+    "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
+)
+
+
+def wait_for_status(stack, job_id: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := stack.job(job_id))["status"] != status:
+        assert time.monotonic() < deadline, f"job {job_id} is {job['status']}, not {status}"
+        time.sleep(0.1)
+    return job
+
+
+def dispatcher_log(settings) -> str:
+    return (settings.state_dir / "logs" / "dispatcher.log").read_text()
+
+
+def test_cancel_running_job_stops_its_ray_work(stack, settings, db):
+    job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 2000})
+    wait_for_status(stack, job_id, "running")
+    time.sleep(1)  # the simulation is under way
+    response = stack.http.put(f"/api/v1/job/cancel/{job_id}")
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "canceled"
+    deadline = time.monotonic() + 30
+    while f"job_id={job_id} canceled; its Ray work was stopped" not in dispatcher_log(settings):
+        assert time.monotonic() < deadline, "the dispatcher did not stop the job's Ray task"
+        time.sleep(0.2)
+    job = stack.job(job_id)
+    assert job["status"] == "canceled" and job["results"]["counts"] is None
+    history = db.execute("SELECT status FROM history WHERE job_id = %s", (job_id,)).fetchall()
+    assert history == [("canceled",)]
+    # the executors are warm again and the next job runs
+    assert stack.run(BELL, counts=True)["status"] == "finished"
+
+
+def test_plugin_whose_environment_cannot_be_built_fails_once(stack, db):
+    # fake-plugin at a version the index does not have: its runtime_env cannot be built
+    db.execute("INSERT INTO plugins (name, version) VALUES ('fake-plugin', '99.0.0') ON CONFLICT (name) DO UPDATE SET version = '99.0.0'")
+    db.execute("INSERT INTO backends (backend_name, plugin) VALUES ('brokenfake', 'fake-plugin') ON CONFLICT DO NOTHING")
+    try:
+        job = stack.wait(stack.submit(BELL, counts=True, backend="brokenfake"), timeout=300)
+        assert job["status"] == "failed"
+        assert "fake-plugin==99.0.0" in job["error"]
+        assert job["attempts"] == 1
+        assert stack.run(BELL, counts=True)["status"] == "finished"
+    finally:
+        db.execute("DELETE FROM backends WHERE backend_name = 'brokenfake'")
+        db.execute("DELETE FROM plugins WHERE name = 'fake-plugin' AND version = '99.0.0'")

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs, errors
+from api import docs, errors, plugins
 from api.routes import router
 from core import schema, store
 from core.settings import Settings, get_settings
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(plugins.router)
     docs.install(app)
     errors.install(app)
     return app

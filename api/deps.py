@@ -1,4 +1,4 @@
-"""Request dependencies, named as types: a pooled connection and a parsed job id."""
+"""Request dependencies, named as types: a pooled connection or the pool, settings, parsed ids."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from fastapi import Depends, Path, Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.distribution import check_plugin_name
 from core.domain import parse_job_id
+from core.settings import Settings
 
 
 async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
@@ -29,9 +31,41 @@ def job_id(id: Annotated[str, Path(description="the job's id, a UUID")]) -> uuid
     return parse_job_id(id)
 
 
+def plugin_name(
+    name: Annotated[
+        str, Path(description="a package name: letters, digits, '-' and '_'", examples=["fake-plugin"])
+    ],
+) -> str:
+    """The ``{name}`` path parameter as a canonical package name.
+
+    Raises:
+        InvalidName: not a bare package name (HTTP 400), before any database work.
+    """
+    return check_plugin_name(name)
+
+
+def get_pool(request: Request) -> AsyncConnectionPool:
+    """The app's connection pool, for routes that must not hold a connection while they wait."""
+    return request.app.state.pool
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings
+
+
 ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 """A pooled connection (autocommit, dict rows), returned to the pool when the route returns."""
 
 JobIdDep = Annotated[uuid.UUID, Depends(job_id)]
 """A well-formed job id. Declare it before ConnDep: dependencies resolve in order, so a
 malformed id is refused before a connection is checked out."""
+
+PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
+"""The pool itself: check a connection out only around database work."""
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+"""The settings the app was created with."""
+
+PluginNameDep = Annotated[str, Depends(plugin_name)]
+"""A valid plugin name, PEP 503-normalized (``Fake_Plugin`` -> ``fake-plugin``)."""

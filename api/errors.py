@@ -13,8 +13,11 @@ from psycopg_pool import PoolTimeout
 from core.errors import (
     BackendDisabled,
     BackendNotFound,
+    Conflict,
     InvalidJob,
     JobNotFound,
+    NotAPlugin,
+    PluginNotFound,
     QServerError,
     SchemaOutOfDate,
 )
@@ -26,12 +29,29 @@ class NoResults(JobNotFound):
     """The job exists but has no results (not yet, or never): HTTP 404."""
 
 
+class InvalidName(QServerError):
+    """A plugin name that is not a bare package name: HTTP 400."""
+
+
+class IndexUnavailable(QServerError):
+    """The package index could not be reached or pip failed: HTTP 502."""
+
+
+class DownloadTimedOut(IndexUnavailable):
+    """A plugin's download ran past its time limit and was killed: HTTP 504."""
+
+
 # First match wins; anything else derived from QServerError is the caller's fault (400).
 _STATUS: tuple[tuple[type[QServerError], int], ...] = (
     (InvalidJob, 400),
     (JobNotFound, 404),
     (BackendNotFound, 404),
     (BackendDisabled, 404),  # hidden from /backends, so unknown to REST clients
+    (PluginNotFound, 404),
+    (Conflict, 409),
+    (NotAPlugin, 422),
+    (DownloadTimedOut, 504),  # before its base class
+    (IndexUnavailable, 502),
     (SchemaOutOfDate, 503),
 )
 

@@ -80,6 +80,49 @@ class Backend(BaseModel):
     plugin: str
 
 
+class DeletedJob(BaseModel):
+    """The answer to DELETE /job/{id}."""
+
+    id: uuid.UUID
+    deleted: bool = Field(examples=[True])
+
+
+class HistoryEntry(BaseModel):
+    """A job as it was when it reached a terminal status; kept when the job is deleted."""
+
+    id: uuid.UUID = Field(description="the history row's own id")
+    pointer: int = Field(description="insertion counter; pass the last one seen as `cursor`")
+    job_id: uuid.UUID
+    target_simulator: str
+    status: JobStatus = Field(description="finished, failed or canceled")
+    metadata: dict[str, Any]
+    error: str | None
+    node_id: str | None
+    attempts: int
+    submission_date: UtcDatetime
+    start_time: UtcDatetime | None
+    finish_time: UtcDatetime
+    result_types: ResultTypes
+    results: Results
+
+
+class AdmittedPlugin(BaseModel):
+    """The answer to POST /plugin/{name}: the plugin as recorded and its backends."""
+
+    name: str = Field(description="the package name, PEP 503-normalized", examples=["fake-plugin"])
+    version: str | None = Field(
+        description="the admitted version; null for the built-in aer-plugin", examples=["0.0.1"]
+    )
+    backends: list[str] = Field(examples=[["fake1", "fake2"]])
+
+
+class RemovedPlugin(BaseModel):
+    """The answer to DELETE /plugin/{name}."""
+
+    name: str
+    removed: bool = Field(examples=[True])
+
+
 class ErrorDetail(BaseModel):
     """Every error answer: a message meant for the user."""
 

@@ -1,4 +1,4 @@
-"""The ``/api/v1`` routes: jobs, results and backends, read from Postgres."""
+"""The ``/api/v1`` routes: jobs (read, cancel, delete), results, history and backends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import ConnDep, JobIdDep
 from api.errors import NoResults
-from api.models import Backend, ErrorDetail, Health, Job, JobResult
+from api.models import Backend, DeletedJob, ErrorDetail, Health, HistoryEntry, Job, JobResult
 from core import store
 from core.domain import JobStatus
 from core.errors import JobNotFound
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 _BAD = {400: {"model": ErrorDetail, "description": "malformed id or cursor"}}
 _MISSING = {404: {"model": ErrorDetail, "description": "no such job or backend"}}
+_CONFLICT = {409: {"model": ErrorDetail, "description": "the job's status does not allow it"}}
 
 router = APIRouter(prefix=PREFIX)
 
@@ -61,6 +62,37 @@ async def get_job_result(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
     raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
 
 
+@router.put(
+    "/job/cancel/{id}",
+    response_model=Job,
+    responses={**_BAD, **_MISSING, **_CONFLICT},
+    tags=["jobs"],
+)
+async def cancel_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+    """Cancel a pending or running job; the job after the change.
+
+    A pending job never runs; a running job's Ray work is stopped by the dispatcher.
+    Whichever of cancel and completion lands first wins; 409 for a job already
+    finished, failed or canceled.
+    """
+    job = await store.cancel_job(conn, job_id=job_id)
+    log.info("job_id=%s canceled", job_id)
+    return job
+
+
+@router.delete(
+    "/job/{id}",
+    response_model=DeletedJob,
+    responses={**_BAD, **_MISSING, **_CONFLICT},
+    tags=["jobs"],
+)
+async def delete_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+    """Delete a job with its result types and results; 409 while it runs. History stays."""
+    await store.delete_job(conn, job_id=job_id)
+    log.info("job_id=%s deleted", job_id)
+    return {"id": job_id, "deleted": True}
+
+
 def _why(status: str, error: str | None) -> str:
     if status == JobStatus.FAILED:
         return f"it failed: {error}" if error else "it failed"
@@ -73,6 +105,16 @@ def _why(status: str, error: str | None) -> str:
 async def list_jobs(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
     """Jobs in submission order, 20 a page: those with pointer > cursor."""
     return await store.list_jobs(conn, cursor=cursor)
+
+
+@router.get("/history", response_model=list[HistoryEntry], responses=_BAD, tags=["jobs"])
+async def list_history(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    """One row per job that reached a terminal status, 20 a page: those with pointer > cursor.
+
+    Each row holds the job's result types and results as they were then, and outlives
+    the job.
+    """
+    return await store.list_history(conn, cursor=cursor)
 
 
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])

@@ -27,3 +27,15 @@ class QueueUnavailable(QServerError):
 
 class SchemaOutOfDate(QServerError):
     """The database schema is not at the revision this code expects; run `qserver db upgrade`."""
+
+
+class Conflict(QServerError):
+    """The request clashes with the current state: a running job, an admitted plugin (HTTP 409)."""
+
+
+class PluginNotFound(QServerError):
+    """No plugin of that name is admitted, or the package index has no such package (HTTP 404)."""
+
+
+class NotAPlugin(QServerError):
+    """The package exists but is no QServer plugin: no or a bad ``backends.txt`` (HTTP 422)."""

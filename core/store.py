@@ -292,3 +292,235 @@ async def get_job_status(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) ->
     """{status, error} of a job, or None if it does not exist."""
     cur = await conn.execute("SELECT status, error FROM jobs WHERE id = %s", (job_id,))
     return await cur.fetchone()
+
+
+# --- cancel, delete, history, plugins, retention (api; janitor) ---------------------------
+# Imported here, not at the top, to keep this section self-contained.
+from core.errors import Conflict, JobNotFound, PluginNotFound  # noqa: E402
+
+_CANCEL = f"""
+WITH canceled AS (
+    UPDATE jobs SET status = 'canceled', finish_time = now()
+     WHERE id = %s AND status IN ('pending', 'running')
+    RETURNING *
+)
+SELECT {_JOB_COLUMNS}
+  FROM canceled j
+  LEFT JOIN result_types rt ON rt.job_id = j.id
+  LEFT JOIN results r ON r.job_id = j.id
+"""
+
+
+async def cancel_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any]:
+    """Move a pending or running job to canceled (one guarded UPDATE); the job JSON after it.
+
+    Whichever of cancel and the executor's finish (guarded on ``status = 'running'``)
+    commits first wins; the history trigger writes one row for the winner. Triggers
+    notify ``qserver_cancel`` for a job that was running, so its Ray work is stopped.
+
+    Raises:
+        JobNotFound: no job has that id.
+        Conflict: the job is already finished, failed or canceled.
+    """
+    cur = await conn.execute(_CANCEL, (job_id,))
+    row = await cur.fetchone()
+    if row is not None:
+        return _job_json(row)
+    status = await get_job_status(conn, job_id=job_id)
+    if status is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise Conflict(
+        f"job {job_id} is already {status['status']}; only pending or running jobs can be canceled"
+    )
+
+
+async def delete_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> None:
+    """Delete a job that is not running, with its result types and results (cascade).
+
+    One statement guarded on ``status <> 'running'``; the history row, if any, stays.
+
+    Raises:
+        JobNotFound: no job has that id.
+        Conflict: the job is running.
+    """
+    cur = await conn.execute("DELETE FROM jobs WHERE id = %s AND status <> 'running'", (job_id,))
+    if cur.rowcount == 1:
+        return
+    if await get_job_status(conn, job_id=job_id) is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise Conflict(f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})")
+
+
+async def list_history(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
+    """History rows with pointer > cursor (keyset paging), PAGE_SIZE a page, in pointer order.
+
+    ``results`` is always an object ({counts, quasi_dist, expval}, null where absent).
+    """
+    cur = await conn.execute(
+        "SELECT id, pointer, job_id, target_simulator, status, metadata, error, node_id,"
+        " attempts, submission_date, start_time, finish_time, result_types, results"
+        " FROM history WHERE pointer > %s ORDER BY pointer LIMIT %s",
+        (cursor, PAGE_SIZE),
+    )
+    rows = await cur.fetchall()
+    for row in rows:
+        row["results"] = row["results"] or {"counts": None, "quasi_dist": None, "expval": None}
+    return rows
+
+
+async def get_plugin(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
+    """The plugin row {name, version, builtin, admitted_at}, or None."""
+    cur = await conn.execute(
+        "SELECT name, version, builtin, admitted_at FROM plugins WHERE name = %s", (name,)
+    )
+    return await cur.fetchone()
+
+
+async def enable_builtin_plugin(
+    conn: psycopg.AsyncConnection, *, name: str, backends: tuple[str, ...]
+) -> None:
+    """(Re-)enable the backends of a built-in plugin, recreating any missing row.
+
+    Nothing is downloaded or updated in ``plugins`` (no ``qserver_plugins`` notification,
+    ``admitted_at`` unchanged): a built-in plugin lives in the base environment.
+
+    Raises:
+        Conflict: one of ``backends`` belongs to another plugin.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO plugins (name, builtin) VALUES (%s, true) ON CONFLICT (name) DO NOTHING",
+            (name,),
+        )
+        cur = await conn.execute(_INSERT_BACKENDS, (name, list(backends)))
+        if len(await cur.fetchall()) != len(backends):
+            taken = await _backends_of_others(conn, name=name, backends=backends)
+            raise Conflict(_taken(name, "(built in)", taken))
+
+
+async def admit_plugin(
+    conn: psycopg.AsyncConnection, *, name: str, version: str, backends: tuple[str, ...]
+) -> None:
+    """Record a plugin and its (enabled) backends in one transaction.
+
+    The plugin row's INSERT notifies ``qserver_plugins`` at commit, so the dispatcher
+    starts building its runtime_env.
+
+    Raises:
+        Conflict: the plugin is already admitted, or one of ``backends`` belongs to
+            another plugin.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO plugins (name, version, builtin) VALUES (%s, %s, false)"
+            " ON CONFLICT (name) DO NOTHING RETURNING name",
+            (name, version),
+        )
+        if await cur.fetchone() is None:
+            existing = await get_plugin(conn, name=name)
+            version = existing["version"] if existing else None
+            raise Conflict(f"plugin {name} is already admitted (version {version})")
+        taken = await _backends_of_others(conn, name=name, backends=backends)
+        if taken:
+            raise Conflict(_taken(name, version, taken))
+        cur = await conn.execute(_INSERT_BACKENDS, (name, list(backends)))
+        if len(await cur.fetchall()) != len(backends):  # another admission took one meanwhile
+            taken = await _backends_of_others(conn, name=name, backends=backends)
+            raise Conflict(_taken(name, version, taken))
+
+
+_INSERT_BACKENDS = """
+INSERT INTO backends (backend_name, plugin)
+SELECT b, %s FROM unnest(%s::text[]) WITH ORDINALITY AS u(b, n) ORDER BY n
+ON CONFLICT (backend_name) DO UPDATE SET enabled = true WHERE backends.plugin = EXCLUDED.plugin
+RETURNING backend_name
+"""
+
+
+async def _backends_of_others(
+    conn: psycopg.AsyncConnection, *, name: str, backends: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        "SELECT backend_name, plugin FROM backends"
+        " WHERE backend_name = ANY(%s) AND plugin <> %s ORDER BY pointer",
+        (list(backends), name),
+    )
+    return await cur.fetchall()
+
+
+def _taken(name: str, version: str, taken: list[dict[str, Any]]) -> str:
+    names = ", ".join(f"{t['backend_name']} (plugin {t['plugin']})" for t in taken)
+    return (
+        f"plugin {name} {version} ships backend names that other plugins already registered:"
+        f" {names}"
+    )
+
+
+async def remove_plugin(conn: psycopg.AsyncConnection, *, name: str) -> None:
+    """Remove a plugin unless a job on one of its backends is pending or running.
+
+    One transaction with the plugin row locked (``FOR UPDATE``). A built-in plugin keeps
+    its rows and has its backends disabled; any other loses its backend rows and its
+    plugin row. Jobs keep their data: they name backends, with no foreign key.
+
+    Known window: ingest checks the backend, then inserts the job, outside this lock; a
+    submission whose check ran just before the removal committed can still insert a
+    pending job on a removed backend (the dispatcher then fails it: no such backend).
+
+    Raises:
+        PluginNotFound: no plugin of that name is admitted.
+        Conflict: jobs on its backends are pending or running (their number is named).
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT name, builtin FROM plugins WHERE name = %s FOR UPDATE", (name,)
+        )
+        plugin = await cur.fetchone()
+        if plugin is None:
+            raise PluginNotFound(f"plugin {name} is not admitted")
+        cur = await conn.execute(
+            "SELECT count(*) AS n FROM jobs WHERE status IN ('pending', 'running')"
+            " AND target_simulator IN (SELECT backend_name FROM backends WHERE plugin = %s)",
+            (name,),
+        )
+        active = (await cur.fetchone())["n"]
+        if active:
+            jobs = "job is" if active == 1 else "jobs are"
+            raise Conflict(
+                f"plugin {name} cannot be removed: {active} {jobs} pending or running on its"
+                " backends; wait for them to end or cancel them (PUT /api/v1/job/cancel/<id>)"
+            )
+        if plugin["builtin"]:
+            await conn.execute("UPDATE backends SET enabled = false WHERE plugin = %s", (name,))
+        else:
+            await conn.execute("DELETE FROM backends WHERE plugin = %s", (name,))
+            await conn.execute("DELETE FROM plugins WHERE name = %s", (name,))
+
+
+_EXPIRED = """
+DELETE FROM jobs
+ WHERE status IN ('finished', 'failed', 'canceled')
+   AND finish_time < now() - make_interval(secs => %s)
+"""
+
+
+def _expiry_seconds(older_than_days: float) -> float:
+    if not older_than_days >= 0:
+        raise ValueError(f"older_than_days must be >= 0, got {older_than_days!r}")
+    return older_than_days * 86400.0
+
+
+async def delete_expired_jobs(conn: psycopg.AsyncConnection, *, older_than_days: float) -> int:
+    """Delete jobs in a terminal status that finished more than ``older_than_days`` ago.
+
+    Their result types and results go with them (cascade); history rows stay; pending
+    and running jobs are never touched. Returns how many jobs were deleted.
+    """
+    cur = await conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
+    return cur.rowcount
+
+
+def delete_expired_jobs_sync(conn: psycopg.Connection, *, older_than_days: float) -> int:
+    """``delete_expired_jobs`` over a sync connection (for ``qserver janitor``)."""
+    cur = conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
+    return cur.rowcount

@@ -83,10 +83,11 @@ async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
         error: str = "boom",
         node_id: str = "node-1",
         qasm: str = BELL,
+        backend: str = "aer",
     ) -> uuid.UUID:
         job_id = uuid.uuid4()
         spec = JobSpec(
-            backend="aer",
+            backend=backend,
             result_types=result_types,
             metadata={"shots": 1000} if metadata is None else metadata,
             qasm=qasm,
@@ -118,3 +119,30 @@ async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
             await aconn.execute("DELETE FROM history WHERE job_id = ANY(%s)", (created,))
         await aconn.close()
         sconn.close()
+
+
+@pytest.fixture
+def use_settings(app: Any, settings: Settings) -> Iterator[Callable[..., Settings]]:
+    """Run the app with some settings changed: ``use_settings(plugin_index_url=...)``.
+
+    Routes read ``app.state.settings`` per request; the original comes back afterwards.
+    """
+
+    def use(**changes: Any) -> Settings:
+        app.state.settings = settings.model_copy(update=changes)
+        return app.state.settings
+
+    try:
+        yield use
+    finally:
+        app.state.settings = settings
+
+
+@pytest.fixture
+def db(dsn: str) -> Iterator[psycopg.Connection]:
+    """A sync autocommit connection with dict rows, for setting up and checking rows."""
+    conn = store.connect_sync(dsn)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,76 @@
+"""The ``/api/v1/plugin/{name}`` routes: admit a plugin from the package index, remove it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter
+
+from api import distribution
+from api.deps import ConnDep, PluginNameDep, PoolDep, SettingsDep
+from api.models import AdmittedPlugin, ErrorDetail, RemovedPlugin
+from core import store
+from core.errors import Conflict
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["plugins"])
+
+BUILT_IN: dict[str, tuple[str, ...]] = {"aer-plugin": ("aer",)}
+"""Plugins that are part of QServer (migration 0001 seeds them): admission downloads nothing."""
+
+_ADMIT_ERRORS = {
+    400: {"model": ErrorDetail, "description": "not a bare package name"},
+    404: {"model": ErrorDetail, "description": "no such package on the configured index"},
+    409: {"model": ErrorDetail, "description": "already admitted, or a backend name is taken"},
+    422: {"model": ErrorDetail, "description": "the package is not a QServer plugin"},
+    502: {"model": ErrorDetail, "description": "the package index could not be reached"},
+    504: {"model": ErrorDetail, "description": "the download ran past its time limit"},
+}
+_REMOVE_ERRORS = {
+    400: {"model": ErrorDetail, "description": "not a bare package name"},
+    404: {"model": ErrorDetail, "description": "no such plugin admitted"},
+    409: {"model": ErrorDetail, "description": "jobs on its backends are pending or running"},
+}
+
+
+@router.post(
+    "/plugin/{name:path}", status_code=201, response_model=AdmittedPlugin, responses=_ADMIT_ERRORS
+)
+async def admit_plugin(
+    name: PluginNameDep, pool: PoolDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Admit a plugin: download its wheel from the configured index, register its backends.
+
+    The backends come from ``<import_name>/backends.txt`` in the wheel; nothing of the
+    package runs here. The built-in ``aer-plugin`` downloads nothing: admitting it
+    (again) enables backend ``aer``. No connection is held during the download.
+    """
+    async with pool.connection() as conn:
+        if name in BUILT_IN:
+            await store.enable_builtin_plugin(conn, name=name, backends=BUILT_IN[name])
+            log.info("plugin=%s built in: backends %s enabled", name, BUILT_IN[name])
+            return {"name": name, "version": None, "backends": list(BUILT_IN[name])}
+        plugin = await store.get_plugin(conn, name=name)
+    if plugin is not None:
+        raise Conflict(f"plugin {name} is already admitted (version {plugin['version']})")
+    dist = await distribution.fetch_plugin(
+        name, index_url=settings.plugin_index_url, timeout_s=settings.plugin_download_timeout_s
+    )
+    async with pool.connection() as conn:
+        await store.admit_plugin(conn, name=name, version=dist.version, backends=dist.backends)
+    log.info("plugin=%s version=%s admitted: backends %s", name, dist.version, dist.backends)
+    return {"name": name, "version": dist.version, "backends": list(dist.backends)}
+
+
+@router.delete("/plugin/{name:path}", response_model=RemovedPlugin, responses=_REMOVE_ERRORS)
+async def remove_plugin(name: PluginNameDep, conn: ConnDep) -> dict[str, Any]:
+    """Remove a plugin and its backends; 409 while jobs on them are pending or running.
+
+    The built-in ``aer-plugin`` is disabled instead (backend ``aer`` hidden and refused)
+    until it is admitted again. Jobs of a removed plugin keep their data.
+    """
+    await store.remove_plugin(conn, name=name)
+    log.info("plugin=%s removed", name)
+    return {"name": name, "removed": True}

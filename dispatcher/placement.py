@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from core.domain import BUILTIN_PLUGIN
@@ -12,8 +13,9 @@ from core.store import ClaimedJob
 def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> dict[str, Any]:
     """The Ray runtime_env that installs ``plugin`` at its admitted ``version``.
 
-    pip runs ``--isolated`` (the node's own pip configuration and PIP_* variables are
-    ignored) against ``settings.plugin_index_url`` only. Ray builds it once per node and
+    pip runs ``--isolated`` with ``PIP_CONFIG_FILE=/dev/null`` (``--isolated`` alone still
+    reads /etc/pip.conf), so the node's own pip configuration and PIP_* variables are
+    ignored and packages come from ``settings.plugin_index_url`` only. Ray builds it once per node and
     caches it; a build longer than ``settings.plugin_env_setup_timeout_s`` fails.
     No secrets here: Ray stores the runtime_env as job metadata.
     """
@@ -30,6 +32,8 @@ def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> 
                 "--no-input",
             ],
         },
+        # Ray passes these to its pip install too (and to the plugin's workers, harmlessly).
+        "env_vars": {"PIP_CONFIG_FILE": os.devnull},
         "config": {"setup_timeout_seconds": settings.plugin_env_setup_timeout_s},
     }
 

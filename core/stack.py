@@ -213,7 +213,10 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
         ready(name, host_port(*_service_address(settings, name)))
     nginx_pid = proxy.start(settings, nginx)
     _wait(settings, "nginx", nginx_pid, proxy.probe(settings))
-    ready("nginx", f"REST :{settings.nginx_http_port}, gRPC :{settings.nginx_grpc_port}")
+    tls_note = f", TLS :{settings.nginx_tls_port} (REST + gRPC)" if proxy.tls(settings) else ""
+    ready("nginx", f"REST :{settings.nginx_http_port}, gRPC :{settings.nginx_grpc_port}{tls_note}")
+    if not tls_note:
+        console.print(f"[yellow]![/] {proxy.tls_off_hint(settings)}", highlight=False)
     with console.status("dispatcher: joining Ray and warming the executors"):
         _wait(settings, "dispatcher", pids["dispatcher"], _probe(settings, "dispatcher"))
     ready("dispatcher", "consuming " + settings.queue_name)
@@ -272,16 +275,27 @@ def status(settings: Settings) -> list[ComponentStatus]:
             )
         )
     pid = proxy.nginx_pid(settings)
-    result.append(
-        ComponentStatus(
-            "nginx",
-            pid is not None,
-            pid,
-            f"{host_port(settings.nginx_bind, settings.nginx_http_port)} (REST), "
-            f"{host_port(settings.nginx_bind, settings.nginx_grpc_port)} (gRPC)",
-        )
+    address = (
+        f"{host_port(settings.nginx_bind, settings.nginx_http_port)} (REST), "
+        f"{host_port(settings.nginx_bind, settings.nginx_grpc_port)} (gRPC)"
     )
+    tls = proxy.tls(settings)
+    if tls is None:
+        detail = "TLS off (`qserver certs` turns it on)"
+    else:
+        address += f", {host_port(settings.nginx_bind, settings.nginx_tls_port)} (TLS: REST + gRPC)"
+        detail = f"TLS certificate {tls.cert} until {tls.expires()}"
+        if pid is not None and str(tls.cert) not in _read(paths(settings).nginx_conf):
+            detail += " (not served yet: `qserver up` reloads nginx)"
+    result.append(ComponentStatus("nginx", pid is not None, pid, address, detail))
     return result
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
 
 
 def _pg_where(settings: Settings) -> str:
@@ -306,6 +320,20 @@ def _print_where(settings: Settings, console: Console, seconds: float) -> None:
         "REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)"
     )
     table.add_row("gRPC", host_port(host, settings.nginx_grpc_port))
+    tls = proxy.tls(settings)
+    if tls is not None:
+        name = proxy.tls_server_name(tls.cert, host)
+        port = "" if settings.nginx_tls_port == 443 else f":{settings.nginx_tls_port}"
+        trust = (
+            f"  (trust: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={tls.ca} REQUESTS_CA_BUNDLE={tls.ca})"
+            if tls.ca
+            else ""
+        )
+        shown = f"[{name}]" if ":" in name else name
+        table.add_row(
+            "TLS",
+            f"https://{shown}{port}/api/v1, gRPC {host_port(name, settings.nginx_tls_port)}{trust}",
+        )
     table.add_row("Ray", f"{ray_address(settings)}  (token: {p.ray_token})")
     table.add_row(
         "Ray dashboard",

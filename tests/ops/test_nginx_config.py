@@ -83,3 +83,67 @@ def test_ipv6_bind_is_bracketed(settings):
     conf = proxy.render_nginx_conf(v6)
     assert "listen [::1]:18080;" in conf
     assert "listen [::1]:15051 http2;" in conf
+
+
+# --- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_settings(settings) -> Settings:
+    from core import certs
+
+    tls = settings.model_copy(update={"nginx_tls_port": 18443})
+    certs.make_dev_certs(tls.tls_path, ["localhost", "127.0.0.1"])
+    return tls
+
+
+def test_no_tls_server_without_certificates(settings):
+    conf = proxy.render_nginx_conf(settings)
+    assert proxy.tls(settings) is None
+    assert "ssl" not in conf.replace("TLS", "")
+    assert str(settings.nginx_tls_port) not in conf
+    assert "qserver certs" in conf  # the config says how to turn it on
+    assert proxy.ports(settings) == [18080, 15051]
+
+
+def test_nginx_accepts_the_rendered_config_with_tls(tls_settings):
+    proc = _nginx_t(tls_settings)
+    assert proc.returncode == 0, proc.stderr
+    assert "syntax is ok" in proc.stderr
+
+
+def test_one_tls_server_serves_grpc_and_rest(tls_settings):
+    conf = proxy.render_nginx_conf(tls_settings)
+    tls_dir = tls_settings.tls_path
+    assert re.findall(r"listen (\S+) ssl http2;", conf) == ["127.0.0.1:18443"]
+    assert f'ssl_certificate     "{tls_dir}/server.crt";' in conf
+    assert f'ssl_certificate_key "{tls_dir}/server.key";' in conf
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    tls_server = conf[conf.index("ssl http2;") :]
+    assert re.search(r"location /Jobs/ \{\s*grpc_pass grpc://qserver_ingest;", tls_server)
+    assert re.search(
+        r"location / \{\s*proxy_pass http://qserver_api;\s*proxy_http_version 1\.1;", tls_server
+    )
+    assert "$tls_" not in conf and "$$" not in conf
+    assert proxy.ports(tls_settings) == [18080, 15051, 18443]
+
+
+def test_tls_shares_the_body_limit(tls_settings):
+    conf = proxy.render_nginx_conf(tls_settings)
+    assert re.findall(r"client_max_body_size (\d+);", conf) == [str(4 * MIB)]
+
+
+def test_tls_on_an_ipv6_bind_is_bracketed(tls_settings):
+    conf = proxy.render_nginx_conf(tls_settings.model_copy(update={"nginx_bind": "::1"}))
+    assert "listen [::1]:18443 ssl http2;" in conf
+
+
+def test_probe_names_the_certificate_host(tmp_path):
+    """The name a probe verifies: localhost on loopback, else the address, else the cert's name."""
+    from core import certs
+
+    dev = certs.make_dev_certs(tmp_path / "dev", ["localhost", "127.0.0.1", "10.0.0.5"])
+    assert proxy.tls_server_name(dev.server_cert, "127.0.0.1") == "localhost"
+    assert proxy.tls_server_name(dev.server_cert, "10.0.0.5") == "10.0.0.5"
+    real = certs.make_dev_certs(tmp_path / "real", ["qserver.example.org"])
+    assert proxy.tls_server_name(real.server_cert, "127.0.0.1") == "qserver.example.org"

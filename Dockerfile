@@ -1,7 +1,14 @@
-# One image for every QServer process (ingest, dispatcher, api, Ray head and workers).
-# Used by compose.yml. Every Ray node must run the same Python, Ray and project
-# version: build this image once and run it everywhere.
+# One image for every QServer process in compose.yml: migrate, ingest, api, dispatcher, the Ray
+# head and the Ray workers. Every Ray node must run the same Python, Ray and project version:
+# build this image once and run it everywhere (a homelab node too: see README, Containers).
 FROM python:3.11-slim-bookworm
+
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    RAY_USAGE_STATS_ENABLED=0 \
+    QSERVER_STATE_DIR=/var/lib/qserver
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core core
@@ -11,5 +18,11 @@ COPY dispatcher dispatcher
 COPY cluster cluster
 COPY plugins plugins
 COPY api api
-RUN pip install --no-cache-dir .
-ENV QSERVER_STATE_DIR=/var/lib/qserver
+RUN pip install . \
+    && useradd --create-home --uid 1000 qserver \
+    && mkdir -p /var/lib/qserver/tls \
+    && chown -R qserver:qserver /var/lib/qserver \
+    && chmod 0700 /var/lib/qserver/tls
+
+# Not root: the services, Ray and the plugins it installs run as `qserver`.
+USER qserver

@@ -9,6 +9,7 @@ the simulation. Any exception, of any type, becomes a failed job with its messag
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import tempfile
@@ -114,6 +115,21 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+def check_storable(results: dict[str, Any]) -> None:
+    """Refuse results that JSON (and Postgres' jsonb) cannot hold.
+
+    Raises:
+        ValueError: a value is NaN or infinite (e.g. an expectation value that overflowed).
+    """
+    try:
+        json.dumps(results, allow_nan=False)
+    except ValueError:
+        raise ValueError(
+            "the results hold a value that is not a finite number (NaN or infinity): "
+            "an expectation value overflowed? Use smaller observable coefficients"
+        ) from None
+
+
 def error_message(error: BaseException) -> str:
     """A failed job's ``error`` text: the exception's type and message."""
     text = str(error).strip() or repr(error)
@@ -135,14 +151,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         results = compute(job)
+        check_storable(results)
         error = None
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a failed job
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         results, error = None, error_message(exc)
     run_ms = (time.perf_counter() - started) * 1e3
-    status = "finished" if error is None else "failed"
-    written = _record(job_id, results, error, node_id)
+    status, written = _record(job_id, results, error, node_id)
     log.info("job_id=%s %s in %.1f ms on node %s", job_id, status, run_ms, node_id)
     return {
         "job_id": str(job_id),
@@ -159,17 +175,24 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
 )
-def _record(job_id: uuid.UUID, results: dict | None, error: str | None, node_id: str | None) -> bool:
-    """Write the outcome; a broken connection (Postgres restarted) is reopened and the write retried.
+def _record(
+    job_id: uuid.UUID, results: dict | None, error: str | None, node_id: str | None
+) -> tuple[str, bool]:
+    """Write the outcome; returns (status written, whether the job was still running).
 
-    Safe to retry: both writes are guarded on status = 'running'.
+    A broken connection (Postgres restarted) is reopened and the write retried: safe,
+    since both writes are guarded on status = 'running'. Results Postgres refuses
+    make the job fail with Postgres' reason.
     """
     global _conn
     try:
         conn = _db()
         if error is None:
-            return store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id)
-        return store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id)
+            try:
+                return "finished", store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id)
+            except psycopg.DataError as exc:
+                error = f"the results could not be stored: {str(exc).strip()}"
+        return "failed", store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id)
     except psycopg.OperationalError:
         _conn = None
         raise

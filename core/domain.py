@@ -54,13 +54,46 @@ AER_METHODS = frozenset(
         "matrix_product_state",
         "unitary",
         "superop",
-        "tensor_network",
     }
 )
 DEFAULT_SHOTS = 1000
 # Our built-in backend `aer` is registered as this plugin (upstream-contract.md, Plugins).
 BUILTIN_PLUGIN = "aer-plugin"
 _PAULI = re.compile(r"^[IXYZ]+$")
+MAX_METADATA_DEPTH = 32  # nesting of arrays/objects; deeper JSON cannot be served back
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, shortened to ``limit`` characters for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text)} chars)"
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidJob(f"metadata is not valid JSON: {name} is not a JSON number")
+
+
+def _check_json_values(value: Any, depth: int = 0) -> None:
+    """Refuse what Postgres' jsonb and our JSON answers cannot hold: deep nesting, NUL,
+    lone surrogates, non-finite numbers."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidJob(f"metadata is nested more than {MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_values(key, depth + 1)
+            _check_json_values(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json_values(item, depth + 1)
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidJob("metadata strings must not contain the NUL character (\\u0000)")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidJob(f"metadata holds a string that is not valid Unicode: {show(value)}") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidJob("metadata holds a number too large for a float (over 1.8e308)")
 _TAG = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -132,6 +165,8 @@ def check_properties(
         )
     if not backend.strip():
         raise InvalidJob("targetSimulator is empty: name a backend, e.g. 'aer'")
+    if len(backend) > 100:
+        raise InvalidJob(f"targetSimulator is {len(backend)} characters long: a backend name has at most 100")
     metadata = parse_metadata(metadata_text, limits)
     if ResultType.EXPVAL in result_types and "obs" not in metadata:
         raise InvalidJob("expval needs observables: set metadata 'obs' to a list of PUBs")
@@ -152,11 +187,12 @@ def parse_metadata(text: str, limits: Limits = Limits()) -> dict[str, Any]:
     if len(text.encode()) > limits.max_metadata_bytes:
         raise InvalidJob(f"metadata is larger than {limits.max_metadata_bytes} bytes")
     try:
-        metadata = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as error:
-        raise InvalidJob(f"metadata is not valid JSON: {error}") from None
+        metadata = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError, or an int of > 4300 digits
+        raise InvalidJob(f"metadata is not valid JSON: {show(str(error), 200)}") from None
     if not isinstance(metadata, dict):
         raise InvalidJob(f"metadata must be a JSON object, got {type(metadata).__name__}")
+    _check_json_values(metadata)
     _check_known_keys(metadata, limits)
     return metadata
 
@@ -165,19 +201,19 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
     if "shots" in md:
         shots = md["shots"]
         if not _is_int(shots) or not 1 <= shots <= limits.max_shots:
-            raise InvalidJob(f"metadata 'shots' must be an integer from 1 to {limits.max_shots}, got {shots!r}")
+            raise InvalidJob(f"metadata 'shots' must be an integer from 1 to {limits.max_shots}, got {show(shots)}")
     if "obs" in md:
         check_observables(md["obs"], limits)
     if "method" in md:
         method = md["method"]
         if not isinstance(method, str) or method not in AER_METHODS:
             raise InvalidJob(
-                f"metadata 'method' must be one of {', '.join(sorted(AER_METHODS))}, got {method!r}"
+                f"metadata 'method' must be one of {', '.join(sorted(AER_METHODS))}, got {show(method)}"
             )
     if "seed" in md:
         seed = md["seed"]
         if not _is_int(seed) or not 0 <= seed < 2**63:
-            raise InvalidJob(f"metadata 'seed' must be an integer from 0 to 2**63-1, got {seed!r}")
+            raise InvalidJob(f"metadata 'seed' must be an integer from 0 to 2**63-1, got {show(seed)}")
     if "parameters" in md:
         params = md["parameters"]
         if not isinstance(params, dict) or not all(_is_number(v) for v in params.values()):
@@ -192,7 +228,7 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
         timeout = md["timeout_s"]
         if not _is_number(timeout) or not 0 < timeout <= limits.max_timeout_s:
             raise InvalidJob(
-                f"metadata 'timeout_s' must be a number of seconds in (0, {limits.max_timeout_s:g}], got {timeout!r}"
+                f"metadata 'timeout_s' must be a number of seconds in (0, {limits.max_timeout_s:g}], got {show(timeout)}"
             )
 
 
@@ -207,6 +243,11 @@ def check_observables(obs: Any, limits: Limits = Limits()) -> None:
     """
     if not isinstance(obs, list) or not obs:
         raise InvalidJob("metadata 'obs' must be a non-empty list of PUBs, e.g. [[[\"ZZ\", 1.0]]]")
+    if isinstance(obs[0], list) and len(obs[0]) == 2 and isinstance(obs[0][0], str):
+        raise InvalidJob(
+            "metadata 'obs' must be a list of PUBs, each a list of [pauli, coefficient] pairs: "
+            f"wrap your terms in one more list, e.g. [{show(obs, 40)}]"
+        )
     if len(obs) > limits.max_observables:
         raise InvalidJob(f"metadata 'obs' has {len(obs)} PUBs, more than the limit {limits.max_observables}")
     for i, pub in enumerate(obs):
@@ -225,11 +266,25 @@ def check_observables(obs: Any, limits: Limits = Limits()) -> None:
             ):
                 raise InvalidJob(
                     f"obs[{i}][{j}] must be [pauli, coefficient] with a Pauli label over I, X, Y, Z "
-                    f"and a real number, got {term!r}"
+                    f"and a real number, got {show(term)}"
                 )
             widths.add(len(term[0]))
         if len(widths) > 1:
             raise InvalidJob(f"obs[{i}] mixes Pauli labels of lengths {sorted(widths)}")
+
+
+def check_program(qasm: str, max_bytes: int) -> None:
+    """Check the joined QASM text before it is stored (it is parsed later, on a node).
+
+    Raises:
+        InvalidJob: empty, larger than ``max_bytes``, or holding a NUL character.
+    """
+    if len(qasm.encode()) > max_bytes:
+        raise InvalidJob(f"QASM program is larger than the limit of {max_bytes} bytes")
+    if not qasm.strip():
+        raise InvalidJob("no QASM: the program is empty")
+    if "\x00" in qasm:
+        raise InvalidJob("QASM program contains a NUL character (\\0): send it as text")
 
 
 def parse_job_id(text: str) -> uuid.UUID:

@@ -87,6 +87,9 @@ class Settings(BaseSettings):
         0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."
     )
     db_pool_size: int = Field(8, ge=1)
+    max_attempts: int = Field(
+        3, ge=1, description="Runs a job gets when its worker is lost before it ends failed."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from core.domain import JobSpec, ResultType
+from core.domain import JobSpec, ResultType, show
 from core.errors import BackendDisabled, BackendNotFound
 
 PAGE_SIZE = 20
@@ -72,7 +72,7 @@ async def require_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[s
     """
     backend = await get_backend(conn, name=name)
     if backend is None:
-        raise BackendNotFound(f"backend {name!r} does not exist; GET /api/v1/backends lists them")
+        raise BackendNotFound(f"backend {show(name)} does not exist; GET /api/v1/backends lists them")
     if not backend["enabled"]:
         raise BackendDisabled(
             f"backend {name!r} is disabled: its plugin {backend['plugin']!r} was removed"
@@ -232,6 +232,39 @@ async def fail_job(
 
 def _jsonb_or_none(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
+
+
+_RECOVER = """
+WITH failed AS (
+    UPDATE jobs SET status = 'failed', finish_time = now(),
+           error = format('worker lost: the job was running when the dispatcher stopped, '
+                          'and it has had %%s attempts', attempts)
+     WHERE status = 'running' AND attempts >= %(max_attempts)s
+    RETURNING id
+), requeued AS (
+    UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL
+     WHERE status = 'running' AND attempts < %(max_attempts)s
+    RETURNING id
+)
+SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM requeued
+"""
+
+
+async def recover_orphans(conn: psycopg.AsyncConnection, *, max_attempts: int) -> dict[str, list[uuid.UUID]]:
+    """At dispatcher start: jobs left running by a dispatcher that stopped.
+
+    Their Ray tasks died with the driver that owned them, so each goes back to
+    pending (to be published again) or, after ``max_attempts`` runs, ends failed
+    with "worker lost". Assumes one dispatcher per database.
+
+    Returns:
+        {"requeued": [job ids], "failed": [job ids]}
+    """
+    cur = await conn.execute(_RECOVER, {"max_attempts": max_attempts})
+    outcome: dict[str, list[uuid.UUID]] = {"requeued": [], "failed": []}
+    for row in await cur.fetchall():
+        outcome[row["outcome"]].append(row["id"])
+    return outcome
 
 
 # --- reading (api) ----------------------------------------------------------------

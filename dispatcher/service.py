@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from pathlib import Path
@@ -33,8 +34,15 @@ _run_job = ray.remote(executor.run_job)
 _warm_up = ray.remote(executor.warm_up)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def failure_reason(job: store.ClaimedJob, error: BaseException) -> str:
-    """The ``error`` text of a job whose Ray task did not finish normally."""
+    """The ``error`` text of a job whose Ray task did not finish normally (no colour codes)."""
+    return _ANSI.sub("", _reason(job, error))
+
+
+def _reason(job: store.ClaimedJob, error: BaseException) -> str:
     if isinstance(error, ray.exceptions.RuntimeEnvSetupError):
         detail = [line.strip() for line in str(error).splitlines() if line.strip()]
         return (
@@ -172,6 +180,22 @@ async def janitor_loop(settings: Settings, pool: AsyncConnectionPool) -> None:
         await asyncio.sleep(settings.janitor_interval_s)
 
 
+async def requeue_orphans(settings: Settings, pool: AsyncConnectionPool) -> None:
+    """Jobs a previous dispatcher left running: back to the queue, or failed after max_attempts."""
+    async with pool.connection() as conn:
+        outcome = await store.recover_orphans(conn, max_attempts=settings.max_attempts)
+    if not any(outcome.values()):
+        return
+    log.warning("previous dispatcher left jobs running: %d requeued, %d failed (worker lost)",
+                len(outcome["requeued"]), len(outcome["failed"]))
+    connection = await queue.connect(str(settings.amqp_url))
+    async with connection:
+        channel = await queue.publisher_channel(connection)
+        await queue.declare(channel, settings.queue_name)
+        for job_id in outcome["requeued"]:
+            await queue.publish_job(channel, settings.queue_name, job_id)
+
+
 async def serve(settings: Settings) -> None:
     """Join Ray, warm the executors, consume the queue until cancelled.
 
@@ -193,6 +217,7 @@ async def serve(settings: Settings) -> None:
         ", ".join(f"pid {w['pid']} {w['ms']:.0f} ms" for w in warmed),
     )
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
+    await requeue_orphans(settings, pool)
     dispatcher = Dispatcher(settings, pool)
     background = [
         asyncio.create_task(notifications.listen(settings, pool, dispatcher)),

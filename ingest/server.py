@@ -19,7 +19,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from psycopg_pool import AsyncConnectionPool
 
 from core import queue, schema, store
-from core.domain import JobSpec, Limits, check_properties
+from core.domain import JobSpec, Limits, check_program, check_properties
 from core.errors import BackendDisabled, BackendNotFound, InvalidJob, QServerError, QueueUnavailable
 from core.settings import Settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
@@ -76,8 +76,9 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
                 raise
         except QServerError as error:
             code = _STATUS.get(type(error), grpc.StatusCode.INVALID_ARGUMENT)
-            log.info("refused submission: %s: %s", code.name, error)
-            await context.abort(code, str(error))
+            log.info("refused submission: %s: %s", code.name, str(error)[:300])
+            # nginx refuses gRPC trailers over ~4 KiB (a 502 the client would retry)
+            await context.abort(code, str(error)[:1000])
         log.info(
             "job_id=%s accepted backend=%s qasm_bytes=%d in %.1f ms",
             job_id, spec.backend, len(spec.qasm), (time.perf_counter() - started) * 1e3,
@@ -109,8 +110,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         if spec is None:
             raise InvalidJob("no properties: the stream must start with the job's properties")
         qasm = "".join(chunks)
-        if not qasm.strip():
-            raise InvalidJob("no QASM: the program is empty")
+        check_program(qasm, self._settings.max_qasm_bytes)
         return JobSpec(backend=spec.backend, result_types=spec.result_types, metadata=spec.metadata, qasm=qasm)
 
     async def _check_properties(self, props: jobs_pb2.JobProperties) -> JobSpec:

@@ -22,6 +22,8 @@ TEST_ENV = {
     "QSERVER_RAY_HEAD_PORT": "6381",
     "QSERVER_RAY_DASHBOARD_PORT": "8266",
     "QSERVER_STATE_DIR": "/tmp/qserver-test",
+    # TLS on 443 as the upstream client expects it (a dev CA made by core.certs)
+    "QSERVER_NGINX_TLS_PORT": "443",
     # small enough to test the limit cheaply
     "QSERVER_MAX_QASM_BYTES": str(1024 * 1024),
 }
@@ -39,11 +41,13 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     """A running stack (started once per session, stopped at the end) and a client for it."""
+    from core import certs
     from core import stack as stack_ops
     from tests.client import Stack
 
     stack_ops.down(settings)
     _drop_database(settings.database_dsn)
+    certs.make_dev_certs(settings.tls_path, ["localhost", "127.0.0.1"])
     stack_ops.up(settings)
     client = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
     yield client

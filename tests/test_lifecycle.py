@@ -58,3 +58,31 @@ def test_plugin_whose_environment_cannot_be_built_fails_once(stack, db):
     finally:
         db.execute("DELETE FROM backends WHERE backend_name = 'brokenfake'")
         db.execute("DELETE FROM plugins WHERE name = 'fake-plugin' AND version = '99.0.0'")
+
+
+def test_job_of_a_killed_dispatcher_runs_again(stack, settings):
+    """The dispatcher dies mid-job (SIGKILL): Ray ends the tasks it owned; the next
+    dispatcher puts the job back on the queue and it runs again (attempt 2)."""
+    import os
+    import signal
+
+    from core import procs
+    from core import stack as stack_ops
+    from core.statedir import paths
+
+    job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 2000})
+    wait_for_status(stack, job_id, "running")
+    pid = procs.read_pid(paths(settings).pid("dispatcher"))
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while procs.pid_alive(pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    stack_ops.up(settings)
+    deadline = time.monotonic() + 120
+    while (job := stack.job(job_id))["attempts"] < 2 or job["status"] != "running":
+        assert job["status"] in ("pending", "running"), job
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert stack.http.put(f"/api/v1/job/cancel/{job_id}").status_code == 200
+    assert stack.run(BELL, counts=True)["status"] == "finished"

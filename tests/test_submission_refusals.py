@@ -40,6 +40,15 @@ def refused(stack, messages) -> grpc.RpcError:
         (dict(expval=True, metadata={"obs": []}), grpc.StatusCode.INVALID_ARGUMENT, "'obs' must be a non-empty list"),
         (dict(expval=True, metadata={"obs": [[["ZQ", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "obs[0][0]"),
         (dict(expval=True, metadata={"obs": [[["ZZ", 1], ["Z", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "mixes Pauli labels"),
+        (dict(expval=True, metadata={"obs": [["ZZ", 1]]}), grpc.StatusCode.INVALID_ARGUMENT, "wrap your terms in one more list"),
+        (dict(counts=True, metadata='{"a": NaN}'), grpc.StatusCode.INVALID_ARGUMENT, "NaN is not a JSON number"),
+        (dict(counts=True, metadata='{"a": 1e400}'), grpc.StatusCode.INVALID_ARGUMENT, "too large for a float"),
+        (dict(counts=True, metadata='{"a": "x\\u0000y"}'), grpc.StatusCode.INVALID_ARGUMENT, "NUL character"),
+        (dict(counts=True, metadata='{"a": "\\ud800"}'), grpc.StatusCode.INVALID_ARGUMENT, "not valid Unicode"),
+        (dict(counts=True, metadata='{"a": ' + "9" * 5000 + "}"), grpc.StatusCode.INVALID_ARGUMENT, "metadata is not valid JSON"),
+        (dict(counts=True, metadata='{"a": ' + "[" * 300 + "]" * 300 + "}"), grpc.StatusCode.INVALID_ARGUMENT, "nested more than 32 levels"),
+        (dict(counts=True, metadata={"method": "x" * 6000}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
+        (dict(counts=True, backend="a" * 100_000), grpc.StatusCode.INVALID_ARGUMENT, "at most 100"),
     ],
 )
 def test_bad_properties_are_refused_and_nothing_is_stored(stack, db, props, code, words):
@@ -57,6 +66,14 @@ def test_empty_program_is_refused(stack, db):
     assert "no QASM" in error.details()
     error = refused(stack, [properties(counts=True), *chunks("  \n\t\n")])
     assert "no QASM" in error.details()
+    assert count_jobs(db) == before
+
+
+def test_program_with_a_nul_character_is_refused(stack, db):
+    before = count_jobs(db)
+    error = refused(stack, [properties(counts=True), *chunks("OPENQASM 2.0;\x00qreg q[1];")])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "NUL character" in error.details()
     assert count_jobs(db) == before
 
 

@@ -67,3 +67,13 @@ def test_upstream_client_plain_text(stack, settings, client_python):
     assert fake["counts"] == {"00": 500, "11": 500}
     assert fake["listed"] and fake["deleted"]
     check_aer(seen)
+
+
+def test_upstream_client_over_tls_on_443(stack, settings, client_python):
+    ca = str(settings.tls_path / "ca.crt")
+    seen = run_scenario(
+        client_python, "localhost", str(settings.nginx_tls_port), str(settings.nginx_tls_port),
+        "tls", str(BELL),
+        env={"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": ca, "REQUESTS_CA_BUNDLE": ca},
+    )
+    check_aer(seen)

@@ -162,6 +162,23 @@ def db_upgrade() -> None:
     err.print(f"database schema at revision {revision}")
 
 
+@app.command()
+def janitor(
+    days: Annotated[
+        float | None,
+        typer.Option(min=0, help="Delete finished/failed/canceled jobs older than this [default: QSERVER_RETENTION_DAYS]."),
+    ] = None,
+) -> None:
+    """Delete jobs in a terminal status older than the retention (their history rows stay)."""
+    from core import store
+
+    settings = _settings()
+    older_than = settings.retention_days if days is None else days
+    with store.connect_sync(settings.database_dsn) as conn:
+        deleted = store.delete_expired_jobs_sync(conn, older_than_days=older_than)
+    out.print(f"deleted {deleted} jobs finished more than {older_than:g} days ago (history kept)")
+
+
 # --- submit ------------------------------------------------------------------------------------
 
 
@@ -270,7 +287,11 @@ def submit(
         targetSimulator=backend,
         metadata=json.dumps(meta),
     )
-    qasm = file.read_text()
+    try:
+        qasm = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        err.print(f"[red]{file} is not a UTF-8 text file: send an OpenQASM program[/]")
+        raise typer.Exit(2) from None
     target = services.host_port(host, grpc_port)
     try:
         with grpc.insecure_channel(

@@ -52,3 +52,28 @@ def test_submit_refused_prints_status_and_message(stack):
     assert "NOT_FOUND" in out and "backend 'nope' does not exist" in out
 
 
+
+
+def test_submit_binary_file_is_refused_by_the_cli(stack, tmp_path):
+    binary = tmp_path / "bin.qasm"
+    binary.write_bytes(bytes(range(256)) * 4)
+    done = qserver("submit", str(binary))
+    assert done.returncode == 2
+    assert "is not a UTF-8 text file" in done.stderr
+
+
+def test_janitor_deletes_old_terminal_jobs_and_keeps_history(stack, db):
+    from tests.circuits import BELL
+
+    old, recent = (stack.run(BELL, counts=True)["id"] for _ in range(2))
+    pending = stack.submit(BELL, counts=True)
+    stack.wait(pending)
+    db.execute("UPDATE jobs SET finish_time = now() - interval '40 days' WHERE id = ANY(%s)", ([old, pending],))
+    db.execute("UPDATE jobs SET status = 'pending' WHERE id = %s", (pending,))  # never a terminal job
+    done = qserver("janitor", "--days", "30")
+    assert done.returncode == 0, done.stderr
+    assert "deleted 1 jobs finished more than 30 days ago" in done.stdout
+    remaining = {row[0] for row in db.execute("SELECT id::text FROM jobs WHERE id = ANY(%s)", ([old, recent, pending],))}
+    assert remaining == {recent, pending}
+    assert db.execute("SELECT count(*) FROM history WHERE job_id = %s", (old,)).fetchone()[0] == 1
+    db.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (pending,))

@@ -24,6 +24,8 @@ TEST_ENV = {
     "QSERVER_STATE_DIR": "/tmp/qserver-test",
     # TLS on 443 as the upstream client expects it (a dev CA made by core.certs)
     "QSERVER_NGINX_TLS_PORT": "443",
+    # the dispatcher's janitor runs every few seconds (retention stays 30 days)
+    "QSERVER_JANITOR_INTERVAL_S": "3",
     # small enough to test the limit cheaply
     "QSERVER_MAX_QASM_BYTES": str(1024 * 1024),
 }

@@ -68,11 +68,12 @@ def test_janitor_deletes_old_terminal_jobs_and_keeps_history(stack, db):
     old, recent = (stack.run(BELL, counts=True)["id"] for _ in range(2))
     pending = stack.submit(BELL, counts=True)
     stack.wait(pending)
-    db.execute("UPDATE jobs SET finish_time = now() - interval '40 days' WHERE id = ANY(%s)", ([old, pending],))
+    # 10 days: older than --days 5, younger than the stack's own 30-day retention
+    db.execute("UPDATE jobs SET finish_time = now() - interval '10 days' WHERE id = ANY(%s)", ([old, pending],))
     db.execute("UPDATE jobs SET status = 'pending' WHERE id = %s", (pending,))  # never a terminal job
-    done = qserver("janitor", "--days", "30")
+    done = qserver("janitor", "--days", "5")
     assert done.returncode == 0, done.stderr
-    assert "deleted 1 jobs finished more than 30 days ago" in done.stdout
+    assert "deleted 1 jobs finished more than 5 days ago" in done.stdout
     remaining = {row[0] for row in db.execute("SELECT id::text FROM jobs WHERE id = ANY(%s)", ([old, recent, pending],))}
     assert remaining == {recent, pending}
     assert db.execute("SELECT count(*) FROM history WHERE job_id = %s", (old,)).fetchone()[0] == 1

@@ -86,3 +86,32 @@ def test_job_of_a_killed_dispatcher_runs_again(stack, settings):
         time.sleep(0.2)
     assert stack.http.put(f"/api/v1/job/cancel/{job_id}").status_code == 200
     assert stack.run(BELL, counts=True)["status"] == "finished"
+
+
+def test_the_stack_runs_the_janitor_periodically(stack, settings, db):
+    """Retention 30 days, the dispatcher's janitor every 3 s (test settings)."""
+    old = stack.run(BELL, counts=True)["id"]
+    recent = stack.run(BELL, counts=True)["id"]
+    db.execute("UPDATE jobs SET finish_time = now() - interval '31 days' WHERE id = %s", (old,))
+    deadline = time.monotonic() + 30
+    while stack.http.get(f"/api/v1/job/{old}").status_code != 404:
+        assert time.monotonic() < deadline, "the janitor did not delete the expired job"
+        time.sleep(0.5)
+    assert stack.http.get(f"/api/v1/job/{recent}").status_code == 200
+    assert db.execute("SELECT status FROM history WHERE job_id = %s", (old,)).fetchall() == [("finished",)]
+
+
+def test_admitted_plugin_environment_is_built_before_the_first_job(stack, settings):
+    response = stack.http.post("/api/v1/plugin/fake-plugin")
+    assert response.status_code == 201, response.text
+    try:
+        assert response.json()["version"] == "0.0.1"
+        deadline = time.monotonic() + 240
+        while "plugin fake-plugin==0.0.1 ready on node" not in dispatcher_log(settings):
+            assert time.monotonic() < deadline, "the dispatcher did not build fake-plugin's runtime_env"
+            time.sleep(0.5)
+        job = stack.run(BELL, quasi_dist=True, backend="fake7")
+        assert job["status"] == "finished", job["error"]
+        assert job["results"]["quasi_dist"] == {"0": 0.5, "3": 0.5}  # fake-plugin's fixed data
+    finally:
+        assert stack.http.delete("/api/v1/plugin/fake-plugin").status_code == 200

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["plugins"])
 
-BUILT_IN: dict[str, tuple[str, ...]] = {"aer-plugin": ("aer",)}
+BUILT_IN: dict[str, tuple[str, ...]] = {"aer-plugin": ("aer", "aer_gpu")}
 """Plugins that are part of QServer (migration 0001 seeds them): admission downloads nothing."""
 
 _ADMIT_ERRORS = {

@@ -60,6 +60,18 @@ DEFAULT_SHOTS = 1000
 # Our built-in backend `aer` is registered as this plugin (upstream-contract.md, Plugins).
 BUILTIN_PLUGIN = "aer-plugin"
 _PAULI = re.compile(r"^[IXYZ]+$")
+
+# A node tag NAME is the Ray custom resource "tag:NAME" (qserver node join --tag NAME offers
+# TAG_CAPACITY of it; a job asking for the tag takes TAG_SHARE, so tags never limit how many
+# jobs a node runs, only where they run).
+TAG_RESOURCE_PREFIX = "tag:"
+TAG_CAPACITY = 1000.0
+TAG_SHARE = 0.001
+
+
+def tag_resource(tag: str) -> str:
+    """The Ray custom resource that stands for node tag ``tag``."""
+    return f"{TAG_RESOURCE_PREFIX}{tag}"
 MAX_METADATA_DEPTH = 32  # nesting of arrays/objects; deeper JSON cannot be served back
 
 

@@ -62,6 +62,14 @@ class Job(BaseModel):
     error: str | None = Field(description="why the job failed or was refused")
     node_id: str | None = Field(description="the Ray node that ran the job")
     attempts: int
+    waiting_for: str | None = Field(
+        description="why a pending job is not running yet, e.g. a node with its tag or a GPU"
+        " that is offline; null otherwise",
+        examples=["a node with tag 'gpu' (known, offline now)"],
+    )
+    memory_bytes: int | None = Field(
+        description="the memory the job asks Ray for, in bytes; null until it is known"
+    )
 
 
 class JobResult(Results):
@@ -78,6 +86,53 @@ class Backend(BaseModel):
     id: uuid.UUID
     pointer: int
     plugin: str
+    needs_gpu: bool = Field(description="its jobs run only on a node with a GPU")
+
+
+class Node(BaseModel):
+    """A Ray node as the dispatcher last saw it; kept after it leaves (``alive`` false)."""
+
+    node_id: str = Field(description="the Ray node id")
+    address: str = Field(description="the node's IP address", examples=["192.168.1.20"])
+    hostname: str | None
+    tags: list[str] = Field(description="the node's tags (Ray resources tag:NAME)")
+    alive: bool = Field(description="whether the node is in the cluster now")
+    cpus_total: float
+    cpus_free: float
+    gpus_total: float
+    gpus_free: float
+    memory_total: int = Field(description="bytes")
+    memory_free: int = Field(description="bytes")
+    jobs_running: int
+    versions: dict[str, Any] = Field(
+        description="versions of QServer, Python and Ray on the node",
+        examples=[{"qserver": "0.1.0", "python": "3.11.9", "ray": "2.60.0"}],
+    )
+    first_seen: UtcDatetime
+    last_seen: UtcDatetime
+
+
+class ClusterTotals(BaseModel):
+    """Sums over the nodes alive now; ``nodes_known`` and ``tags_known`` count every node."""
+
+    nodes_alive: int
+    nodes_known: int = Field(description="every node ever seen, alive or not")
+    cpus_total: float
+    cpus_free: float
+    gpus_total: float
+    gpus_free: float
+    memory_total: int = Field(description="bytes")
+    memory_free: int = Field(description="bytes")
+    jobs_running: int
+    tags: list[str] = Field(description="the tags of the nodes alive now, sorted")
+    tags_known: list[str] = Field(description="the tags any node ever offered, sorted")
+
+
+class Cluster(BaseModel):
+    """The answer to GET /cluster: every node ever seen, and totals."""
+
+    nodes: list[Node] = Field(description="alive nodes first, then in order of first_seen")
+    totals: ClusterTotals
 
 
 class DeletedJob(BaseModel):

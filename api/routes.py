@@ -1,4 +1,4 @@
-"""The ``/api/v1`` routes: jobs (read, cancel, delete), results, history and backends."""
+"""The ``/api/v1`` routes: jobs (read, cancel, delete), results, history, backends, cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from fastapi import APIRouter, Query
 
 from api.deps import ConnDep, JobIdDep
 from api.errors import NoResults
-from api.models import Backend, DeletedJob, ErrorDetail, Health, HistoryEntry, Job, JobResult
+from api.models import (
+    Backend,
+    Cluster,
+    DeletedJob,
+    ErrorDetail,
+    Health,
+    HistoryEntry,
+    Job,
+    JobResult,
+)
 from core import store
 from core.domain import JobStatus
 from core.errors import JobNotFound
@@ -119,11 +128,43 @@ async def list_history(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]
 
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
 async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """Enabled backends, 20 a page: those with pointer > cursor."""
-    return await store.list_backends(conn, cursor=cursor)
+    """Enabled backends, 20 a page: those with pointer > cursor; each says if it needs a GPU."""
+    return await store.list_backends_json(conn, cursor=cursor)
 
 
 @router.get("/backend/{name}", response_model=Backend, responses=_MISSING, tags=["backends"])
 async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
     """One backend by name; 404 when unknown or when its plugin was removed."""
-    return await store.require_backend(conn, name=name)
+    return await store.require_backend_json(conn, name=name)
+
+
+@router.get("/cluster", response_model=Cluster, tags=["cluster"])
+async def get_cluster(conn: ConnDep) -> dict[str, Any]:
+    """The cluster's nodes as the dispatcher keeps them in Postgres, and totals.
+
+    Nodes come alive ones first, then in the order they were first seen; a node that
+    left stays, with ``alive`` false. Totals sum the nodes alive now; ``nodes_known``
+    and ``tags_known`` count every node ever seen. Memory is in bytes.
+
+    Admin-only once authentication arrives (it names the machines and their addresses).
+    """
+    nodes = await store.list_nodes(conn)
+    return {"nodes": nodes, "totals": cluster_totals(nodes)}
+
+
+def cluster_totals(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Totals over the alive ``nodes``, plus how many nodes and tags were ever seen."""
+    alive = [n for n in nodes if n["alive"]]
+    return {
+        "nodes_alive": len(alive),
+        "nodes_known": len(nodes),
+        "cpus_total": sum(n["cpus_total"] for n in alive),
+        "cpus_free": sum(n["cpus_free"] for n in alive),
+        "gpus_total": sum(n["gpus_total"] for n in alive),
+        "gpus_free": sum(n["gpus_free"] for n in alive),
+        "memory_total": sum(n["memory_total"] for n in alive),
+        "memory_free": sum(n["memory_free"] for n in alive),
+        "jobs_running": sum(n["jobs_running"] for n in alive),
+        "tags": sorted({t for n in alive for t in n["tags"]}),
+        "tags_known": sorted({t for n in nodes for t in n["tags"]}),
+    }

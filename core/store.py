@@ -271,7 +271,7 @@ async def recover_orphans(conn: psycopg.AsyncConnection, *, max_attempts: int) -
 
 _JOB_COLUMNS = """
 j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
-j.finish_time, j.metadata, j.error, j.node_id, j.attempts,
+j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes,
 rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
 r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval
 """
@@ -557,3 +557,94 @@ def delete_expired_jobs_sync(conn: psycopg.Connection, *, older_than_days: float
     """``delete_expired_jobs`` over a sync connection (for ``qserver janitor``)."""
     cur = conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
     return cur.rowcount
+
+
+# --- cluster: nodes, capabilities, what backends need (api; ingest) ---------------
+
+_NODE_COLUMNS = """
+node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total, gpus_free,
+memory_total, memory_free, jobs_running, versions, first_seen, last_seen
+"""
+
+
+async def list_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    """Every node ever seen, alive ones first, then in the order they were first seen.
+
+    Each row holds all columns of ``nodes``: {node_id, address, hostname, tags, alive,
+    cpus_total, cpus_free, gpus_total, gpus_free, memory_total, memory_free (bytes),
+    jobs_running, versions, first_seen, last_seen}.
+    """
+    cur = await conn.execute(
+        f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY alive DESC, first_seen, node_id"
+    )
+    return await cur.fetchall()
+
+
+_CAPABILITIES = """
+SELECT
+    coalesce((SELECT array_agg(DISTINCT t) FROM nodes, unnest(tags) AS t), '{}') AS tags_known,
+    coalesce((SELECT array_agg(DISTINCT t) FROM nodes, unnest(tags) AS t WHERE alive), '{}')
+        AS tags_alive,
+    coalesce(bool_or(gpus_total > 0), false) AS gpus_known,
+    coalesce(bool_or(gpus_total > 0) FILTER (WHERE alive), false) AS gpus_alive,
+    coalesce(max(memory_total), 0) AS memory_largest_known,
+    coalesce(max(memory_total) FILTER (WHERE alive), 0) AS memory_largest_alive,
+    count(*) AS nodes_known,
+    count(*) FILTER (WHERE alive) AS nodes_alive
+FROM nodes
+"""
+
+
+async def cluster_capabilities(conn: psycopg.AsyncConnection) -> dict[str, Any]:
+    """What the cluster offers, for admission at submission (one query over ``nodes``).
+
+    Returns:
+        {"tags_known": set[str] (tags any node ever offered),
+         "tags_alive": set[str] (tags of the nodes alive now),
+         "gpus_known": bool (whether any node ever offered a GPU),
+         "gpus_alive": bool (whether an alive node offers one now),
+         "memory_largest_known": int, "memory_largest_alive": int (the largest
+         memory_total in bytes; 0 without nodes),
+         "nodes_known": int, "nodes_alive": int}
+    """
+    cur = await conn.execute(_CAPABILITIES)
+    row = await cur.fetchone()
+    assert row is not None
+    return {
+        **row,
+        "tags_known": set(row["tags_known"]),
+        "tags_alive": set(row["tags_alive"]),
+    }
+
+
+async def backend_needs_gpu(conn: psycopg.AsyncConnection, *, name: str) -> bool | None:
+    """Whether the backend called ``name`` needs a GPU; None when there is no such backend."""
+    cur = await conn.execute("SELECT needs_gpu FROM backends WHERE backend_name = %s", (name,))
+    row = await cur.fetchone()
+    return None if row is None else row["needs_gpu"]
+
+
+async def list_backends_json(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0
+) -> list[dict[str, Any]]:
+    """``list_backends`` with what each backend needs: rows also hold ``needs_gpu``."""
+    cur = await conn.execute(
+        "SELECT id, pointer, backend_name, plugin, needs_gpu FROM backends"
+        " WHERE enabled AND pointer > %s ORDER BY pointer LIMIT %s",
+        (cursor, PAGE_SIZE),
+    )
+    return await cur.fetchall()
+
+
+async def require_backend_json(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any]:
+    """``require_backend`` with ``needs_gpu`` added to the row.
+
+    Raises:
+        BackendNotFound: no backend has that name (or it vanished meanwhile).
+        BackendDisabled: its plugin was removed.
+    """
+    backend = await require_backend(conn, name=name)
+    needs_gpu = await backend_needs_gpu(conn, name=name)
+    if needs_gpu is None:
+        raise BackendNotFound(f"backend {show(name)} does not exist; GET /api/v1/backends lists them")
+    return {**backend, "needs_gpu": needs_gpu}

@@ -25,6 +25,7 @@ ALL_TYPES = (ResultType.COUNTS, ResultType.QUASI_DIST, ResultType.EXPVAL)
 JOB_KEYS = {
     "id", "pointer", "target_simulator", "qasm", "status", "submission_date", "start_time",
     "finish_time", "metadata", "result_types", "results", "error", "node_id", "attempts",
+    "waiting_for", "memory_bytes",
 }
 
 
@@ -77,6 +78,7 @@ async def test_pending_job_json(client: httpx.AsyncClient, make_job: MakeJob) ->
     assert job["results"] == {"counts": None, "quasi_dist": None, "expval": None}
     assert job["error"] is None and job["node_id"] is None
     assert job["attempts"] == 0
+    assert job["waiting_for"] is None and job["memory_bytes"] is None
 
 
 async def test_finished_job_json(client: httpx.AsyncClient, make_job: MakeJob) -> None:
@@ -209,7 +211,7 @@ async def test_backends(client: httpx.AsyncClient) -> None:
     backends = response.json()
     aer = [b for b in backends if b["backend_name"] == "aer"]
     assert len(aer) == 1
-    assert set(aer[0]) == {"backend_name", "id", "pointer", "plugin"}
+    assert set(aer[0]) == {"backend_name", "id", "pointer", "plugin", "needs_gpu"}
     assert aer[0]["plugin"] == "aer-plugin"
     assert (await client.get(f"{V1}/backends", params={"cursor": aer[0]["pointer"]})).json() == [
         b for b in backends if b["pointer"] > aer[0]["pointer"]

@@ -26,6 +26,7 @@ from core.domain import BUILTIN_PLUGIN
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
+MIB = 1024 * 1024
 
 _conn: psycopg.Connection | None = None
 _plugins: dict[str, Any] = {}
@@ -61,8 +62,25 @@ def compute(job: dict[str, Any]) -> dict[str, Any]:
     if job["plugin"] in (None, BUILTIN_PLUGIN):
         from plugins import aer
 
-        return aer.run(job["qasm"], job["metadata"], job["result_types"])
+        budget = job.get("memory_bytes")
+        try:
+            return aer.run(
+                job["qasm"], job["metadata"], job["result_types"],
+                memory_budget_bytes=budget,
+                max_memory_mb=budget // MIB if budget else None,
+                device=job.get("device", "CPU"),
+            )
+        except aer.NeedsMemory as exc:
+            raise MoreMemory(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits) from None
     return _compute_with_plugin(job)
+
+
+class MoreMemory(Exception):
+    """The circuit needs more memory than this task was granted (bytes, method, active qubits)."""
+
+    def __init__(self, memory_bytes: int, method: str, active_qubits: int):
+        super().__init__(f"needs {memory_bytes} bytes")
+        self.memory_bytes, self.method, self.active_qubits = memory_bytes, method, active_qubits
 
 
 def load_plugin(name: str) -> Any:
@@ -140,19 +158,29 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one claimed job and record its outcome (finished with results, or failed).
 
     Args:
-        job: the claimed job as a dict: id (str), backend, plugin, qasm, metadata, result_types.
+        job: the claimed job as a dict: id (str), backend, plugin, qasm, metadata, result_types,
+            and optionally memory_bytes (what Ray granted this task) and device ("CPU"/"GPU").
 
     Returns:
-        {"job_id", "status" ("finished" | "failed" | "dropped"), "run_ms", "node_id"};
-        "dropped" when the job was no longer running (canceled meanwhile).
+        {"job_id", "status" ("finished" | "failed" | "dropped" | "needs_memory"), "run_ms",
+        "node_id"}; "dropped" when the job was no longer running (canceled meanwhile);
+        "needs_memory" (nothing written; "memory_bytes", "method", "active_qubits" say what
+        the circuit needs) when it needs more memory than this task was granted.
     """
     job_id = uuid.UUID(job["id"])
     node_id = _node_id()
     started = time.perf_counter()
+    _mark_started(job_id, node_id)
     try:
         results = compute(job)
         check_storable(results)
         error = None
+    except MoreMemory as exc:
+        return {
+            "job_id": str(job_id), "status": "needs_memory", "node_id": node_id,
+            "run_ms": (time.perf_counter() - started) * 1e3,
+            "memory_bytes": exc.memory_bytes, "method": exc.method, "active_qubits": exc.active_qubits,
+        }
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a failed job
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -167,6 +195,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "run_ms": run_ms,
         "node_id": node_id,
     }
+
+
+def _mark_started(job_id: uuid.UUID, node_id: str | None) -> None:
+    global _conn
+    try:
+        store.mark_started_sync(_db(), job_id=job_id, node_id=node_id)
+    except psycopg.OperationalError:
+        _conn = None  # not worth failing the job over; the outcome write retries
 
 
 @retry(

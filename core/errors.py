@@ -17,6 +17,10 @@ class BackendDisabled(QServerError):
     """The backend exists but its plugin was removed (gRPC FAILED_PRECONDITION)."""
 
 
+class ClusterCannotRun(QServerError):
+    """No node of the cluster has ever offered what the job needs: a tag, a GPU (gRPC FAILED_PRECONDITION)."""
+
+
 class JobNotFound(QServerError):
     """No job has that id (HTTP 404)."""
 

@@ -68,6 +68,19 @@ class Settings(BaseSettings):
         300, ge=10, description="Longest build of a plugin's Ray runtime_env on a node."
     )
 
+    # --- placement -------------------------------------------------------------------
+    default_job_memory_bytes: int = Field(
+        512 * MIB, ge=64 * MIB,
+        description="Memory a job first asks Ray for; a circuit that needs more is re-placed "
+        "with its estimate (active qubits x method).",
+    )
+    gpu_pip_packages: list[str] = Field(
+        ["qiskit-aer-gpu==0.18.2"],
+        description="runtime_env of GPU jobs (aer_gpu): CUDA Aer, only ever installed on GPU nodes.",
+    )
+    aer_gpu_device: str = Field("GPU", description="Aer device of aer_gpu jobs (tests mock it: CPU).")
+    cluster_refresh_s: float = Field(2.0, gt=0, description="How often the dispatcher reads Ray's nodes.")
+
     # --- retention ----------------------------------------------------------------
     retention_days: float = Field(
         30.0, gt=0, description="Jobs in a terminal status older than this are deleted (history kept)."

@@ -55,9 +55,10 @@ def connect_sync(dsn: str) -> psycopg.Connection:
 
 
 async def get_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
-    """The backend row {id, pointer, backend_name, plugin, enabled}, or None."""
+    """The backend row {id, pointer, backend_name, plugin, enabled, needs_gpu}, or None."""
     cur = await conn.execute(
-        "SELECT id, pointer, backend_name, plugin, enabled FROM backends WHERE backend_name = %s",
+        "SELECT id, pointer, backend_name, plugin, enabled, needs_gpu FROM backends"
+        " WHERE backend_name = %s",
         (name,),
     )
     return await cur.fetchone()
@@ -132,15 +133,24 @@ class ClaimedJob:
     metadata: dict[str, Any]
     result_types: tuple[str, ...]
     attempts: int
+    needs_gpu: bool = False
+    memory_bytes: int | None = None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Node tags the job asked for (metadata ``tags``), sorted."""
+        return tuple(sorted(set(self.metadata.get("tags") or ())))
 
 
 _CLAIM = """
 WITH claimed AS (
-    UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1
+    UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1,
+                    waiting_for = NULL
      WHERE id = %s AND status = 'pending'
-    RETURNING id, target_simulator, qasm, metadata, attempts
+    RETURNING id, target_simulator, qasm, metadata, attempts, memory_bytes
 )
-SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version
+SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
+       coalesce(b.needs_gpu, false) AS needs_gpu
   FROM claimed c
   JOIN result_types rt ON rt.job_id = c.id
   LEFT JOIN backends b ON b.backend_name = c.target_simulator
@@ -167,7 +177,87 @@ async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> Clai
         metadata=row["metadata"],
         result_types=tuple(rt.value for rt in ResultType if row[rt.value]),
         attempts=row["attempts"],
+        needs_gpu=row["needs_gpu"],
+        memory_bytes=row["memory_bytes"],
     )
+
+
+async def park_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, waiting_for: str) -> bool:
+    """Give a claimed job back: pending again (this claim not counted), saying what it waits for.
+
+    Used when no node that can run it is online right now; the dispatcher publishes it
+    again when the cluster changes.
+    """
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'pending', start_time = NULL, attempts = attempts - 1,"
+        " waiting_for = %s WHERE id = %s AND status = 'running'",
+        (waiting_for, job_id),
+    )
+    return cur.rowcount == 1
+
+
+async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
+    """Pending jobs waiting for a node, oldest first."""
+    cur = await conn.execute(
+        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NOT NULL ORDER BY pointer"
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, memory_bytes: int) -> None:
+    """Record the memory a job asks Ray for (bytes)."""
+    await conn.execute("UPDATE jobs SET memory_bytes = %s WHERE id = %s", (memory_bytes, job_id))
+
+
+def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> None:
+    """The executor has started the job on ``node_id``."""
+    conn.execute("UPDATE jobs SET node_id = %s WHERE id = %s AND status = 'running'", (node_id, job_id))
+
+
+# --- nodes (the dispatcher keeps them current) ------------------------------------------------
+
+_UPSERT_NODE = """
+INSERT INTO nodes (node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total,
+                   gpus_free, memory_total, memory_free, jobs_running, versions, last_seen)
+VALUES (%(node_id)s, %(address)s, %(hostname)s, %(tags)s, %(alive)s, %(cpus_total)s,
+        %(cpus_free)s, %(gpus_total)s, %(gpus_free)s, %(memory_total)s, %(memory_free)s,
+        %(jobs_running)s, %(versions)s, now())
+ON CONFLICT (node_id) DO UPDATE SET
+    address = EXCLUDED.address, hostname = EXCLUDED.hostname, tags = EXCLUDED.tags,
+    alive = EXCLUDED.alive, cpus_total = EXCLUDED.cpus_total, cpus_free = EXCLUDED.cpus_free,
+    gpus_total = EXCLUDED.gpus_total, gpus_free = EXCLUDED.gpus_free,
+    memory_total = EXCLUDED.memory_total, memory_free = EXCLUDED.memory_free,
+    jobs_running = EXCLUDED.jobs_running, versions = EXCLUDED.versions,
+    last_seen = CASE WHEN EXCLUDED.alive THEN now() ELSE nodes.last_seen END
+"""
+
+
+async def save_nodes(conn: psycopg.AsyncConnection, *, nodes: list[dict[str, Any]]) -> None:
+    """Upsert the nodes Ray reports (dicts with the columns of ``nodes``) in one transaction;
+    nodes Ray no longer reports are marked not alive."""
+    async with conn.transaction():
+        for node in nodes:
+            await conn.execute(_UPSERT_NODE, {**node, "versions": Jsonb(node.get("versions") or {})})
+        await conn.execute(
+            "UPDATE nodes SET alive = false, cpus_free = 0, gpus_free = 0, memory_free = 0,"
+            " jobs_running = 0 WHERE alive AND NOT node_id = ANY(%s)",
+            ([node["node_id"] for node in nodes if node["alive"]],),
+        )
+
+
+async def known_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    """Every node ever seen: node_id, alive, tags, gpus_total, memory_total."""
+    cur = await conn.execute("SELECT node_id, alive, tags, gpus_total, memory_total FROM nodes")
+    return await cur.fetchall()
+
+
+async def jobs_running_by_node(conn: psycopg.AsyncConnection) -> dict[str, int]:
+    """{node id: number of running jobs started there}."""
+    cur = await conn.execute(
+        "SELECT node_id, count(*) AS n FROM jobs WHERE status = 'running' AND node_id IS NOT NULL"
+        " GROUP BY node_id"
+    )
+    return {row["node_id"]: row["n"] for row in await cur.fetchall()}
 
 
 _FINISH = """
@@ -333,7 +423,7 @@ from core.errors import Conflict, JobNotFound, PluginNotFound  # noqa: E402
 
 _CANCEL = f"""
 WITH canceled AS (
-    UPDATE jobs SET status = 'canceled', finish_time = now()
+    UPDATE jobs SET status = 'canceled', finish_time = now(), waiting_for = NULL
      WHERE id = %s AND status IN ('pending', 'running')
     RETURNING *
 )

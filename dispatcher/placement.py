@@ -1,28 +1,103 @@
-"""Placement: pure functions from a claimed job to the Ray options of its task."""
+"""Placement: pure functions from a claimed job (and the cluster's nodes) to Ray options.
+
+Ray places the task; we only ask for resources: one CPU, the job's memory, a GPU for
+backends that need one, and ``tag:NAME`` for each node tag the job asks for. Before
+asking, :func:`decide` checks the request against the nodes, so that a job no node
+can ever hold fails at once and a job whose node is offline waits as pending,
+instead of queueing forever inside Ray.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
-from core.domain import BUILTIN_PLUGIN
+from core.domain import BUILTIN_PLUGIN, TAG_SHARE, tag_resource
 from core.settings import Settings
 from core.store import ClaimedJob
 
+GIB = 1024**3
+MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits wide, lightly entangled circuits)'
 
-def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> dict[str, Any]:
-    """The Ray runtime_env that installs ``plugin`` at its admitted ``version``.
+
+@dataclass(frozen=True)
+class Node:
+    """What one Ray node offers: its tags, GPUs and memory (Ray's ``memory`` resource, bytes)."""
+
+    node_id: str
+    alive: bool
+    tags: frozenset[str] = frozenset()
+    gpus: float = 0.0
+    memory: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``run`` now, ``wait`` (pending, ``reason`` says for what) or ``fail`` (``reason`` says why)."""
+
+    action: str
+    reason: str = ""
+
+
+def _human(size: int) -> str:
+    for unit, scale in (("TiB", 1024**4), ("GiB", GIB), ("MiB", 1024**2)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} bytes"
+
+
+def _missing(job: ClaimedJob, node: Node) -> list[str]:
+    """What ``node`` lacks for ``job``, ignoring memory."""
+    lacks = [f"tag '{tag}'" for tag in job.tags if tag not in node.tags]
+    if job.needs_gpu and node.gpus < 1:
+        lacks.append("a GPU")
+    return lacks
+
+
+def decide(job: ClaimedJob, memory_bytes: int, nodes: list[Node]) -> Decision:
+    """Can ``job``, asking ``memory_bytes``, run on an alive node now, later, or never?
+
+    Args:
+        job: the claimed job (its tags, whether its backend needs a GPU).
+        memory_bytes: the memory it asks Ray for.
+        nodes: every node ever seen, alive or not.
+    """
+    suitable = [node for node in nodes if not _missing(job, node)]
+    if not suitable:
+        wants = ", ".join(_missing(job, Node("", True))) or "nothing"
+        return Decision("fail", f"no node of this cluster has ever offered {wants}")
+    big_enough = [node for node in suitable if node.memory >= memory_bytes]
+    if not big_enough:
+        largest = max(node.memory for node in suitable)
+        return Decision(
+            "fail",
+            f"needs {_human(memory_bytes)} of memory, but the largest node that can run it has "
+            f"{_human(largest)}; {MPS_HINT}",
+        )
+    if any(node.alive for node in big_enough):
+        return Decision("run")
+    offline = ", ".join(node.node_id[:12] for node in big_enough)
+    needs = ", ".join([*(f"tag '{t}'" for t in job.tags), *(["a GPU"] if job.needs_gpu else [])])
+    return Decision(
+        "wait",
+        f"waiting for a node with {needs or _human(memory_bytes) + ' of memory'} to come online "
+        f"(known but offline: {offline})",
+    )
+
+
+def pip_runtime_env(requirements: list[str], settings: Settings) -> dict[str, Any]:
+    """A Ray runtime_env that pip-installs ``requirements`` from ``settings.plugin_index_url`` only.
 
     pip runs ``--isolated`` with ``PIP_CONFIG_FILE=/dev/null`` (``--isolated`` alone still
     reads /etc/pip.conf), so the node's own pip configuration and PIP_* variables are
-    ignored and packages come from ``settings.plugin_index_url`` only. Ray builds it once per node and
-    caches it; a build longer than ``settings.plugin_env_setup_timeout_s`` fails.
-    No secrets here: Ray stores the runtime_env as job metadata.
+    ignored. Ray builds it once per node and caches it; a build longer than
+    ``settings.plugin_env_setup_timeout_s`` fails. No secrets here: Ray stores the
+    runtime_env as job metadata.
     """
-    requirement = f"{plugin}=={version}" if version else plugin
     return {
         "pip": {
-            "packages": [requirement],
+            "packages": list(requirements),
             "pip_check": False,
             "pip_install_options": [
                 "--isolated",
@@ -32,25 +107,39 @@ def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> 
                 "--no-input",
             ],
         },
-        # Ray passes these to its pip install too (and to the plugin's workers, harmlessly).
+        # Ray passes these to its pip install too (and to the workers, harmlessly).
         "env_vars": {"PIP_CONFIG_FILE": os.devnull},
         "config": {"setup_timeout_seconds": settings.plugin_env_setup_timeout_s},
     }
 
 
-def task_options(job: ClaimedJob, settings: Settings) -> dict[str, Any]:
-    """Ray ``.options(...)`` for the task that runs ``job``.
+def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> dict[str, Any]:
+    """The runtime_env that installs ``plugin`` at its admitted ``version``."""
+    return pip_runtime_env([f"{plugin}=={version}" if version else plugin], settings)
 
-    One CPU per job. Ray's own retries are off (``max_retries=0``): a job is retried
-    only by QServer, deliberately, never behind its back. A third-party plugin's job
-    runs in that plugin's runtime_env; the built-in ``aer`` runs in the base environment.
+
+def task_options(job: ClaimedJob, settings: Settings, memory_bytes: int) -> dict[str, Any]:
+    """Ray ``.options(...)`` for the task that runs ``job`` with ``memory_bytes`` of memory.
+
+    One CPU per job, ``memory`` for what its circuit needs, a GPU for a backend that needs
+    one, ``tag:NAME`` shares for its tags. Ray's own retries are off (``max_retries=0``):
+    a job is retried only by QServer, deliberately, never behind its back. A third-party
+    plugin's job runs in that plugin's runtime_env; GPU jobs in one with CUDA Aer
+    (``settings.gpu_pip_packages``); the built-in ``aer`` in the base environment.
     """
     options: dict[str, Any] = {
         "num_cpus": 1,
+        "memory": memory_bytes,
         "max_retries": 0,
         "retry_exceptions": False,
         "name": f"job-{job.id}",
     }
+    if job.tags:
+        options["resources"] = {tag_resource(tag): TAG_SHARE for tag in job.tags}
+    if job.needs_gpu:
+        options["num_gpus"] = 1
+        if settings.gpu_pip_packages:
+            options["runtime_env"] = pip_runtime_env(settings.gpu_pip_packages, settings)
     if job.plugin and job.plugin != BUILTIN_PLUGIN:
         options["runtime_env"] = plugin_runtime_env(job.plugin, job.plugin_version, settings)
     return options

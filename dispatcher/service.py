@@ -25,8 +25,9 @@ from cluster import executor
 from core import queue, schema, store
 from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
-from dispatcher import notifications, plugins
-from dispatcher.placement import task_options
+from dispatcher import cluster, notifications, plugins
+from dispatcher.cluster import ClusterView
+from dispatcher.placement import decide, task_options
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,10 @@ def _reason(job: store.ClaimedJob, error: BaseException) -> str:
 class Dispatcher:
     """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight."""
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool):
+    def __init__(self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView):
         self._settings = settings
         self._pool = pool
+        self._view = view
         self._slots = asyncio.Semaphore(settings.dispatcher_prefetch)
         self._watchers: set[asyncio.Task] = set()
         self._inflight: dict[uuid.UUID, ray.ObjectRef] = {}
@@ -98,19 +100,25 @@ class Dispatcher:
 
     async def _run(self, job: store.ClaimedJob) -> None:
         started = time.perf_counter()
+        memory = job.memory_bytes or self._settings.default_job_memory_bytes
         try:
-            ref = _run_job.options(**task_options(job, self._settings)).remote(
-                {
-                    "id": str(job.id),
-                    "backend": job.backend,
-                    "plugin": job.plugin,
-                    "qasm": job.qasm,
-                    "metadata": job.metadata,
-                    "result_types": list(job.result_types),
-                }
-            )
-            self._inflight[job.id] = ref
-            outcome = await ref
+            while True:
+                decision = decide(job, memory, self._view.nodes)
+                if decision.action != "run":
+                    await self._not_now(job, decision)
+                    return
+                ref = _run_job.options(**task_options(job, self._settings, memory)).remote(
+                    self._payload(job, memory)
+                )
+                self._inflight[job.id] = ref
+                outcome = await ref
+                if outcome["status"] != "needs_memory":
+                    break
+                log.info("job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
+                         job.id, outcome["memory_bytes"], outcome["method"], outcome["active_qubits"])
+                memory = outcome["memory_bytes"]
+                async with self._pool.connection() as conn:
+                    await store.set_job_memory(conn, job_id=job.id, memory_bytes=memory)
             log.info(
                 "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s",
                 job.id, outcome["status"], outcome["run_ms"],
@@ -123,14 +131,41 @@ class Dispatcher:
         except Exception as error:
             reason = failure_reason(job, error)
             log.warning("job_id=%s failed: %s", job.id, reason)
-            try:
-                async with self._pool.connection() as conn:
-                    await store.fail_job(conn, job_id=job.id, error=reason[:4000])
-            except Exception:
-                log.exception("job_id=%s could not record the failure", job.id)
+            await self._fail(job, reason)
         finally:
             self._inflight.pop(job.id, None)
             self._slots.release()
+
+    def _payload(self, job: store.ClaimedJob, memory: int) -> dict:
+        payload = {
+            "id": str(job.id),
+            "backend": job.backend,
+            "plugin": job.plugin,
+            "qasm": job.qasm,
+            "metadata": job.metadata,
+            "result_types": list(job.result_types),
+            "memory_bytes": memory,
+        }
+        if job.needs_gpu:
+            payload["device"] = self._settings.aer_gpu_device
+        return payload
+
+    async def _not_now(self, job: store.ClaimedJob, decision) -> None:
+        """A job no node can run now: park it (pending, waiting_for) or fail it."""
+        if decision.action == "fail":
+            log.info("job_id=%s cannot run anywhere: %s", job.id, decision.reason)
+            await self._fail(job, decision.reason)
+            return
+        async with self._pool.connection() as conn:
+            await store.park_job(conn, job_id=job.id, waiting_for=decision.reason)
+        log.info("job_id=%s parked: %s", job.id, decision.reason)
+
+    async def _fail(self, job: store.ClaimedJob, reason: str) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await store.fail_job(conn, job_id=job.id, error=reason[:4000])
+        except Exception:
+            log.exception("job_id=%s could not record the failure", job.id)
 
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Stop the Ray work of a job that was canceled while running. True if it was ours.
@@ -218,8 +253,12 @@ async def serve(settings: Settings) -> None:
     )
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     await requeue_orphans(settings, pool)
-    dispatcher = Dispatcher(settings, pool)
+    view = ClusterView()
+    await cluster.refresh(settings, pool, view)
+    await cluster.republish_parked(settings, pool)
+    dispatcher = Dispatcher(settings, pool, view)
     background = [
+        asyncio.create_task(cluster.watch(settings, pool, view)),
         asyncio.create_task(notifications.listen(settings, pool, dispatcher)),
         asyncio.create_task(plugins.prebuild_all(settings, pool)),
         asyncio.create_task(janitor_loop(settings, pool)),

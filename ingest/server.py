@@ -20,7 +20,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from core import queue, schema, store
 from core.domain import JobSpec, Limits, check_program, check_properties
-from core.errors import BackendDisabled, BackendNotFound, InvalidJob, QServerError, QueueUnavailable
+from core.errors import (
+    BackendDisabled,
+    BackendNotFound,
+    ClusterCannotRun,
+    InvalidJob,
+    QServerError,
+    QueueUnavailable,
+)
 from core.settings import Settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
@@ -30,6 +37,7 @@ _STATUS = {
     InvalidJob: grpc.StatusCode.INVALID_ARGUMENT,
     BackendNotFound: grpc.StatusCode.NOT_FOUND,
     BackendDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    ClusterCannotRun: grpc.StatusCode.FAILED_PRECONDITION,
     QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -122,9 +130,39 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             metadata_text=props.metadata,
             limits=self._limits,
         )
+        tags = set(spec.metadata.get("tags") or ())
         async with self._pool.connection() as conn:
-            await store.require_backend(conn, name=spec.backend)
+            backend = await store.require_backend(conn, name=spec.backend)
+            if backend["needs_gpu"] or tags:
+                check_cluster(spec.backend, backend["needs_gpu"], tags, await store.cluster_capabilities(conn))
         return spec
+
+
+def check_cluster(backend: str, needs_gpu: bool, tags: set[str], cluster: dict) -> None:
+    """Refuse a job that needs a GPU or node tags no node of the cluster has ever offered.
+
+    A node that is known but offline does not refuse the job: it waits as pending.
+
+    Raises:
+        ClusterCannotRun: saying what the job needs and what the cluster has.
+    """
+    lacks = []
+    if needs_gpu and not cluster["gpus_known"]:
+        lacks.append(f"backend {backend!r} needs a GPU")
+    unknown = sorted(tags - cluster["tags_known"])
+    if unknown:
+        lacks.append(f"it asks for node tag(s) {', '.join(map(repr, unknown))}")
+    if not lacks:
+        return
+    has = (
+        f"{cluster['nodes_known']} node(s) known, {cluster['nodes_alive']} online; "
+        f"GPU: {'yes' if cluster['gpus_known'] else 'none'}; "
+        f"tags: {', '.join(sorted(cluster['tags_known'])) or 'none'}"
+    )
+    raise ClusterCannotRun(
+        f"no node of this cluster can run the job: {' and '.join(lacks)}, which no node has ever "
+        f"offered (the cluster has {has}; see GET /api/v1/cluster)"
+    )
 
 
 def build_server(

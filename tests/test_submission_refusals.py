@@ -49,6 +49,9 @@ def refused(stack, messages) -> grpc.RpcError:
         (dict(counts=True, metadata='{"a": ' + "[" * 300 + "]" * 300 + "}"), grpc.StatusCode.INVALID_ARGUMENT, "nested more than 32 levels"),
         (dict(counts=True, metadata={"method": "x" * 6000}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
         (dict(counts=True, backend="a" * 100_000), grpc.StatusCode.INVALID_ARGUMENT, "at most 100"),
+        # the test cluster is one node without a GPU and without tags
+        (dict(counts=True, backend="aer_gpu"), grpc.StatusCode.FAILED_PRECONDITION, "backend 'aer_gpu' needs a GPU, which no node has ever offered (the cluster has 1 node(s) known, 1 online; GPU: none; tags: none"),
+        (dict(counts=True, metadata={"tags": ["gpu-box", "lab"]}), grpc.StatusCode.FAILED_PRECONDITION, "it asks for node tag(s) 'gpu-box', 'lab', which no node has ever offered"),
     ],
 )
 def test_bad_properties_are_refused_and_nothing_is_stored(stack, db, props, code, words):

@@ -3,5 +3,6 @@
 from plugins.aer.errors import CircuitError, SimulationError
 from plugins.aer.plugin import Plugin
 from plugins.aer.simulate import run
+from plugins.aer.sizing import NeedsMemory
 
-__all__ = ["CircuitError", "Plugin", "SimulationError", "run"]
+__all__ = ["CircuitError", "NeedsMemory", "Plugin", "SimulationError", "run"]

@@ -15,6 +15,7 @@ from qiskit.transpiler.passes import HighLevelSynthesis
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.library import SaveExpectationValue
 
+from plugins.aer import sizing
 from plugins.aer.circuits import active_qubits, bind_parameters, load_circuit
 from plugins.aer.errors import CircuitError, SimulationError
 
@@ -36,9 +37,13 @@ _INT64 = 2**63
 
 
 @functools.lru_cache(maxsize=None)
-def _simulator(method: str, single_thread: bool, max_memory_mb: int | None) -> AerSimulator:
+def _simulator(
+    method: str, single_thread: bool, max_memory_mb: int | None, device: str = "CPU"
+) -> AerSimulator:
     """One AerSimulator per setting, built once per process (run options go per call)."""
     options: dict[str, Any] = {"method": method}
+    if device != "CPU":
+        options["device"] = device
     if single_thread:
         options["max_parallel_threads"] = 1
     if max_memory_mb is not None:
@@ -237,6 +242,7 @@ def _expvals(
     shots: int,
     seed: int | None,
     max_memory_mb: int | None,
+    device: str = "CPU",
 ) -> list[float]:
     """Exact <psi|O|psi> per operator, on the circuit without its final measurements."""
     values: list[float | None] = []
@@ -267,7 +273,7 @@ def _expvals(
     }
     if seed is not None:
         options["seed_simulator"] = seed
-    simulator = _simulator(method, body.num_qubits < SINGLE_THREAD_BELOW_QUBITS, max_memory_mb)
+    simulator = _simulator(method, body.num_qubits < SINGLE_THREAD_BELOW_QUBITS, max_memory_mb, device)
     data = _execute(simulator, body, **options).data(0)
     return [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
 
@@ -278,6 +284,8 @@ def run(
     result_types: Sequence[str],
     *,
     max_memory_mb: int | None = None,
+    memory_budget_bytes: int | None = None,
+    device: str = "CPU",
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -287,7 +295,9 @@ def run(
     Returns only the requested keys: counts {bitstring: int} (Qiskit order: qubit 0 rightmost,
     registers space-separated, last-declared leftmost); quasi_dist {outcome int: probability};
     expval [float per PUB], exact. counts and quasi_dist come from the same run.
-    max_memory_mb caps Aer's memory (MiB). Raises ValueError for an unknown result type,
+    max_memory_mb caps Aer's memory (MiB). memory_budget_bytes: the memory this worker was
+    granted; a circuit whose size (plugins.aer.sizing) exceeds it raises NeedsMemory before
+    simulating. device: "CPU" or "GPU" (qiskit-aer-gpu). Raises ValueError for an unknown result type,
     CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
     Aer does not finish (e.g. not enough memory; the message is Aer's).
     """
@@ -295,17 +305,21 @@ def run(
     metadata = metadata or {}
     shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
+    if memory_budget_bytes is not None:
+        needed = sizing.size(circuit, method)
+        if needed.memory_bytes > memory_budget_bytes:
+            raise sizing.NeedsMemory(needed, memory_budget_bytes)
     operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
     circuit = _prepare(circuit)
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         single_thread = active_qubits(circuit) < SINGLE_THREAD_BELOW_QUBITS
-        counts = _counts(_simulator(method, single_thread, max_memory_mb), circuit, shots, seed)
+        counts = _counts(_simulator(method, single_thread, max_memory_mb, device), circuit, shots, seed)
         if "counts" in wanted:
             results["counts"] = counts
         if "quasi_dist" in wanted:
             results["quasi_dist"] = _quasi_dist(counts, shots)
     if "expval" in wanted:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
-        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb)
+        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device)
     return results

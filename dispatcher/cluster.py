@@ -1,0 +1,115 @@
+"""The cluster as the dispatcher sees it: Ray's nodes, refreshed and written to Postgres.
+
+The dispatcher is the only Ray driver, so it is the one that reads Ray's node list
+and keeps table ``nodes`` current for ingest (which refuses jobs no node ever could
+run) and the api (GET /api/v1/cluster). When the set of alive nodes changes, jobs
+parked waiting for a node are published again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from psycopg_pool import AsyncConnectionPool
+
+from core import queue, store
+from core.domain import TAG_RESOURCE_PREFIX
+from core.settings import Settings
+from dispatcher.placement import Node
+
+log = logging.getLogger(__name__)
+LABEL_KEYS = ("qserver-version", "python-version", "ray-version")
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    """Ray's nodes as rows of table ``nodes`` (memory in bytes, Ray's ``memory`` resource)."""
+    free = ray._private.state.available_resources_per_node()
+    rows = []
+    for node in ray.nodes():
+        total = node.get("Resources", {})
+        available = free.get(node["NodeID"], {}) if node["Alive"] else {}
+        labels = node.get("Labels") or {}
+        rows.append(
+            {
+                "node_id": node["NodeID"],
+                "address": node.get("NodeManagerAddress", ""),
+                "hostname": node.get("NodeManagerHostname"),
+                "tags": sorted(
+                    key[len(TAG_RESOURCE_PREFIX):] for key in total if key.startswith(TAG_RESOURCE_PREFIX)
+                ),
+                "alive": bool(node["Alive"]),
+                "cpus_total": total.get("CPU", 0.0),
+                "cpus_free": available.get("CPU", 0.0),
+                "gpus_total": total.get("GPU", 0.0),
+                "gpus_free": available.get("GPU", 0.0),
+                "memory_total": int(total.get("memory", 0)),
+                "memory_free": int(available.get("memory", 0)),
+                "versions": {key: labels[key] for key in LABEL_KEYS if key in labels},
+            }
+        )
+    return rows
+
+
+class ClusterView:
+    """Every node ever seen (alive or not), kept in memory for placement decisions."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._alive: frozenset[str] | None = None
+
+    def update(self, rows: list[dict[str, Any]]) -> bool:
+        """Take the nodes from Postgres' ``nodes`` table. True when the alive set changed."""
+        self.nodes = [
+            Node(
+                node_id=row["node_id"], alive=row["alive"], tags=frozenset(row["tags"]),
+                gpus=row["gpus_total"], memory=row["memory_total"],
+            )
+            for row in rows
+        ]
+        alive = frozenset(node.node_id for node in self.nodes if node.alive)
+        changed = alive != self._alive
+        self._alive = alive
+        return changed
+
+
+async def refresh(settings: Settings, pool: AsyncConnectionPool, view: ClusterView) -> bool:
+    """Read Ray's nodes, write them to Postgres, update ``view``. True when alive nodes changed."""
+    rows = await asyncio.to_thread(ray_nodes)
+    async with pool.connection() as conn:
+        running = await store.jobs_running_by_node(conn)
+        for row in rows:
+            row["jobs_running"] = running.get(row["node_id"], 0) if row["alive"] else 0
+        await store.save_nodes(conn, nodes=rows)
+        return view.update(await store.known_nodes(conn))
+
+
+async def republish_parked(settings: Settings, pool: AsyncConnectionPool) -> int:
+    """Publish the ids of jobs parked waiting for a node; the consumer re-decides each."""
+    async with pool.connection() as conn:
+        parked = await store.parked_jobs(conn)
+    if not parked:
+        return 0
+    connection = await queue.connect(str(settings.amqp_url))
+    async with connection:
+        channel = await queue.publisher_channel(connection)
+        for job_id in parked:
+            await queue.publish_job(channel, settings.queue_name, job_id)
+    log.info("nodes changed: %d waiting jobs published again", len(parked))
+    return len(parked)
+
+
+async def watch(settings: Settings, pool: AsyncConnectionPool, view: ClusterView) -> None:
+    """Refresh every ``settings.cluster_refresh_s`` until cancelled."""
+    while True:
+        try:
+            if await refresh(settings, pool, view):
+                log.info("alive nodes: %s", ", ".join(n.node_id[:12] for n in view.nodes if n.alive))
+                await republish_parked(settings, pool)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("cluster refresh failed", exc_info=True)
+        await asyncio.sleep(settings.cluster_refresh_s)

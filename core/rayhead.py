@@ -1,14 +1,19 @@
-"""Our Ray head, run through the `ray` CLI: start, find, stop, and how drivers join it."""
+"""Our Ray processes, run through the `ray` CLI: the head (start, find, stop, how drivers join
+it) and the node `qserver node join` adds to a head elsewhere (join, find, leave)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from core import procs, services
+from core import nodes, procs, services
+from core.nodes import NodeSpec
 from core.settings import Settings
 from core.statedir import ComponentFailed, open_log, paths
 
@@ -81,8 +86,13 @@ def _head_pids(settings: Settings) -> list[int]:
     return sorted(found)
 
 
-def launch(settings: Settings, env: dict[str, str]) -> subprocess.Popen | None:
+def launch(
+    settings: Settings, env: dict[str, str], spec: NodeSpec | None = None
+) -> subprocess.Popen | None:
     """Run `ray start --head` in the background; None when our head already runs.
+
+    ``spec`` adds tags, CPUs/GPUs/memory and fixed ports (`qserver node start --head`); every
+    head carries the version labels (core/nodes.py) that `qserver node join` compares with.
 
     Raises:
         ComponentFailed: the head port is held by something else.
@@ -111,6 +121,7 @@ def launch(settings: Settings, env: dict[str, str]) -> subprocess.Popen | None:
         "--disable-usage-stats",
         "--log-style=record",
         "--log-color=false",
+        *nodes.ray_start_args(spec or NodeSpec()),
     ]
     with open_log(p, "ray") as log:
         child = subprocess.Popen(
@@ -155,3 +166,115 @@ def stop(settings: Settings) -> None:
     if gcs is not None:
         procs.terminate([gcs], timeout=10.0)
     paths(settings).ray_session.unlink(missing_ok=True)
+
+
+_NODE_IP = re.compile(r"Local node IP: (\S+)")
+
+
+def node_ip(log: Path) -> str | None:
+    """The node IP `ray start` reported in its log ("Local node IP: ..."), or None."""
+    found = _NODE_IP.findall(procs.log_tail(log, lines=200))
+    return found[-1] if found else None
+
+
+# --- a node of a head elsewhere: `qserver node join` / `qserver node leave` ----------------------
+
+
+def node_pids(settings: Settings) -> list[int]:
+    """Every process of the node `join_node` started: its session, and its temp dir's users."""
+    found: set[int] = set()
+    try:
+        sid = int(nodes.node_session_file(settings).read_text())
+    except (OSError, ValueError):
+        sid = None
+    if sid is not None:
+        found.update(
+            pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid))
+        )
+    temp = str(nodes.node_temp(settings)) + "/"
+    for pid in procs.all_pids():
+        if any(temp in arg for arg in procs.cmdline(pid)) and procs.pid_alive(pid):
+            found.add(pid)
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def node_raylet_pid(settings: Settings) -> int | None:
+    """The raylet of the node `join_node` started, or None when it does not run."""
+    temp = str(nodes.node_temp(settings)) + "/"
+    for pid in node_pids(settings):
+        argv = procs.cmdline(pid)
+        if argv and argv[0].endswith("raylet") and any(temp in arg for arg in argv):
+            return pid
+    return None
+
+
+def join_node(
+    settings: Settings, head_address: str, spec: NodeSpec, env: dict[str, str]
+) -> str | None:
+    """`ray start --address=HEAD` for this machine, detached in its own session; waits for it.
+
+    ``env`` carries the token (core/nodes.py join_env). Returns the node IP Ray chose.
+
+    Raises:
+        ComponentFailed: `ray start` failed, did not return in time, or left no raylet.
+    """
+    p = paths(settings)
+    temp = nodes.node_temp(settings)
+    temp.mkdir(parents=True, exist_ok=True)
+    p.run.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        _ray_program(),
+        "start",
+        f"--address={head_address}",
+        f"--temp-dir={temp}",
+        # Ray's fixed default (52365) would clash with another node on this machine.
+        f"--dashboard-agent-listen-port={services.free_port()}",
+        "--disable-usage-stats",
+        "--log-style=record",
+        "--log-color=false",
+        *nodes.ray_start_args(spec),
+    ]
+    with open_log(p, "node") as log:
+        child = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    nodes.node_session_file(settings).write_text(str(child.pid))
+    nodes.node_info_file(settings).write_text(
+        json.dumps({"head": head_address, "tags": list(spec.tags), "started": time.time()})
+    )
+    log_path = p.log("node")
+    try:
+        code = child.wait(timeout=START_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        leave_node(settings)
+        raise ComponentFailed(
+            "ray node", "`ray start --address` did not return", log_path, procs.log_tail(log_path)
+        ) from None
+    if code != 0 or node_raylet_pid(settings) is None:
+        leave_node(settings)
+        raise ComponentFailed(
+            "ray node",
+            f"`ray start --address={head_address}` exited with {code}",
+            log_path,
+            procs.log_tail(log_path),
+        )
+    return node_ip(log_path)
+
+
+def leave_node(settings: Settings) -> list[int]:
+    """Stop the node `join_node` started, and only it; returns the pids that were stopped."""
+    pids = node_pids(settings)
+    raylet = node_raylet_pid(settings)
+    # The raylet first: on SIGTERM it tells the head it is leaving and ends its workers.
+    if raylet is not None:
+        procs.terminate([raylet], timeout=10.0)
+    procs.terminate([pid for pid in pids if pid != raylet], timeout=10.0)
+    nodes.node_session_file(settings).unlink(missing_ok=True)
+    nodes.node_info_file(settings).unlink(missing_ok=True)
+    return pids

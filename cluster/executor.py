@@ -190,11 +190,18 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     log.info("job_id=%s %s in %.1f ms on node %s", job_id, status, run_ms, node_id)
     return {
         "job_id": str(job_id),
+        "database": _database_name(),
         "status": status if written else "dropped",
         "error": error,
         "run_ms": run_ms,
         "node_id": node_id,
     }
+
+
+def _database_name() -> str:
+    """host:port/dbname of this worker's database (to tell a misconfigured node apart)."""
+    info = _db().info
+    return f"{info.host}:{info.port}/{info.dbname}"
 
 
 def _mark_started(job_id: uuid.UUID, node_id: str | None) -> None:

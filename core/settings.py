@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     ray_address: str = Field(
         "auto", description="Ray cluster the dispatcher joins (`ray start --head` address)."
     )
+    ray_start_head: bool = Field(
+        True, description="`qserver up` starts a Ray head; false: it joins QSERVER_RAY_ADDRESS."
+    )
     ray_head_port: int = Field(
         6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis)."
     )

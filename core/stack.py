@@ -59,7 +59,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         text = json.dumps(value) if isinstance(value, dict | list) else str(value)
         env[f"QSERVER_{name.upper()}"] = text
     env["QSERVER_STATE_DIR"] = str(paths(settings).root)
-    env["QSERVER_RAY_ADDRESS"] = ray_address(settings)
+    env["QSERVER_RAY_ADDRESS"] = dispatcher_ray_address(settings)
     return env
 
 
@@ -189,7 +189,8 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     done("rabbitmq", _amqp_where(settings))
 
     env = child_env(settings)
-    ray_child = rayhead.launch(settings, env)  # ~5 s: runs while the schema and services start
+    # ~5 s: runs while the schema and services start
+    ray_child = rayhead.launch(settings, env) if settings.ray_start_head else None
     try:
         schema.upgrade(settings.database_dsn)
     except Exception as error:
@@ -205,8 +206,11 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
         done(name, where + (" [dim](already running)[/]" if name in running else ""))
 
     pids = {name: _start_service(settings, name, env) for name in ("ingest", "api")}
-    rayhead.finish(settings, ray_child)
-    ready("ray", f"{ray_address(settings)} (temp dir {p.ray_temp})")
+    if settings.ray_start_head:
+        rayhead.finish(settings, ray_child)
+        ready("ray", f"{ray_address(settings)} (temp dir {p.ray_temp})")
+    else:
+        ready("ray", f"{settings.ray_address} (a cluster started elsewhere)")
     pids["dispatcher"] = _start_service(settings, "dispatcher", env)
     for name in ("ingest", "api"):
         _wait(settings, name, pids[name], _probe(settings, name))
@@ -223,13 +227,19 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     _print_where(settings, console, time.monotonic() - started)
 
 
+def dispatcher_ray_address(settings: Settings) -> str:
+    """The Ray cluster the dispatcher joins: our head's, or QSERVER_RAY_ADDRESS when we start none."""
+    return ray_address(settings) if settings.ray_start_head else settings.ray_address
+
+
 def down(settings: Settings) -> None:
     """Stop nginx, dispatcher, api, ingest and our Ray head; remove pid files. Idempotent."""
     proxy.stop(settings)
     for name in ("dispatcher", "api", "ingest"):
         _stop_service(settings, name)
     paths(settings).dispatcher_ready.unlink(missing_ok=True)
-    rayhead.stop(settings)
+    if settings.ray_start_head:
+        rayhead.stop(settings)
 
 
 def status(settings: Settings) -> list[ComponentStatus]:

@@ -223,11 +223,15 @@ VALUES (%(node_id)s, %(address)s, %(hostname)s, %(tags)s, %(alive)s, %(cpus_tota
         %(cpus_free)s, %(gpus_total)s, %(gpus_free)s, %(memory_total)s, %(memory_free)s,
         %(jobs_running)s, %(versions)s, now())
 ON CONFLICT (node_id) DO UPDATE SET
-    address = EXCLUDED.address, hostname = EXCLUDED.hostname, tags = EXCLUDED.tags,
-    alive = EXCLUDED.alive, cpus_total = EXCLUDED.cpus_total, cpus_free = EXCLUDED.cpus_free,
-    gpus_total = EXCLUDED.gpus_total, gpus_free = EXCLUDED.gpus_free,
-    memory_total = EXCLUDED.memory_total, memory_free = EXCLUDED.memory_free,
-    jobs_running = EXCLUDED.jobs_running, versions = EXCLUDED.versions,
+    address = EXCLUDED.address, hostname = EXCLUDED.hostname, alive = EXCLUDED.alive,
+    cpus_free = EXCLUDED.cpus_free, gpus_free = EXCLUDED.gpus_free,
+    memory_free = EXCLUDED.memory_free, jobs_running = EXCLUDED.jobs_running,
+    -- Ray forgets a dead node's resources; we keep what it offered (it may come back)
+    tags = CASE WHEN EXCLUDED.alive THEN EXCLUDED.tags ELSE nodes.tags END,
+    cpus_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.cpus_total ELSE nodes.cpus_total END,
+    gpus_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.gpus_total ELSE nodes.gpus_total END,
+    memory_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.memory_total ELSE nodes.memory_total END,
+    versions = CASE WHEN EXCLUDED.alive THEN EXCLUDED.versions ELSE nodes.versions END,
     last_seen = CASE WHEN EXCLUDED.alive THEN now() ELSE nodes.last_seen END
 """
 

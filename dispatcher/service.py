@@ -124,6 +124,8 @@ class Dispatcher:
                 job.id, outcome["status"], outcome["run_ms"],
                 (time.perf_counter() - started) * 1e3, outcome["node_id"],
             )
+            if outcome["status"] == "dropped":
+                await self._check_dropped(job, outcome)
         except ray.exceptions.TaskCancelledError:
             log.info("job_id=%s canceled; its Ray work was stopped", job.id)
             if job.plugin in (None, BUILTIN_PLUGIN):
@@ -135,6 +137,19 @@ class Dispatcher:
         finally:
             self._inflight.pop(job.id, None)
             self._slots.release()
+
+    async def _check_dropped(self, job: store.ClaimedJob, outcome: dict) -> None:
+        """The executor found the job no longer running. Normally it was canceled meanwhile;
+        if it is still running here, the node writes to another database: fail the job."""
+        async with self._pool.connection() as conn:
+            row = await store.get_job_status(conn, job_id=job.id)
+        if row is not None and row["status"] == "running":
+            await self._fail(
+                job,
+                f"node {outcome['node_id']} could not record the job: its executors use the "
+                f"database {outcome.get('database')}; set QSERVER_DATABASE_URL on that node to "
+                "this QServer's database",
+            )
 
     def _payload(self, job: store.ClaimedJob, memory: int) -> dict:
         payload = {

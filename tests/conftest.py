@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from pathlib import Path
+
 import psycopg
 import pytest
 
@@ -31,6 +33,12 @@ TEST_ENV = {
 }
 for key, value in TEST_ENV.items():
     os.environ.setdefault(key, value)
+
+# The homelab tests (tests/cluster) run a Ray cluster inside this process, and Ray reads
+# its authentication mode once, at import: token auth on, with the homelab stack's token.
+HOMELAB_STATE_DIR = Path("/tmp/qserver-homelab")
+os.environ["RAY_AUTH_MODE"] = "token"
+os.environ["RAY_AUTH_TOKEN_PATH"] = str(HOMELAB_STATE_DIR / "ray_auth_token")
 
 @pytest.fixture(scope="session")
 def settings():

@@ -1,0 +1,90 @@
+"""Jobs land where their tags, GPU and memory say; a node that leaves makes its tag's jobs wait."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+
+from tests.circuits import BELL
+from tests.client import chunks, properties
+
+MIB = 1024**2
+
+
+def non_clifford(qubits: int) -> str:
+    """A circuit Aer runs with the statevector method on ``qubits`` active qubits."""
+    return (
+        f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{qubits}];\ncreg c[{qubits}];\n'
+        "h q;\nt q;\nh q;\nmeasure q -> c;\n"
+    )
+
+
+def test_every_node_is_in_the_cluster_view(homelab):
+    cluster = homelab.client.http.get("/api/v1/cluster").json()
+    alive = {node["node_id"]: node for node in cluster["nodes"] if node["alive"]}
+    assert set(alive) == {homelab.node_id(role) for role in ("head", "lab", "big")}
+    assert alive[homelab.node_id("lab")]["tags"] == ["lab"]
+    assert alive[homelab.node_id("lab")]["gpus_total"] == 1
+    assert alive[homelab.node_id("big")]["memory_total"] == 3 * 1024 * MIB
+    assert cluster["totals"]["tags"] == ["big", "lab"]
+
+
+def test_tagged_job_runs_on_the_node_with_that_tag(homelab):
+    for role in ("lab", "big"):
+        job = homelab.client.run(BELL, counts=True, metadata={"tags": [role]})
+        assert job["status"] == "finished", job["error"]
+        assert job["node_id"] == homelab.node_id(role)
+
+
+def test_gpu_job_runs_on_the_gpu_node(homelab):
+    # mocked GPU: see conftest; the placement is real
+    job = homelab.client.run(BELL, counts=True, backend="aer_gpu")
+    assert job["status"] == "finished", job["error"]
+    assert job["node_id"] == homelab.node_id("lab")
+    assert set(job["results"]["counts"]) <= {"00", "11"}
+
+
+def test_job_too_big_for_small_nodes_goes_to_the_big_one(homelab):
+    # 25 qubits, statevector: 512 MiB of state + 1/8 + 256 MiB of worker = 832 MiB > 768 MiB
+    job = homelab.client.run(non_clifford(25), counts=True, metadata={"shots": 20})
+    assert job["status"] == "finished", job["error"]
+    assert job["node_id"] == homelab.node_id("big")
+    assert job["memory_bytes"] == 256 * MIB + 512 * MIB + 64 * MIB
+    assert all(len(key) == 25 for key in job["results"]["counts"])
+
+
+def test_job_too_big_for_every_node_fails_at_once_with_the_hint(homelab):
+    job = homelab.client.run(non_clifford(28), counts=True)
+    assert job["status"] == "failed"
+    assert job["error"] == (
+        "needs 4.8 GiB of memory, but the largest node that can run it has 3.0 GiB; "
+        '"method": "matrix_product_state" in the metadata may fit (it suits wide, lightly entangled circuits)'
+    )
+    mps = homelab.client.run(non_clifford(28), counts=True, metadata={"method": "matrix_product_state"})
+    assert mps["status"] == "finished", mps["error"]
+
+
+def test_unknown_tag_is_refused_at_submission(homelab):
+    with pytest.raises(grpc.RpcError) as info:
+        homelab.client.add_job_stream([properties(counts=True, metadata={"tags": ["attic"]}), *chunks(BELL)])
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "'attic'" in info.value.details() and "tags: big, lab" in info.value.details()
+
+
+def test_node_that_leaves_makes_its_jobs_wait_until_it_comes_back(homelab):
+    old = homelab.nodes["lab"]
+    homelab.cluster.remove_node(old)
+    homelab.wait_for_node(old.node_id, False)
+    job_id = homelab.client.submit(BELL, counts=True, metadata={"tags": ["lab"]})
+    deadline = time.monotonic() + 60
+    while not (job := homelab.client.job(job_id))["waiting_for"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "pending"
+    assert job["waiting_for"].startswith("waiting for a node with tag 'lab' to come online")
+    new = homelab.add_lab_node()
+    job = homelab.client.wait(job_id, timeout=120)
+    assert job["status"] == "finished", job["error"]
+    assert job["node_id"] == new.node_id and job["waiting_for"] is None

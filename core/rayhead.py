@@ -47,6 +47,9 @@ def ray_env(settings: Settings) -> dict[str, str]:
         # A plugin's runtime_env is built once, not three times (Ray's default): a build
         # that fails fails its job in one attempt, within plugin_env_setup_timeout_s.
         "RUNTIME_ENV_RETRY_TIMES": "1",
+        # Ray retries tasks it killed for memory forever by default; QServer decides instead:
+        # such a job fails with that reason (dispatcher.service.failure_reason).
+        "RAY_task_oom_retries": "0",
     }
 
 

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."
     )
     db_pool_size: int = Field(8, ge=1)
+    sweep_after_s: float = Field(
+        30.0, gt=0,
+        description="A pending job older than this, with the queue empty, lost its message: "
+        "the dispatcher publishes it again (claiming is idempotent).",
+    )
     max_attempts: int = Field(
         3, ge=1, description="Runs a job gets when its worker is lost before it ends failed."
     )

@@ -204,6 +204,26 @@ async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
     return [row["id"] for row in await cur.fetchall()]
 
 
+async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
+    """A running job whose worker or node died goes back to pending (its attempt counted)."""
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL, waiting_for = NULL"
+        " WHERE id = %s AND status = 'running'",
+        (job_id,),
+    )
+    return cur.rowcount == 1
+
+
+async def stale_pending_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[uuid.UUID]:
+    """Pending jobs (not parked for a node) submitted more than ``older_than_s`` seconds ago."""
+    cur = await conn.execute(
+        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NULL"
+        " AND submission_date < now() - make_interval(secs => %s) ORDER BY pointer LIMIT 10000",
+        (older_than_s,),
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
 async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, memory_bytes: int) -> None:
     """Record the memory a job asks Ray for (bytes)."""
     await conn.execute("UPDATE jobs SET memory_bytes = %s WHERE id = %s", (memory_bytes, job_id))

@@ -18,6 +18,8 @@ from core.settings import Settings
 from core.store import ClaimedJob
 
 GIB = 1024**3
+# Jobs asking more than this run in a worker that exits afterwards, returning the memory.
+BIG_JOB_BYTES = 2 * GIB
 MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits wide, lightly entangled circuits)'
 
 
@@ -134,6 +136,9 @@ def task_options(job: ClaimedJob, settings: Settings, memory_bytes: int) -> dict
         "retry_exceptions": False,
         "name": f"job-{job.id}",
     }
+    if memory_bytes > BIG_JOB_BYTES:
+        # the worker gives its memory back to the node afterwards (a warm worker keeps it)
+        options["max_calls"] = 1
     if job.tags:
         options["resources"] = {tag_resource(tag): TAG_SHARE for tag in job.tags}
     if job.needs_gpu:

@@ -38,6 +38,14 @@ _warm_up = ray.remote(executor.warm_up)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+# Ray's errors for work whose process or node died: the job runs again (QServer's retry).
+LOST = (
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.LocalRayletDiedError,
+)
+
+
 def failure_reason(job: store.ClaimedJob, error: BaseException) -> str:
     """The ``error`` text of a job whose Ray task did not finish normally (no colour codes)."""
     return _ANSI.sub("", _reason(job, error))
@@ -50,18 +58,32 @@ def _reason(job: store.ClaimedJob, error: BaseException) -> str:
             f"could not install plugin {job.plugin}=={job.plugin_version} on the node "
             f"(its Ray runtime_env failed to build): {detail[-1] if detail else error}"
         )
+    if isinstance(error, ray.exceptions.OutOfMemoryError):
+        return (
+            "out of memory: Ray's memory monitor ended the worker because its node ran low on "
+            f"memory ({str(error).strip().splitlines()[0]})"
+        )
     if isinstance(error, ray.exceptions.WorkerCrashedError):
         return f"worker lost: the process running the job died ({error})"
-    if isinstance(error, ray.exceptions.NodeDiedError):
+    if isinstance(error, (ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)):
         return f"node lost: the node running the job died ({error})"
     return f"the executor did not finish: {type(error).__name__}: {error}"
+
+
+def job_timeout(job: store.ClaimedJob, settings: Settings) -> float:
+    """Seconds the job may run: its metadata ``timeout_s``, capped by ``settings.max_timeout_s``."""
+    asked = job.metadata.get("timeout_s")
+    return min(float(asked), settings.max_timeout_s) if asked else settings.max_timeout_s
 
 
 class Dispatcher:
     """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight."""
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView):
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView, publisher=None
+    ):
         self._settings = settings
+        self._publisher = publisher
         self._pool = pool
         self._view = view
         self._slots = asyncio.Semaphore(settings.dispatcher_prefetch)
@@ -101,6 +123,7 @@ class Dispatcher:
     async def _run(self, job: store.ClaimedJob) -> None:
         started = time.perf_counter()
         memory = job.memory_bytes or self._settings.default_job_memory_bytes
+        limit = job_timeout(job, self._settings)
         try:
             while True:
                 decision = decide(job, memory, self._view.nodes)
@@ -111,7 +134,16 @@ class Dispatcher:
                     self._payload(job, memory)
                 )
                 self._inflight[job.id] = ref
-                outcome = await ref
+                left = limit - (time.perf_counter() - started)
+                try:
+                    outcome = await asyncio.wait_for(asyncio.ensure_future(ref), timeout=max(left, 0.001))
+                except asyncio.TimeoutError:
+                    ray.cancel(ref, force=True)  # Aer does not listen to interrupts: end the worker
+                    await self._fail(job, f"timed out after {limit:g} s")
+                    log.info("job_id=%s timed out after %g s; its Ray task was stopped", job.id, limit)
+                    if job.plugin in (None, BUILTIN_PLUGIN):
+                        self._spawn(self._rewarm())
+                    return
                 if outcome["status"] != "needs_memory":
                     break
                 log.info("job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
@@ -130,6 +162,8 @@ class Dispatcher:
             log.info("job_id=%s canceled; its Ray work was stopped", job.id)
             if job.plugin in (None, BUILTIN_PLUGIN):
                 self._spawn(self._rewarm())
+        except LOST as error:
+            await self._lost(job, error)
         except Exception as error:
             reason = failure_reason(job, error)
             log.warning("job_id=%s failed: %s", job.id, reason)
@@ -137,6 +171,21 @@ class Dispatcher:
         finally:
             self._inflight.pop(job.id, None)
             self._slots.release()
+
+    async def _lost(self, job: store.ClaimedJob, error: BaseException) -> None:
+        """The worker or node running the job died: run it again, up to settings.max_attempts."""
+        reason = failure_reason(job, error)
+        if job.attempts >= self._settings.max_attempts:
+            log.warning("job_id=%s lost on attempt %d, the last: %s", job.id, job.attempts, reason)
+            await self._fail(job, f"{reason} (attempt {job.attempts} of {self._settings.max_attempts})")
+            return
+        async with self._pool.connection() as conn:
+            requeued = await store.requeue_job(conn, job_id=job.id)
+        if requeued:
+            await queue.publish_job(self._publisher, self._settings.queue_name, job.id)
+            log.warning("job_id=%s lost on attempt %d (%s): queued again", job.id, job.attempts, reason)
+        if job.plugin in (None, BUILTIN_PLUGIN):
+            self._spawn(self._rewarm())
 
     async def _check_dropped(self, job: store.ClaimedJob, outcome: dict) -> None:
         """The executor found the job no longer running. Normally it was canceled meanwhile;
@@ -230,6 +279,28 @@ async def janitor_loop(settings: Settings, pool: AsyncConnectionPool) -> None:
         await asyncio.sleep(settings.janitor_interval_s)
 
 
+async def sweep_loop(settings: Settings, pool: AsyncConnectionPool, channel) -> None:
+    """Publish again pending jobs whose message was lost (a crash between ingest's commit and
+    its publish): when the queue holds no ready message but such jobs are older than
+    ``settings.sweep_after_s``. A duplicate message is harmless: claiming is idempotent."""
+    while True:
+        await asyncio.sleep(settings.sweep_after_s)
+        try:
+            depth = (await channel.declare_queue(settings.queue_name, passive=True)).declaration_result.message_count
+            if depth:
+                continue
+            async with pool.connection() as conn:
+                stale = await store.stale_pending_jobs(conn, older_than_s=settings.sweep_after_s)
+            for job_id in stale:
+                await queue.publish_job(channel, settings.queue_name, job_id)
+            if stale:
+                log.warning("sweeper: %d pending jobs had no message; published again", len(stale))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("sweeper run failed", exc_info=True)
+
+
 async def requeue_orphans(settings: Settings, pool: AsyncConnectionPool) -> None:
     """Jobs a previous dispatcher left running: back to the queue, or failed after max_attempts."""
     async with pool.connection() as conn:
@@ -271,18 +342,20 @@ async def serve(settings: Settings) -> None:
     view = ClusterView()
     await cluster.refresh(settings, pool, view)
     await cluster.republish_parked(settings, pool)
-    dispatcher = Dispatcher(settings, pool, view)
+    connection = await queue.connect(str(settings.amqp_url))
+    publisher = await queue.publisher_channel(connection)
+    dispatcher = Dispatcher(settings, pool, view, publisher)
     background = [
         asyncio.create_task(cluster.watch(settings, pool, view)),
         asyncio.create_task(notifications.listen(settings, pool, dispatcher)),
         asyncio.create_task(plugins.prebuild_all(settings, pool)),
         asyncio.create_task(janitor_loop(settings, pool)),
     ]
-    connection = await queue.connect(str(settings.amqp_url))
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.dispatcher_prefetch)
     jobs_queue = await queue.declare(channel, settings.queue_name)
     tag = await jobs_queue.consume(dispatcher.on_message)
+    background.append(asyncio.create_task(sweep_loop(settings, pool, publisher)))
     ready = Path(settings.state_dir) / "dispatcher.ready"
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.write_text(str(time.time()))

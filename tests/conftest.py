@@ -28,6 +28,8 @@ TEST_ENV = {
     "QSERVER_NGINX_TLS_PORT": "443",
     # the dispatcher's janitor runs every few seconds (retention stays 30 days)
     "QSERVER_JANITOR_INTERVAL_S": "3",
+    # the sweeper looks for pending jobs without a message every 2 s
+    "QSERVER_SWEEP_AFTER_S": "2",
     # small enough to test the limit cheaply
     "QSERVER_MAX_QASM_BYTES": str(1024 * 1024),
 }

@@ -115,3 +115,55 @@ def test_admitted_plugin_environment_is_built_before_the_first_job(stack, settin
         assert job["results"]["quasi_dist"] == {"0": 0.5, "3": 0.5}  # fake-plugin's fixed data
     finally:
         assert stack.http.delete("/api/v1/plugin/fake-plugin").status_code == 200
+
+
+def test_job_over_its_timeout_is_stopped_and_fails(stack, settings):
+    job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 2000, "timeout_s": 2})
+    job = stack.wait(job_id, timeout=60)
+    assert job["status"] == "failed"
+    assert job["error"] == "timed out after 2 s"
+    assert f"job_id={job_id} timed out after 2 s; its Ray task was stopped" in dispatcher_log(settings)
+    assert stack.run(BELL, counts=True)["status"] == "finished"
+
+
+def test_pending_job_whose_message_was_lost_is_swept_and_runs(stack, settings, db):
+    """A crash between ingest's commit and its publish leaves a pending job without a message."""
+    import asyncio
+    import uuid
+
+    from core import store
+    from core.domain import JobSpec, ResultType
+
+    async def insert() -> uuid.UUID:
+        pool = await store.open_pool(settings.database_dsn, max_size=1)
+        job_id = uuid.uuid4()
+        spec = JobSpec(backend="aer", result_types=(ResultType.COUNTS,), metadata={}, qasm=BELL)
+        async with pool.connection() as conn:
+            await store.insert_job(conn, job_id=job_id, spec=spec)
+        await pool.close()
+        return job_id
+
+    job_id = asyncio.run(insert())
+    job = stack.wait(str(job_id), timeout=60)
+    assert job["status"] == "finished" and job["attempts"] == 1
+    assert set(job["results"]["counts"]) <= {"00", "11"}
+
+
+def test_job_whose_worker_is_killed_runs_again(stack, settings):
+    """The worker process dies mid-job (kill -9): the job is queued again and finishes (attempt 2)."""
+    import os
+    import signal
+    import subprocess
+
+    job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 40})
+    wait_for_status(stack, job_id, "running")
+    deadline = time.monotonic() + 30
+    while not (pids := subprocess.run(["pgrep", "-f", f"ray::job-{job_id}"], capture_output=True, text=True).stdout.split()):
+        assert time.monotonic() < deadline, "no Ray worker runs the job"
+        time.sleep(0.1)
+    for pid in pids:
+        os.kill(int(pid), signal.SIGKILL)
+    job = stack.wait(job_id, timeout=120)
+    assert job["status"] == "finished", job["error"]
+    assert job["attempts"] == 2
+    assert f"job_id={job_id} lost on attempt 1" in dispatcher_log(settings)

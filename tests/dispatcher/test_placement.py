@@ -74,3 +74,8 @@ def test_decide_fails_a_job_too_big_for_every_node_with_the_mps_hint():
 def test_decide_waits_when_only_an_offline_node_is_big_enough():
     decision = decide(job(), 20 * GIB, [CPU_BOX, GPU_BOX])
     assert decision.action == "wait" and "gpu-box-node" in decision.reason
+
+
+def test_big_jobs_run_in_a_worker_that_exits_afterwards():
+    assert "max_calls" not in task_options(job(), Settings(), GIB)
+    assert task_options(job(), Settings(), 3 * GIB)["max_calls"] == 1

@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from api.app import create_app
+from core.errors import UnsafeSettings
 from core.settings import get_settings
 
 
@@ -16,8 +17,13 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = get_settings()
+    try:
+        app = create_app(settings)
+    except UnsafeSettings as error:
+        logging.getLogger("api").error("refusing to start: %s", error)
+        raise SystemExit(2) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         proxy_headers=True,

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import docs, errors, plugins
 from api.routes import router
-from core import schema, store
+from core import auth, schema, store
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -22,14 +22,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     At start-up the lifespan refuses a database whose schema is not at head
     (``SchemaOutOfDate``) and opens the pool (``psycopg_pool.PoolTimeout`` if unreachable).
+
+    Raises:
+        UnsafeSettings: authentication off on a non-loopback bind without
+            QSERVER_TRUSTED_LAN, or on without a usable QSERVER_AUTH_SECRET.
     """
     settings = settings or get_settings()
+    mode = auth.auth_mode(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(schema.check, settings.database_dsn)
         pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
         app.state.pool = pool
+        if mode.on:
+            log.info("authentication is on (%s): API keys required", mode.reason)
+        else:
+            log.warning("%s", mode.warning)
         log.info("api ready: pool of up to %d connections", settings.db_pool_size)
         try:
             yield
@@ -46,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.keys = auth.KeyVerifier.from_settings(settings) if mode.on else None
     app.include_router(router)
     app.include_router(plugins.router)
     docs.install(app)

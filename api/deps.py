@@ -1,4 +1,4 @@
-"""Request dependencies, named as types: a pooled connection or the pool, settings, parsed ids."""
+"""Request dependencies, named as types: the caller, a pooled connection or the pool, settings, parsed ids."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.distribution import check_plugin_name
+from core.auth import ANONYMOUS, Caller, KeyVerifier, key_from_headers
 from core.domain import parse_job_id
 from core.settings import Settings
 
@@ -44,6 +46,45 @@ def plugin_name(
     return check_plugin_name(name)
 
 
+_BEARER = HTTPBearer(
+    auto_error=False, description="`Authorization: Bearer qsk_...` (when authentication is on)"
+)
+_API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="`X-API-Key: qsk_...` (when authentication is on)"
+)
+
+
+async def get_caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+    api_key: Annotated[str | None, Depends(_API_KEY)],
+) -> Caller:
+    """Who sends the request: from its API key, or ANONYMOUS (sees everything) with auth off.
+
+    Raises:
+        Unauthenticated: authentication is on and the key is missing, wrong or revoked
+            (HTTP 401), before any other work.
+    """
+    verifier: KeyVerifier | None = request.app.state.keys
+    if verifier is None:
+        return ANONYMOUS
+    if bearer is not None:
+        key = bearer.credentials
+    else:  # HTTPBearer ignores another scheme (Basic ...): say so rather than "missing"
+        key = key_from_headers(request.headers.get("authorization"), api_key)
+    return await verifier.verify(request.app.state.pool, key)
+
+
+async def get_admin(request: Request, caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    """The caller, if an admin.
+
+    Raises:
+        Forbidden: a user's key (HTTP 403).
+    """
+    caller.require_admin(f"{request.method} {request.url.path}")
+    return caller
+
+
 def get_pool(request: Request) -> AsyncConnectionPool:
     """The app's connection pool, for routes that must not hold a connection while they wait."""
     return request.app.state.pool
@@ -53,6 +94,13 @@ def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
 
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+"""The caller (401 without a valid key when authentication is on). Declare it first: a request
+without a key is refused before anything else. ``caller.owner_filter`` scopes the store calls."""
+
+AdminDep = Annotated[Caller, Depends(get_admin)]
+"""An admin caller: 401 without a valid key, 403 for a user's key."""
 
 ConnDep = Annotated[AsyncConnection, Depends(get_conn, scope="function")]
 """A pooled connection (autocommit, dict rows), returned to the pool when the route returns."""

@@ -14,12 +14,15 @@ from core.errors import (
     BackendDisabled,
     BackendNotFound,
     Conflict,
+    Forbidden,
     InvalidJob,
     JobNotFound,
     NotAPlugin,
     PluginNotFound,
     QServerError,
     SchemaOutOfDate,
+    TooManyPending,
+    Unauthenticated,
 )
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ class DownloadTimedOut(IndexUnavailable):
 
 # First match wins; anything else derived from QServerError is the caller's fault (400).
 _STATUS: tuple[tuple[type[QServerError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (TooManyPending, 429),
     (InvalidJob, 400),
     (JobNotFound, 404),
     (BackendNotFound, 404),
@@ -65,7 +71,8 @@ def status_for(error: QServerError) -> int:
 
 
 def _answer(code: int, message: str) -> JSONResponse:
-    return JSONResponse(status_code=code, content={"detail": message})
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    return JSONResponse(status_code=code, content={"detail": message}, headers=headers)
 
 
 async def _qserver_error(request: Request, exc: Exception) -> JSONResponse:

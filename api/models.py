@@ -70,6 +70,9 @@ class Job(BaseModel):
     memory_bytes: int | None = Field(
         description="the memory the job asks Ray for, in bytes; null until it is known"
     )
+    owner: str | None = Field(
+        None, description="the user whose API key submitted it; null when authentication was off"
+    )
 
 
 class JobResult(Results):
@@ -159,6 +162,9 @@ class HistoryEntry(BaseModel):
     finish_time: UtcDatetime
     result_types: ResultTypes
     results: Results
+    owner: str | None = Field(
+        None, description="the user whose API key submitted the job; null when authentication was off"
+    )
 
 
 class AdmittedPlugin(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from api import distribution
-from api.deps import ConnDep, PluginNameDep, PoolDep, SettingsDep
+from api.deps import AdminDep, ConnDep, PluginNameDep, PoolDep, SettingsDep
 from api.models import AdmittedPlugin, ErrorDetail, RemovedPlugin
 from core import store
 from core.errors import Conflict
@@ -20,7 +20,12 @@ router = APIRouter(prefix="/api/v1", tags=["plugins"])
 BUILT_IN: dict[str, tuple[str, ...]] = {"aer-plugin": ("aer", "aer_gpu")}
 """Plugins that are part of QServer (migration 0001 seeds them): admission downloads nothing."""
 
+_AUTH_ERRORS = {
+    401: {"model": ErrorDetail, "description": "authentication is on: no, a wrong or a revoked API key"},
+    403: {"model": ErrorDetail, "description": "a user's key: admins only"},
+}
 _ADMIT_ERRORS = {
+    **_AUTH_ERRORS,
     400: {"model": ErrorDetail, "description": "not a bare package name"},
     404: {"model": ErrorDetail, "description": "no such package on the configured index"},
     409: {"model": ErrorDetail, "description": "already admitted, or a backend name is taken"},
@@ -29,6 +34,7 @@ _ADMIT_ERRORS = {
     504: {"model": ErrorDetail, "description": "the download ran past its time limit"},
 }
 _REMOVE_ERRORS = {
+    **_AUTH_ERRORS,
     400: {"model": ErrorDetail, "description": "not a bare package name"},
     404: {"model": ErrorDetail, "description": "no such plugin admitted"},
     409: {"model": ErrorDetail, "description": "jobs on its backends are pending or running"},
@@ -39,9 +45,9 @@ _REMOVE_ERRORS = {
     "/plugin/{name:path}", status_code=201, response_model=AdmittedPlugin, responses=_ADMIT_ERRORS
 )
 async def admit_plugin(
-    name: PluginNameDep, pool: PoolDep, settings: SettingsDep
+    admin: AdminDep, name: PluginNameDep, pool: PoolDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Admit a plugin: download its wheel from the configured index, register its backends.
+    """Admit a plugin (admins only): download its wheel from the configured index, register its backends.
 
     The backends come from ``<import_name>/backends.txt`` in the wheel; nothing of the
     package runs here. The built-in ``aer-plugin`` downloads nothing: admitting it
@@ -65,8 +71,8 @@ async def admit_plugin(
 
 
 @router.delete("/plugin/{name:path}", response_model=RemovedPlugin, responses=_REMOVE_ERRORS)
-async def remove_plugin(name: PluginNameDep, conn: ConnDep) -> dict[str, Any]:
-    """Remove a plugin and its backends; 409 while jobs on them are pending or running.
+async def remove_plugin(admin: AdminDep, name: PluginNameDep, conn: ConnDep) -> dict[str, Any]:
+    """Remove a plugin and its backends (admins only); 409 while jobs on them are pending or running.
 
     The built-in ``aer-plugin`` is disabled instead (backend ``aer`` hidden and refused)
     until it is admitted again. Jobs of a removed plugin keep their data.

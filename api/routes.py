@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import ConnDep, JobIdDep
+from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep
 from api.errors import NoResults
 from api.models import (
     Backend,
@@ -29,6 +29,8 @@ PREFIX = "/api/v1"
 _BAD = {400: {"model": ErrorDetail, "description": "malformed id or cursor"}}
 _MISSING = {404: {"model": ErrorDetail, "description": "no such job or backend"}}
 _CONFLICT = {409: {"model": ErrorDetail, "description": "the job's status does not allow it"}}
+_AUTH = {401: {"model": ErrorDetail, "description": "authentication is on: no, a wrong or a revoked API key"}}
+_ADMIN = {**_AUTH, 403: {"model": ErrorDetail, "description": "a user's key: admins only"}}
 
 router = APIRouter(prefix=PREFIX)
 
@@ -48,24 +50,25 @@ async def health() -> dict[str, str]:
     return {"status": "OK"}
 
 
-@router.get("/job/{id}", response_model=Job, responses={**_BAD, **_MISSING}, tags=["jobs"])
-async def get_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
-    """One job: its program, status, timings, result types and results."""
-    job = await store.get_job(conn, job_id=job_id)
+@router.get("/job/{id}", response_model=Job, responses={**_AUTH, **_BAD, **_MISSING}, tags=["jobs"])
+async def get_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+    """One job: its program, status, timings, result types and results (404 for another user's)."""
+    job = await store.get_job(conn, job_id=job_id, owner=caller.owner_filter)
     if job is None:
         raise JobNotFound(f"job {job_id} not found")
     return job
 
 
 @router.get(
-    "/job/result/{id}", response_model=JobResult, responses={**_BAD, **_MISSING}, tags=["jobs"]
+    "/job/result/{id}", response_model=JobResult, responses={**_AUTH, **_BAD, **_MISSING},
+    tags=["jobs"],
 )
-async def get_job_result(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+async def get_job_result(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
     """The results of a finished job; 404 naming the job's status when it has none."""
-    results = await store.get_results(conn, job_id=job_id)
+    results = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
     if results is not None:
         return results
-    row = await store.get_job_status(conn, job_id=job_id)
+    row = await store.get_job_status(conn, job_id=job_id, owner=caller.owner_filter)
     if row is None:
         raise JobNotFound(f"job {job_id} not found")
     raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
@@ -74,31 +77,31 @@ async def get_job_result(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
 @router.put(
     "/job/cancel/{id}",
     response_model=Job,
-    responses={**_BAD, **_MISSING, **_CONFLICT},
+    responses={**_AUTH, **_BAD, **_MISSING, **_CONFLICT},
     tags=["jobs"],
 )
-async def cancel_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+async def cancel_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
     """Cancel a pending or running job; the job after the change.
 
     A pending job never runs; a running job's Ray work is stopped by the dispatcher.
     Whichever of cancel and completion lands first wins; 409 for a job already
     finished, failed or canceled.
     """
-    job = await store.cancel_job(conn, job_id=job_id)
-    log.info("job_id=%s canceled", job_id)
+    job = await store.cancel_job(conn, job_id=job_id, owner=caller.owner_filter)
+    log.info("job_id=%s canceled by %s", job_id, caller.name or "-")
     return job
 
 
 @router.delete(
     "/job/{id}",
     response_model=DeletedJob,
-    responses={**_BAD, **_MISSING, **_CONFLICT},
+    responses={**_AUTH, **_BAD, **_MISSING, **_CONFLICT},
     tags=["jobs"],
 )
-async def delete_job(job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+async def delete_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
     """Delete a job with its result types and results; 409 while it runs. History stays."""
-    await store.delete_job(conn, job_id=job_id)
-    log.info("job_id=%s deleted", job_id)
+    await store.delete_job(conn, job_id=job_id, owner=caller.owner_filter)
+    log.info("job_id=%s deleted by %s", job_id, caller.name or "-")
     return {"id": job_id, "deleted": True}
 
 
@@ -110,20 +113,22 @@ def _why(status: str, error: str | None) -> str:
     return f"it is {status}"
 
 
-@router.get("/jobs", response_model=list[Job], responses=_BAD, tags=["jobs"])
-async def list_jobs(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """Jobs in submission order, 20 a page: those with pointer > cursor."""
-    return await store.list_jobs(conn, cursor=cursor)
+@router.get("/jobs", response_model=list[Job], responses={**_AUTH, **_BAD}, tags=["jobs"])
+async def list_jobs(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    """Jobs in submission order, 20 a page: those with pointer > cursor (a user's: their own)."""
+    return await store.list_jobs(conn, cursor=cursor, owner=caller.owner_filter)
 
 
-@router.get("/history", response_model=list[HistoryEntry], responses=_BAD, tags=["jobs"])
-async def list_history(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+@router.get(
+    "/history", response_model=list[HistoryEntry], responses={**_AUTH, **_BAD}, tags=["jobs"]
+)
+async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
     """One row per job that reached a terminal status, 20 a page: those with pointer > cursor.
 
     Each row holds the job's result types and results as they were then, and outlives
-    the job.
+    the job. A user sees their own rows.
     """
-    return await store.list_history(conn, cursor=cursor)
+    return await store.list_history(conn, cursor=cursor, owner=caller.owner_filter)
 
 
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
@@ -138,15 +143,15 @@ async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
     return await store.require_backend_json(conn, name=name)
 
 
-@router.get("/cluster", response_model=Cluster, tags=["cluster"])
-async def get_cluster(conn: ConnDep) -> dict[str, Any]:
+@router.get("/cluster", response_model=Cluster, responses=_ADMIN, tags=["cluster"])
+async def get_cluster(admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
     """The cluster's nodes as the dispatcher keeps them in Postgres, and totals.
 
     Nodes come alive ones first, then in the order they were first seen; a node that
     left stays, with ``alive`` false. Totals sum the nodes alive now; ``nodes_known``
     and ``tags_known`` count every node ever seen. Memory is in bytes.
 
-    Admin-only once authentication arrives (it names the machines and their addresses).
+    Admin-only (it names the machines and their addresses): 403 for a user's key.
     """
     nodes = await store.list_nodes(conn)
     return {"nodes": nodes, "totals": cluster_totals(nodes)}

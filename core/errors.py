@@ -43,3 +43,19 @@ class PluginNotFound(QServerError):
 
 class NotAPlugin(QServerError):
     """The package exists but is no QServer plugin: no or a bad ``backends.txt`` (HTTP 422)."""
+
+
+class Unauthenticated(QServerError):
+    """No API key, a wrong one or a revoked one, while authentication is on (gRPC UNAUTHENTICATED, HTTP 401)."""
+
+
+class Forbidden(QServerError):
+    """The caller's key is valid but its role may not do this: admin only (HTTP 403)."""
+
+
+class TooManyPending(QServerError):
+    """The user already has the most pending jobs a user may have (gRPC RESOURCE_EXHAUSTED)."""
+
+
+class UnsafeSettings(QServerError):
+    """The settings would expose the service unsafely, e.g. authentication off on a public bind; refused at start."""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, PostgresDsn, AmqpDsn, model_validator
+from pydantic import Field, PostgresDsn, AmqpDsn, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -58,6 +59,37 @@ class Settings(BaseSettings):
     tls_dir: Path | None = Field(
         None, description="server.crt/server.key (and ca.crt) for TLS; default <state_dir>/tls."
     )
+
+    # --- authentication (core/auth.py decides the mode) -------------------------------
+    auth: Literal["on", "off"] | None = Field(
+        None,
+        description="API keys on or off; default: off only when nginx, ingest and the api all "
+        "bind to loopback, else on. Off on another bind needs trusted_lan.",
+    )
+    trusted_lan: bool = Field(
+        False, description="Declares the network trusted: allows auth=off on a non-loopback bind."
+    )
+    auth_secret: str | None = Field(
+        None, repr=False,
+        description="Server secret keying the HMAC-SHA256 of API keys; required when auth is on. "
+        "Changing it invalidates every key.",
+    )
+    auth_cache_ttl_s: float = Field(
+        5.0, ge=0,
+        description="Seconds a verified key stays cached in each process (revocation takes "
+        "effect within it); 0 looks every key up.",
+    )
+    max_pending_per_user: int = Field(
+        1000, ge=1, description="Most pending jobs one user may have (RESOURCE_EXHAUSTED beyond)."
+    )
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_word(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        return None if word in ("", "auto") else word
 
     # --- plugins ----------------------------------------------------------------
     plugin_index_url: str = Field(

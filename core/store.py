@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from core.domain import JobSpec, ResultType, show
-from core.errors import BackendDisabled, BackendNotFound
+from core.errors import BackendDisabled, BackendNotFound, TooManyPending
 
 PAGE_SIZE = 20
 
@@ -94,13 +94,43 @@ async def list_backends(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> li
 # --- submission (ingest) -------------------------------------------------------
 
 
-async def insert_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, spec: JobSpec) -> None:
-    """Store a new pending job, its result types and QASM text in one transaction."""
+async def insert_job(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    spec: JobSpec,
+    owner: str | None = None,
+    max_pending: int | None = None,
+) -> None:
+    """Store a new pending job, its result types and QASM text in one transaction.
+
+    ``owner`` is the user who submitted it (None with authentication off). With
+    ``max_pending``, the INSERT itself checks that ``owner`` has fewer pending jobs
+    (one statement; concurrent submissions of one user may overshoot by their number).
+
+    Raises:
+        TooManyPending: ``owner`` already has ``max_pending`` pending jobs; nothing stored.
+    """
     async with conn.transaction():
-        await conn.execute(
-            "INSERT INTO jobs (id, target_simulator, qasm, metadata) VALUES (%s, %s, %s, %s)",
-            (job_id, spec.backend, spec.qasm, Jsonb(spec.metadata)),
-        )
+        if owner is None or max_pending is None:
+            await conn.execute(
+                "INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (job_id, spec.backend, spec.qasm, Jsonb(spec.metadata), owner),
+            )
+        else:
+            cur = await conn.execute(
+                _INSERT_CAPPED,
+                {
+                    "id": job_id, "backend": spec.backend, "qasm": spec.qasm,
+                    "metadata": Jsonb(spec.metadata), "owner": owner, "max": max_pending,
+                },
+            )
+            if cur.rowcount != 1:
+                raise TooManyPending(
+                    f"user {owner} already has {max_pending} pending jobs, the most a user may have"
+                    " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
+                )
         await conn.execute(
             "INSERT INTO result_types (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)",
             (
@@ -110,6 +140,14 @@ async def insert_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, spec: 
                 ResultType.EXPVAL in spec.result_types,
             ),
         )
+
+
+_INSERT_CAPPED = """
+INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
+SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
+ WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND status = 'pending'
+                               LIMIT %(max)s) AS p) < %(max)s
+"""
 
 
 async def delete_pending_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
@@ -385,7 +423,7 @@ async def recover_orphans(conn: psycopg.AsyncConnection, *, max_attempts: int) -
 
 _JOB_COLUMNS = """
 j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
-j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes,
+j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes, j.owner,
 rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
 r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval
 """
@@ -411,33 +449,65 @@ def _job_json(row: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-async def get_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
-    """The job as the contract's job JSON (with result_types and results), or None."""
-    cur = await conn.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.id = %s", (job_id,))
+def _owned(column: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """An extra ``AND column = owner`` condition and its parameter; nothing for owner None (all)."""
+    return ("", ()) if owner is None else (f" AND {column} = %s", (owner,))
+
+
+async def get_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """The job as the contract's job JSON (with result_types and results), or None.
+
+    With ``owner``, another user's job is None too (the api answers 404 for both).
+    """
+    mine, param = _owned("j.owner", owner)
+    cur = await conn.execute(f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.id = %s{mine}", (job_id, *param))
     row = await cur.fetchone()
     return None if row is None else _job_json(row)
 
 
-async def list_jobs(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
-    """Jobs with pointer > cursor (keyset paging), PAGE_SIZE a page, in submission order."""
+async def list_jobs(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
+) -> list[dict[str, Any]]:
+    """Jobs with pointer > cursor (keyset paging), PAGE_SIZE a page, in submission order.
+
+    With ``owner``, only that user's jobs.
+    """
+    mine, param = _owned("j.owner", owner)
     cur = await conn.execute(
-        f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.pointer > %s ORDER BY j.pointer LIMIT %s",
-        (cursor, PAGE_SIZE),
+        f"SELECT {_JOB_COLUMNS} {_JOB_FROM} WHERE j.pointer > %s{mine} ORDER BY j.pointer LIMIT %s",
+        (cursor, *param, PAGE_SIZE),
     )
     return [_job_json(row) for row in await cur.fetchall()]
 
 
-async def get_results(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
-    """The results row {id, job_id, counts, quasi_dist, expval}, or None if there is none."""
-    cur = await conn.execute(
-        "SELECT id, job_id, counts, quasi_dist, expval FROM results WHERE job_id = %s", (job_id,)
-    )
+async def get_results(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """The results row {id, job_id, counts, quasi_dist, expval}, or None if there is none.
+
+    With ``owner``, None also for another user's job.
+    """
+    if owner is None:
+        cur = await conn.execute(
+            "SELECT id, job_id, counts, quasi_dist, expval FROM results WHERE job_id = %s", (job_id,)
+        )
+    else:
+        cur = await conn.execute(
+            "SELECT r.id, r.job_id, r.counts, r.quasi_dist, r.expval FROM results r"
+            " JOIN jobs j ON j.id = r.job_id WHERE r.job_id = %s AND j.owner = %s",
+            (job_id, owner),
+        )
     return await cur.fetchone()
 
 
-async def get_job_status(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any] | None:
-    """{status, error} of a job, or None if it does not exist."""
-    cur = await conn.execute("SELECT status, error FROM jobs WHERE id = %s", (job_id,))
+async def get_job_status(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """{status, error} of a job, or None if it does not exist (or, with ``owner``, is another's)."""
+    mine, param = _owned("owner", owner)
+    cur = await conn.execute(f"SELECT status, error FROM jobs WHERE id = %s{mine}", (job_id, *param))
     return await cur.fetchone()
 
 
@@ -448,7 +518,7 @@ from core.errors import Conflict, JobNotFound, PluginNotFound  # noqa: E402
 _CANCEL = f"""
 WITH canceled AS (
     UPDATE jobs SET status = 'canceled', finish_time = now(), waiting_for = NULL
-     WHERE id = %s AND status IN ('pending', 'running')
+     WHERE id = %s AND status IN ('pending', 'running') {{mine}}
     RETURNING *
 )
 SELECT {_JOB_COLUMNS}
@@ -458,22 +528,27 @@ SELECT {_JOB_COLUMNS}
 """
 
 
-async def cancel_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dict[str, Any]:
+async def cancel_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any]:
     """Move a pending or running job to canceled (one guarded UPDATE); the job JSON after it.
 
     Whichever of cancel and the executor's finish (guarded on ``status = 'running'``)
     commits first wins; the history trigger writes one row for the winner. Triggers
     notify ``qserver_cancel`` for a job that was running, so its Ray work is stopped.
 
+    With ``owner``, another user's job is not found.
+
     Raises:
-        JobNotFound: no job has that id.
+        JobNotFound: no job has that id (or it is another user's).
         Conflict: the job is already finished, failed or canceled.
     """
-    cur = await conn.execute(_CANCEL, (job_id,))
+    mine, param = _owned("owner", owner)
+    cur = await conn.execute(_CANCEL.format(mine=mine), (job_id, *param))
     row = await cur.fetchone()
     if row is not None:
         return _job_json(row)
-    status = await get_job_status(conn, job_id=job_id)
+    status = await get_job_status(conn, job_id=job_id, owner=owner)
     if status is None:
         raise JobNotFound(f"job {job_id} not found")
     raise Conflict(
@@ -481,33 +556,43 @@ async def cancel_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> dic
     )
 
 
-async def delete_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> None:
+async def delete_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> None:
     """Delete a job that is not running, with its result types and results (cascade).
 
     One statement guarded on ``status <> 'running'``; the history row, if any, stays.
+    With ``owner``, another user's job is not found.
 
     Raises:
-        JobNotFound: no job has that id.
+        JobNotFound: no job has that id (or it is another user's).
         Conflict: the job is running.
     """
-    cur = await conn.execute("DELETE FROM jobs WHERE id = %s AND status <> 'running'", (job_id,))
+    mine, param = _owned("owner", owner)
+    cur = await conn.execute(
+        f"DELETE FROM jobs WHERE id = %s AND status <> 'running'{mine}", (job_id, *param)
+    )
     if cur.rowcount == 1:
         return
-    if await get_job_status(conn, job_id=job_id) is None:
+    if await get_job_status(conn, job_id=job_id, owner=owner) is None:
         raise JobNotFound(f"job {job_id} not found")
     raise Conflict(f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})")
 
 
-async def list_history(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
+async def list_history(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
+) -> list[dict[str, Any]]:
     """History rows with pointer > cursor (keyset paging), PAGE_SIZE a page, in pointer order.
 
     ``results`` is always an object ({counts, quasi_dist, expval}, null where absent).
+    With ``owner``, only that user's rows.
     """
+    mine, param = _owned("owner", owner)
     cur = await conn.execute(
         "SELECT id, pointer, job_id, target_simulator, status, metadata, error, node_id,"
-        " attempts, submission_date, start_time, finish_time, result_types, results"
-        " FROM history WHERE pointer > %s ORDER BY pointer LIMIT %s",
-        (cursor, PAGE_SIZE),
+        " attempts, submission_date, start_time, finish_time, result_types, results, owner"
+        f" FROM history WHERE pointer > %s{mine} ORDER BY pointer LIMIT %s",
+        (cursor, *param, PAGE_SIZE),
     )
     rows = await cur.fetchall()
     for row in rows:
@@ -762,3 +847,61 @@ async def require_backend_json(conn: psycopg.AsyncConnection, *, name: str) -> d
     if needs_gpu is None:
         raise BackendNotFound(f"backend {show(name)} does not exist; GET /api/v1/backends lists them")
     return {**backend, "needs_gpu": needs_gpu}
+
+
+# --- API keys (core/auth.py; ingest, api, `qserver keys`) ------------------------------------------
+
+
+def insert_api_key_sync(
+    conn: psycopg.Connection, *, key_id: str, owner: str, role: str, key_hash: bytes
+) -> bool:
+    """Store a key's hash; False (nothing stored) if ``key_id`` is taken."""
+    cur = conn.execute(
+        "INSERT INTO api_keys (key_id, owner, role, hash) VALUES (%s, %s, %s, %s)"
+        " ON CONFLICT (key_id) DO NOTHING",
+        (key_id, owner, role, key_hash),
+    )
+    return cur.rowcount == 1
+
+
+def list_api_keys_sync(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every key, oldest first: {key_id, owner, role, created_at, revoked_at, last_used_at} (never the hash)."""
+    cur = conn.execute(
+        "SELECT key_id, owner, role, created_at, revoked_at, last_used_at FROM api_keys"
+        " ORDER BY created_at, key_id"
+    )
+    return cur.fetchall()
+
+
+def revoke_api_key_sync(conn: psycopg.Connection, *, key_id: str) -> dict[str, Any] | None:
+    """Revoke a key (once: a revoked key keeps its first ``revoked_at``).
+
+    Returns {key_id, owner, revoked_at, newly} or None when no key has that id.
+    """
+    cur = conn.execute(
+        "WITH before AS (SELECT revoked_at FROM api_keys WHERE key_id = %(id)s FOR UPDATE)"
+        " UPDATE api_keys k SET revoked_at = coalesce(k.revoked_at, now()) FROM before"
+        " WHERE k.key_id = %(id)s"
+        " RETURNING k.key_id, k.owner, k.revoked_at, before.revoked_at IS NULL AS newly",
+        {"id": key_id},
+    )
+    return cur.fetchone()
+
+
+async def get_api_key(conn: psycopg.AsyncConnection, *, key_id: str) -> dict[str, Any] | None:
+    """{owner, role, hash, revoked_at, stale} of a key (one primary-key lookup), or None.
+
+    ``stale``: ``last_used_at`` is unset or more than a minute old.
+    """
+    cur = await conn.execute(
+        "SELECT owner, role, hash, revoked_at,"
+        " (last_used_at IS NULL OR last_used_at < now() - interval '1 minute') AS stale"
+        " FROM api_keys WHERE key_id = %s",
+        (key_id,),
+    )
+    return await cur.fetchone()
+
+
+async def touch_api_key(conn: psycopg.AsyncConnection, *, key_id: str) -> None:
+    """Record that a key was used now."""
+    await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE key_id = %s", (key_id,))

@@ -18,7 +18,7 @@ import grpc
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from psycopg_pool import AsyncConnectionPool
 
-from core import queue, schema, store
+from core import auth, queue, schema, store
 from core.domain import JobSpec, Limits, check_program, check_properties
 from core.errors import (
     BackendDisabled,
@@ -27,6 +27,8 @@ from core.errors import (
     InvalidJob,
     QServerError,
     QueueUnavailable,
+    TooManyPending,
+    Unauthenticated,
 )
 from core.settings import Settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
@@ -39,6 +41,8 @@ _STATUS = {
     BackendDisabled: grpc.StatusCode.FAILED_PRECONDITION,
     ClusterCannotRun: grpc.StatusCode.FAILED_PRECONDITION,
     QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    TooManyPending: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 
 
@@ -57,14 +61,23 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
 
     Errors a client can cause end as gRPC statuses: INVALID_ARGUMENT (malformed
     properties, metadata or program), NOT_FOUND (unknown backend),
-    FAILED_PRECONDITION (backend disabled), UNAVAILABLE (queue did not confirm).
+    FAILED_PRECONDITION (backend disabled), UNAVAILABLE (queue did not confirm),
+    UNAUTHENTICATED (authentication on: no, a wrong or a revoked key; checked before
+    anything is read), RESOURCE_EXHAUSTED (the user's cap on pending jobs).
     """
 
-    def __init__(self, settings: Settings, pool: AsyncConnectionPool, channel: AbstractChannel):
+    def __init__(
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        channel: AbstractChannel,
+        keys: auth.KeyVerifier | None = None,
+    ):
         self._settings = settings
         self._limits = limits_from(settings)
         self._pool = pool
         self._channel = channel
+        self._keys = keys
 
     async def HealthCheck(self, request, context):  # noqa: N802 (gRPC method name)
         return jobs_pb2.Health(status="OK")
@@ -72,10 +85,14 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
     async def AddJob(self, request_iterator, context):  # noqa: N802
         started = time.perf_counter()
         try:
+            caller = await self._caller(context)
             spec = await self._read_submission(request_iterator)
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
-                await store.insert_job(conn, job_id=job_id, spec=spec)
+                await store.insert_job(
+                    conn, job_id=job_id, spec=spec, owner=caller.name,
+                    max_pending=self._settings.max_pending_per_user,
+                )
             try:
                 await queue.publish_job(self._channel, self._settings.queue_name, job_id)
             except QueueUnavailable:
@@ -88,10 +105,26 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             # nginx refuses gRPC trailers over ~4 KiB (a 502 the client would retry)
             await context.abort(code, str(error)[:1000])
         log.info(
-            "job_id=%s accepted backend=%s qasm_bytes=%d in %.1f ms",
-            job_id, spec.backend, len(spec.qasm), (time.perf_counter() - started) * 1e3,
+            "job_id=%s accepted owner=%s backend=%s qasm_bytes=%d in %.1f ms",
+            job_id, caller.name or "-", spec.backend, len(spec.qasm),
+            (time.perf_counter() - started) * 1e3,
         )
         return jobs_pb2.PendingJob(id=str(job_id))
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> auth.Caller:
+        """Who submits: from metadata ``authorization: Bearer <key>`` or ``x-api-key``.
+
+        Raises:
+            Unauthenticated: authentication is on and the key is missing, wrong or revoked.
+        """
+        if self._keys is None:
+            return auth.ANONYMOUS
+        metadata = {}
+        for key, value in context.invocation_metadata() or ():
+            if key in ("authorization", "x-api-key") and key not in metadata:
+                metadata[key] = value if isinstance(value, str) else value.decode(errors="replace")
+        key = auth.key_from_headers(metadata.get("authorization"), metadata.get("x-api-key"))
+        return await self._keys.verify(self._pool, key)
 
     async def _read_submission(self, messages: AsyncIterator[jobs_pb2.JobData]) -> JobSpec:
         """Read properties, then QASM chunks; check both. Raises InvalidJob and backend errors."""
@@ -172,14 +205,18 @@ def build_server(
 
     ``port`` defaults to settings.ingest_port; 0 picks a free one. Returns the server
     and the address it is bound to.
+
+    Raises:
+        UnsafeSettings: as ``core.auth.auth_mode``.
     """
+    keys = auth.KeyVerifier.from_settings(settings)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
         ],
     )
-    jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel), server)
+    jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel, keys), server)
     bound = server.add_insecure_port(f"{settings.ingest_host}:{settings.ingest_port if port is None else port}")
     return server, f"{settings.ingest_host}:{bound}"
 
@@ -190,7 +227,13 @@ async def serve(settings: Settings) -> None:
     Raises:
         SchemaOutOfDate: the database needs `qserver db upgrade`.
         psycopg_pool.PoolTimeout, aio_pika.exceptions.AMQPConnectionError: a service is down.
+        UnsafeSettings: authentication off on a public bind, or on without a secret.
     """
+    mode = auth.auth_mode(settings)
+    if mode.on:
+        log.info("authentication is on (%s): API keys required", mode.reason)
+    else:
+        log.warning("%s", mode.warning)
     await asyncio.to_thread(schema.check, settings.database_dsn)
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     connection: AbstractRobustConnection = await queue.connect(str(settings.amqp_url))

@@ -25,7 +25,7 @@ ALL_TYPES = (ResultType.COUNTS, ResultType.QUASI_DIST, ResultType.EXPVAL)
 JOB_KEYS = {
     "id", "pointer", "target_simulator", "qasm", "status", "submission_date", "start_time",
     "finish_time", "metadata", "result_types", "results", "error", "node_id", "attempts",
-    "waiting_for", "memory_bytes",
+    "waiting_for", "memory_bytes", "owner",
 }
 
 

@@ -18,7 +18,7 @@ V1 = "/api/v1"
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
 HISTORY_KEYS = {
     "id", "pointer", "job_id", "target_simulator", "status", "metadata", "error", "node_id",
-    "attempts", "submission_date", "start_time", "finish_time", "result_types", "results",
+    "attempts", "submission_date", "start_time", "finish_time", "result_types", "results", "owner",
 }
 NO_RESULTS = {"counts": None, "quasi_dist": None, "expval": None}
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from typing import Any
@@ -171,6 +172,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     node_id = _node_id()
     started = time.perf_counter()
     _mark_started(job_id, node_id)
+    beating = _Heartbeat(job_id)
     try:
         results = compute(job)
         check_storable(results)
@@ -185,6 +187,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         results, error = None, error_message(exc)
+    finally:
+        beating.stop()
     run_ms = (time.perf_counter() - started) * 1e3
     status, written = _record(job_id, results, error, node_id)
     log.info("job_id=%s %s in %.1f ms on node %s", job_id, status, run_ms, node_id)
@@ -196,6 +200,33 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         "run_ms": run_ms,
         "node_id": node_id,
     }
+
+
+class _Heartbeat:
+    """A thread that marks the job alive every ``heartbeat_s`` on a connection of its own,
+    so that a job whose worker or node dies unseen is noticed (dispatcher's reaper)."""
+
+    _conn: psycopg.Connection | None = None  # one per worker process, used by this thread only
+
+    def __init__(self, job_id: uuid.UUID):
+        self._job_id = job_id
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        interval = get_settings().heartbeat_s
+        while not self._done.wait(interval):
+            try:
+                if _Heartbeat._conn is None or _Heartbeat._conn.closed:
+                    _Heartbeat._conn = store.connect_sync(get_settings().database_dsn)
+                store.heartbeat_sync(_Heartbeat._conn, job_id=self._job_id)
+            except psycopg.Error:
+                _Heartbeat._conn = None  # try again next beat
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
 
 
 def _database_name() -> str:

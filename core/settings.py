@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="A pending job older than this, with the queue empty, lost its message: "
         "the dispatcher publishes it again (claiming is idempotent).",
     )
+    heartbeat_s: float = Field(5.0, gt=0, description="How often an executor marks its job alive.")
+    heartbeat_stale_s: float = Field(
+        30.0, gt=0,
+        description="A running job whose heartbeat is older than this lost its worker or node: "
+        "it runs again (or ends failed after max_attempts).",
+    )
     max_attempts: int = Field(
         3, ge=1, description="Runs a job gets when its worker is lost before it ends failed."
     )

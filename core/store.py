@@ -196,6 +196,18 @@ SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_v
 """
 
 
+_RUNNING = """
+SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
+       rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
+       coalesce(b.needs_gpu, false) AS needs_gpu
+  FROM jobs c
+  JOIN result_types rt ON rt.job_id = c.id
+  LEFT JOIN backends b ON b.backend_name = c.target_simulator
+  LEFT JOIN plugins p ON p.name = b.plugin
+ WHERE c.id = ANY(%s) AND c.status = 'running'
+"""
+
+
 async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> ClaimedJob | None:
     """Move a pending job to running (one guarded UPDATE) and return it.
 
@@ -204,8 +216,16 @@ async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> Clai
     """
     cur = await conn.execute(_CLAIM, (job_id,))
     row = await cur.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _claimed(row)
+
+
+async def running_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
+    """Those of ``job_ids`` that are running, as claimed jobs (a restarted dispatcher adopts them)."""
+    cur = await conn.execute(_RUNNING, (job_ids,))
+    return [_claimed(row) for row in await cur.fetchall()]
+
+
+def _claimed(row: dict[str, Any]) -> ClaimedJob:
     return ClaimedJob(
         id=row["id"],
         backend=row["target_simulator"],
@@ -268,8 +288,27 @@ async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, me
 
 
 def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> None:
-    """The executor has started the job on ``node_id``."""
-    conn.execute("UPDATE jobs SET node_id = %s WHERE id = %s AND status = 'running'", (node_id, job_id))
+    """The executor has started the job on ``node_id`` (its first heartbeat)."""
+    conn.execute(
+        "UPDATE jobs SET node_id = %s, heartbeat_at = now() WHERE id = %s AND status = 'running'",
+        (node_id, job_id),
+    )
+
+
+def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
+    """The executor still works on the job."""
+    conn.execute("UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND status = 'running'", (job_id,))
+
+
+async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[dict[str, Any]]:
+    """Running jobs whose heartbeat (or start, before the first beat) is older than
+    ``older_than_s``: {id, node_id, attempts}."""
+    cur = await conn.execute(
+        "SELECT id, node_id, attempts FROM jobs WHERE status = 'running'"
+        " AND coalesce(heartbeat_at, start_time) < now() - make_interval(secs => %s)",
+        (older_than_s,),
+    )
+    return await cur.fetchall()
 
 
 # --- nodes (the dispatcher keeps them current) ------------------------------------------------
@@ -391,28 +430,35 @@ WITH failed AS (
     UPDATE jobs SET status = 'failed', finish_time = now(),
            error = format('worker lost: the job was running when the dispatcher stopped, '
                           'and it has had %%s attempts', attempts)
-     WHERE status = 'running' AND attempts >= %(max_attempts)s
+     WHERE status = 'running' AND attempts >= %(max_attempts)s AND id = ANY(%(ids)s)
     RETURNING id
 ), requeued AS (
     UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL
-     WHERE status = 'running' AND attempts < %(max_attempts)s
+     WHERE status = 'running' AND attempts < %(max_attempts)s AND id = ANY(%(ids)s)
     RETURNING id
 )
 SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM requeued
 """
 
 
-async def recover_orphans(conn: psycopg.AsyncConnection, *, max_attempts: int) -> dict[str, list[uuid.UUID]]:
-    """At dispatcher start: jobs left running by a dispatcher that stopped.
+async def running_job_ids(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
+    """Ids of all running jobs."""
+    cur = await conn.execute("SELECT id FROM jobs WHERE status = 'running'")
+    return [row["id"] for row in await cur.fetchall()]
 
-    Their Ray tasks died with the driver that owned them, so each goes back to
-    pending (to be published again) or, after ``max_attempts`` runs, ends failed
-    with "worker lost". Assumes one dispatcher per database.
+
+async def recover_orphans(
+    conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID], max_attempts: int
+) -> dict[str, list[uuid.UUID]]:
+    """Running jobs among ``job_ids`` whose Ray work is gone (their worker, node or owner died).
+
+    Each goes back to pending (to be published again) or, after ``max_attempts`` runs,
+    ends failed with "worker lost". Assumes one dispatcher per database.
 
     Returns:
         {"requeued": [job ids], "failed": [job ids]}
     """
-    cur = await conn.execute(_RECOVER, {"max_attempts": max_attempts})
+    cur = await conn.execute(_RECOVER, {"max_attempts": max_attempts, "ids": list(job_ids)})
     outcome: dict[str, list[uuid.UUID]] = {"requeued": [], "failed": []}
     for row in await cur.fetchall():
         outcome[row["outcome"]].append(row["id"])

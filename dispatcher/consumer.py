@@ -1,0 +1,254 @@
+"""The dispatcher's consumer: claim each delivered job, place it, have the runner run it.
+
+For each delivered job id: claim the job (pending -> running, one guarded UPDATE),
+ack the message, decide where it can run (placement), and ask the runner (a
+detached Ray actor that owns the job's task, cluster/runner.py) to run it. The task
+writes the job's outcome to Postgres itself; the consumer records only what Ray
+reports: a worker or node lost (the job runs again, up to max_attempts), a runtime_env
+that could not be built, a timeout, a cancel. A message for a job that is not pending
+(canceled, deleted, already claimed) is acked and dropped; a message that is not a job
+id is rejected to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+import ray
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from psycopg_pool import AsyncConnectionPool
+
+from cluster import executor
+from core import queue, store
+from core.domain import BUILTIN_PLUGIN
+from core.settings import Settings
+from dispatcher.cluster import ClusterView
+from dispatcher.placement import Decision, decide, task_options
+
+log = logging.getLogger(__name__)
+_warm_up = ray.remote(executor.warm_up)
+
+
+def job_timeout(job: store.ClaimedJob, settings: Settings) -> float:
+    """Seconds the job may run: its metadata ``timeout_s``, capped by ``settings.max_timeout_s``."""
+    asked = job.metadata.get("timeout_s")
+    return min(float(asked), settings.max_timeout_s) if asked else settings.max_timeout_s
+
+
+def failure_reason(job: store.ClaimedJob, outcome: dict[str, Any], settings: Settings) -> str:
+    """The ``error`` text of a job whose runner outcome is "lost" or "error"."""
+    kind, error = outcome.get("kind"), outcome.get("error", "")
+    if kind == "runtime_env":
+        what = (
+            f"the GPU simulator ({', '.join(settings.gpu_pip_packages)})" if job.needs_gpu
+            else f"plugin {job.plugin}=={job.plugin_version}"
+        )
+        return f"could not install {what} on the node (its Ray runtime_env failed to build): {error}"
+    if kind == "oom":
+        return f"out of memory: Ray's memory monitor ended the worker because its node ran low on memory ({error})"
+    if kind == "worker":
+        return f"worker lost: the process running the job died ({error})"
+    if kind == "node":
+        return f"node lost: the node running the job died ({error})"
+    return f"the executor did not finish: {kind}: {error}"
+
+
+class Dispatcher:
+    """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight."""
+
+    def __init__(
+        self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView,
+        runner: ray.actor.ActorHandle, publisher: AbstractChannel,
+    ):
+        self._settings = settings
+        self._pool = pool
+        self._view = view
+        self._runner = runner
+        self.publisher = publisher
+        self._slots = asyncio.Semaphore(settings.dispatcher_prefetch)
+        self._watchers: set[asyncio.Task] = set()
+        self._inflight: set[uuid.UUID] = set()
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        """Handle one delivery: decode, claim, ack, run."""
+        try:
+            job_id = uuid.UUID(message.body.decode())
+        except (UnicodeDecodeError, ValueError):
+            log.warning("rejecting undecodable message %r to the dead-letter queue", message.body[:80])
+            await message.reject(requeue=False)
+            return
+        await self._slots.acquire()
+        try:
+            async with self._pool.connection() as conn:
+                job = await store.claim_job(conn, job_id=job_id)
+        except Exception:
+            self._slots.release()
+            log.exception("job_id=%s claim failed; requeueing", job_id)
+            await asyncio.sleep(1)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+        if job is None:
+            self._slots.release()
+            log.info("job_id=%s not pending; message dropped", job_id)
+            return
+        self._spawn(self._run(job))
+
+    def adopt(self, job: store.ClaimedJob) -> None:
+        """Wait on a job a previous dispatcher started (the runner still holds it)."""
+        self._spawn(self._run(job, adopted=True))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _run(self, job: store.ClaimedJob, adopted: bool = False) -> None:
+        """Place and run ``job`` (or, ``adopted``, wait on the runner for it), then record
+        what Ray reported. Holds one of the consumer's slots unless adopted."""
+        holds_slot = not adopted
+        started = time.perf_counter()
+        memory = job.memory_bytes or self._settings.default_job_memory_bytes
+        limit = job_timeout(job, self._settings)
+        self._inflight.add(job.id)
+        try:
+            while True:
+                if adopted:
+                    outcome = await self._runner.wait.remote(str(job.id))
+                    adopted = False
+                else:
+                    decision = decide(job, memory, self._view.nodes)
+                    if decision.action != "run":
+                        await self._not_now(job, decision)
+                        return
+                    outcome = await self._runner.run.remote(
+                        self._payload(job, memory), task_options(job, self._settings, memory),
+                        limit - (time.perf_counter() - started),
+                    )
+                if outcome["status"] != "needs_memory":
+                    break
+                log.info("job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
+                         job.id, outcome["memory_bytes"], outcome["method"], outcome["active_qubits"])
+                memory = outcome["memory_bytes"]
+                async with self._pool.connection() as conn:
+                    await store.set_job_memory(conn, job_id=job.id, memory_bytes=memory)
+            await self._outcome(job, outcome, limit, started)
+        except Exception as error:  # the runner itself died: its tasks died with it
+            await self._lost(job, {"status": "lost", "kind": "worker", "error": f"the runner died: {error}"})
+        finally:
+            self._inflight.discard(job.id)
+            if holds_slot:
+                self._slots.release()
+
+    async def _outcome(self, job: store.ClaimedJob, outcome: dict, limit: float, started: float) -> None:
+        status = outcome["status"]
+        if status in ("finished", "failed", "dropped"):
+            log.info(
+                "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s", job.id, status,
+                outcome["run_ms"], (time.perf_counter() - started) * 1e3, outcome["node_id"],
+            )
+            if status == "dropped":
+                await self._check_dropped(job, outcome)
+        elif status == "canceled":
+            log.info("job_id=%s canceled; its Ray work was stopped", job.id)
+            self._rewarm(job)
+        elif status == "timed_out":
+            await self._fail(job, f"timed out after {limit:g} s")
+            log.info("job_id=%s timed out after %g s; its Ray task was stopped", job.id, limit)
+            self._rewarm(job)
+        elif status == "lost":
+            await self._lost(job, outcome)
+        else:  # "error", "unknown"
+            reason = (
+                failure_reason(job, outcome, self._settings) if status == "error"
+                else "worker lost: the runner has no record of the job"
+            )
+            log.warning("job_id=%s failed: %s", job.id, reason)
+            await self._fail(job, reason)
+
+    def _payload(self, job: store.ClaimedJob, memory: int) -> dict:
+        payload = {
+            "id": str(job.id),
+            "backend": job.backend,
+            "plugin": job.plugin,
+            "qasm": job.qasm,
+            "metadata": job.metadata,
+            "result_types": list(job.result_types),
+            "memory_bytes": memory,
+        }
+        if job.needs_gpu:
+            payload["device"] = self._settings.aer_gpu_device
+        return payload
+
+    async def _not_now(self, job: store.ClaimedJob, decision: Decision) -> None:
+        """A job no node can run now: park it (pending, waiting_for) or fail it."""
+        if decision.action == "fail":
+            log.info("job_id=%s cannot run anywhere: %s", job.id, decision.reason)
+            await self._fail(job, decision.reason)
+            return
+        async with self._pool.connection() as conn:
+            await store.park_job(conn, job_id=job.id, waiting_for=decision.reason)
+        log.info("job_id=%s parked: %s", job.id, decision.reason)
+
+    async def _fail(self, job: store.ClaimedJob, reason: str) -> None:
+        try:
+            async with self._pool.connection() as conn:
+                await store.fail_job(conn, job_id=job.id, error=reason[:4000])
+        except Exception:
+            log.exception("job_id=%s could not record the failure", job.id)
+
+    async def _lost(self, job: store.ClaimedJob, outcome: dict) -> None:
+        """The worker or node running the job died: run it again, up to settings.max_attempts."""
+        reason = failure_reason(job, outcome, self._settings)
+        self._rewarm(job)
+        if job.attempts >= self._settings.max_attempts:
+            log.warning("job_id=%s lost on attempt %d, the last: %s", job.id, job.attempts, reason)
+            await self._fail(job, f"{reason} (attempt {job.attempts} of {self._settings.max_attempts})")
+            return
+        async with self._pool.connection() as conn:
+            requeued = await store.requeue_job(conn, job_id=job.id)
+        if requeued:
+            await queue.publish_job(self.publisher, self._settings.queue_name, job.id)
+            log.warning("job_id=%s lost on attempt %d (%s): queued again", job.id, job.attempts, reason)
+
+    async def _check_dropped(self, job: store.ClaimedJob, outcome: dict) -> None:
+        """The executor found the job no longer running. Normally it was canceled meanwhile;
+        if it is still running here, the node writes to another database: fail the job."""
+        async with self._pool.connection() as conn:
+            row = await store.get_job_status(conn, job_id=job.id)
+        if row is not None and row["status"] == "running":
+            await self._fail(
+                job,
+                f"node {outcome['node_id']} could not record the job: its executors use the "
+                f"database {outcome.get('database')}; set QSERVER_DATABASE_URL on that node to "
+                "this QServer's database",
+            )
+
+    def cancel(self, job_id: uuid.UUID) -> None:
+        """Stop the Ray work of a job canceled while running (the runner ends its worker)."""
+        self._runner.cancel.remote(str(job_id))
+        log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
+
+    def inflight(self) -> list[uuid.UUID]:
+        """Ids of the jobs this dispatcher is waiting on."""
+        return list(self._inflight)
+
+    def _rewarm(self, job: store.ClaimedJob) -> None:
+        """A worker was ended (cancel, timeout, crash): warm a fresh one for the built-in aer."""
+        if job.plugin in (None, BUILTIN_PLUGIN):
+            self._spawn(self._warm())
+
+    async def _warm(self) -> None:
+        try:
+            await _warm_up.options(num_cpus=1, max_retries=0).remote(0.0)
+        except Exception:
+            log.warning("re-warming an executor failed", exc_info=True)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Wait a little for jobs about to finish; the runner keeps the rest running."""
+        if self._watchers:
+            await asyncio.wait(set(self._watchers), timeout=timeout_s)

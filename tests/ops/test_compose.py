@@ -32,7 +32,7 @@ NGINX = services.find_program("nginx")
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+alt}
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
-SECRETS = {"POSTGRES_PASSWORD", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "RAY_AUTH_TOKEN"}
+SECRETS = {"POSTGRES_PASSWORD", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "RAY_AUTH_TOKEN", "QSERVER_AUTH_SECRET"}
 PUBLISHED = {8080, 50051, 443}
 RAY_SERVICES = {"ray-head", "ray-worker", "dispatcher"}
 EXPECTED = {

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -595,19 +596,21 @@ def _requests(properties: jobs_pb2.JobProperties, qasm: str) -> Iterator[jobs_pb
         yield jobs_pb2.JobData(qasmChunk=qasm[start : start + CHUNK_CHARS])
 
 
-def _get_job(host: str, port: int, job_id: str) -> dict:
-    url = f"http://{services.host_port(host, port)}/api/v1/job/{job_id}"
-    with services.NO_PROXY.open(url, timeout=10) as response:
+def _get_job(host: str, port: int, job_id: str, api_key: str | None = None) -> dict:
+    request = urllib.request.Request(f"http://{services.host_port(host, port)}/api/v1/job/{job_id}")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    with services.NO_PROXY.open(request, timeout=10) as response:
         return json.loads(response.read())
 
 
-def _wait_for(host: str, port: int, job_id: str, timeout: float) -> dict:
+def _wait_for(host: str, port: int, job_id: str, timeout: float, api_key: str | None = None) -> dict:
     deadline = time.monotonic() + timeout
     interval = 0.05
     with err.status(f"job {job_id}: submitted") as spinner:
         while True:
             try:
-                job = _get_job(host, port, job_id)
+                job = _get_job(host, port, job_id, api_key)
             except urllib.error.HTTPError as error:
                 err.print(
                     f"[red]GET /api/v1/job/{job_id}: HTTP {error.code}[/] "
@@ -662,6 +665,10 @@ def submit(
         int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="QSERVER_API_KEY", help="Your API key (`qserver keys create`), when authentication is on."),
+    ] = None,
 ) -> None:
     """Stream FILE over gRPC through nginx, print the job id, wait, print the results."""
     settings = _settings()
@@ -696,7 +703,8 @@ def submit(
             target, compression=grpc.Compression.Gzip, options=[("grpc.enable_http_proxy", 0)]
         ) as channel:
             pending = jobs_pb2_grpc.JobsStub(channel).AddJob(
-                _requests(properties, qasm), timeout=300
+                _requests(properties, qasm), timeout=300,
+                metadata=[("authorization", f"Bearer {api_key}")] if api_key else None,
             )
     except grpc.RpcError as error:
         err.print(f"[red]gRPC {error.code().name}:[/] {error.details()}", highlight=False)
@@ -704,7 +712,7 @@ def submit(
     out.print(pending.id, highlight=False)
     if not wait:
         return
-    job = _wait_for(host, http_port, pending.id, timeout)
+    job = _wait_for(host, http_port, pending.id, timeout, api_key)
     if job["status"] != "finished":
         err.print(
             f"[red]job {job['status']}:[/] {job.get('error') or '(no reason given)'}",

@@ -82,21 +82,25 @@ class Dispatcher:
             await message.reject(requeue=False)
             return
         await self._slots.acquire()
-        try:
-            async with self._pool.connection() as conn:
-                job = await store.claim_job(conn, job_id=job_id)
-        except Exception:
-            self._slots.release()
-            log.exception("job_id=%s claim failed; requeueing", job_id)
-            await asyncio.sleep(1)
-            await message.nack(requeue=True)
-            return
-        await message.ack()
-        if job is None:
-            self._slots.release()
-            log.info("job_id=%s not pending; message dropped", job_id)
-            return
-        self._spawn(self._run(job))
+        handed_over = False  # the slot passes to _run; released here in every other case,
+        try:  # a cancellation (connection drop) included
+            try:
+                async with self._pool.connection() as conn:
+                    job = await store.claim_job(conn, job_id=job_id)
+            except Exception:
+                log.exception("job_id=%s claim failed; requeueing", job_id)
+                await asyncio.sleep(1)
+                await message.nack(requeue=True)
+                return
+            if job is not None:
+                self._spawn(self._run(job))  # before the ack: a redelivery finds it claimed
+                handed_over = True
+            else:
+                log.info("job_id=%s not pending; message dropped", job_id)
+            await message.ack()
+        finally:
+            if not handed_over:
+                self._slots.release()
 
     def adopt(self, job: store.ClaimedJob) -> None:
         """Wait on a job a previous dispatcher started (the runner still holds it)."""

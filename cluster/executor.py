@@ -70,6 +70,7 @@ def compute(job: dict[str, Any]) -> dict[str, Any]:
                 memory_budget_bytes=budget,
                 max_memory_mb=budget // MIB if budget else None,
                 device=job.get("device", "CPU"),
+                max_qubits=get_settings().max_active_qubits,
             )
         except aer.NeedsMemory as exc:
             raise MoreMemory(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits) from None

@@ -113,6 +113,14 @@ class Settings(BaseSettings):
         ["qiskit-aer-gpu==0.18.2"],
         description="runtime_env of GPU jobs (aer_gpu): CUDA Aer, only ever installed on GPU nodes.",
     )
+    max_active_qubits: dict[str, int] = Field(
+        {
+            "statevector": 34, "density_matrix": 17, "unitary": 17, "superop": 9,
+            "stabilizer": 10_000, "extended_stabilizer": 63, "matrix_product_state": 1_000,
+        },
+        description="Most active qubits a job may have, per Aer method (the method Aer will use; "
+        "never the declared width). Memory placement bounds them further.",
+    )
     aer_gpu_device: str = Field("GPU", description="Aer device of aer_gpu jobs (tests mock it: CPU).")
     cluster_refresh_s: float = Field(2.0, gt=0, description="How often the dispatcher reads Ray's nodes.")
 

@@ -286,6 +286,7 @@ def run(
     max_memory_mb: int | None = None,
     memory_budget_bytes: int | None = None,
     device: str = "CPU",
+    max_qubits: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -297,7 +298,8 @@ def run(
     expval [float per PUB], exact. counts and quasi_dist come from the same run.
     max_memory_mb caps Aer's memory (MiB). memory_budget_bytes: the memory this worker was
     granted; a circuit whose size (plugins.aer.sizing) exceeds it raises NeedsMemory before
-    simulating. device: "CPU" or "GPU" (qiskit-aer-gpu). Raises ValueError for an unknown result type,
+    simulating. device: "CPU" or "GPU" (qiskit-aer-gpu). max_qubits: {Aer method: most active
+    qubits} (the method Aer will use, "automatic" resolved as in plugins.aer.sizing). Raises ValueError for an unknown result type,
     CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
     Aer does not finish (e.g. not enough memory; the message is Aer's).
     """
@@ -305,10 +307,15 @@ def run(
     metadata = metadata or {}
     shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
-    if memory_budget_bytes is not None:
-        needed = sizing.size(circuit, method)
-        if needed.memory_bytes > memory_budget_bytes:
-            raise sizing.NeedsMemory(needed, memory_budget_bytes)
+    needed = sizing.size(circuit, method)
+    if memory_budget_bytes is not None and needed.memory_bytes > memory_budget_bytes:
+        raise sizing.NeedsMemory(needed, memory_budget_bytes)  # placed again, or refused for memory
+    limit = (max_qubits or {}).get(needed.method)
+    if limit is not None and needed.active_qubits > limit:
+        raise CircuitError(
+            f"the circuit has {needed.active_qubits} active qubits; this server runs at most "
+            f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
+        )
     operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
     circuit = _prepare(circuit)
     results: dict[str, Any] = {}

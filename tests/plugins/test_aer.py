@@ -338,3 +338,13 @@ def test_plugin_contract(tmp_path):
 def test_backends_txt_lists_aer():
     backends = Path(__file__).resolve().parents[2] / "plugins" / "aer" / "backends.txt"
     assert backends.read_text().split() == ["aer"]
+
+
+def test_active_qubit_limits_per_method_count_active_qubits_not_the_declared_width():
+    limits = {"matrix_product_state": 30, "statevector": 34, "stabilizer": 100}
+    wide = case("wide_register_one_active_qubit.qasm")  # 50 declared, 1 active
+    assert run(wide, {}, ["counts"], max_qubits={"statevector": 2})["counts"] == {"1": 1000}
+    with pytest.raises(CircuitError, match="has 40 active qubits; this server runs at most 30 with the matrix_product_state method"):
+        run(case("too_big_40q_nonclifford.qasm"), {"method": "matrix_product_state"}, ["counts"], max_qubits=limits)
+    # Clifford: the stabilizer method, whose limit is far higher
+    assert sum(run(case("clifford_40q.qasm"), {}, ["counts"], max_qubits=limits)["counts"].values()) == 1000

@@ -59,13 +59,25 @@ class ClusterView:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self._alive: frozenset[str] | None = None
+        self._dead: set[str] = set()
+
+    def mark_dead(self, node_id: str) -> None:
+        """A node Ray reported dead through a job's error: Ray's node list lags (seconds), so
+        placement treats it as offline from now on (a node that comes back has a new id)."""
+        self._dead.add(node_id)
+        self.nodes = [
+            Node(n.node_id, False, n.tags, n.gpus, n.memory) if n.node_id == node_id else n
+            for n in self.nodes
+        ]
+        if self._alive is not None:
+            self._alive = self._alive - {node_id}
 
     def update(self, rows: list[dict[str, Any]]) -> bool:
         """Take the nodes from Postgres' ``nodes`` table. True when the alive set changed."""
         self.nodes = [
             Node(
-                node_id=row["node_id"], alive=row["alive"], tags=frozenset(row["tags"]),
-                gpus=row["gpus_total"], memory=row["memory_total"],
+                node_id=row["node_id"], alive=row["alive"] and row["node_id"] not in self._dead,
+                tags=frozenset(row["tags"]), gpus=row["gpus_total"], memory=row["memory_total"],
             )
             for row in rows
         ]

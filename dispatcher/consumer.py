@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -30,6 +31,7 @@ from dispatcher.cluster import ClusterView
 from dispatcher.placement import Decision, decide, task_options
 
 log = logging.getLogger(__name__)
+NODE_ID = re.compile(r"node ID: ([0-9a-f]{16,})")
 _warm_up = ray.remote(executor.warm_up)
 
 
@@ -213,6 +215,9 @@ class Dispatcher:
             log.warning("job_id=%s lost on attempt %d, the last: %s", job.id, job.attempts, reason)
             await self._fail(job, f"{reason} (attempt {job.attempts} of {self._settings.max_attempts})")
             return
+        dead = NODE_ID.search(outcome.get("error", "")) if outcome.get("kind") == "node" else None
+        if dead:  # placement must not send the job back to the node that just died
+            self._view.mark_dead(dead.group(1))
         async with self._pool.connection() as conn:
             requeued = await store.requeue_job(conn, job_id=job.id)
         if requeued:

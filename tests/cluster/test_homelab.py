@@ -88,3 +88,30 @@ def test_node_that_leaves_makes_its_jobs_wait_until_it_comes_back(homelab):
     job = homelab.client.wait(job_id, timeout=120)
     assert job["status"] == "finished", job["error"]
     assert job["node_id"] == new.node_id and job["waiting_for"] is None
+
+
+def test_node_lost_mid_job_runs_the_job_again_when_a_node_can_take_it(homelab):
+    """The node running a job dies: the job is not lost; it waits for a node with its tag and
+    runs there (attempt 2)."""
+    slow = (
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
+        "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
+    )
+    job_id = homelab.client.submit(slow, counts=True, metadata={"tags": ["lab"], "method": "extended_stabilizer", "shots": 60})
+    deadline = time.monotonic() + 60
+    while (job := homelab.client.job(job_id))["status"] != "running" or not job["node_id"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    old = homelab.nodes["lab"]
+    assert job["node_id"] == old.node_id
+    homelab.cluster.remove_node(old, allow_graceful=False)
+    deadline = time.monotonic() + 90
+    while (job := homelab.client.job(job_id))["status"] == "running":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["status"] == "pending", job
+    new = homelab.add_lab_node()
+    job = homelab.client.wait(job_id, timeout=180)
+    assert job["status"] == "finished", job["error"]
+    assert job["attempts"] == 2 and job["node_id"] == new.node_id
+    assert sum(job["results"]["counts"].values()) == 60

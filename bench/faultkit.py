@@ -90,6 +90,8 @@ class PrivateRabbit:
     dist_port: int = field(default_factory=free_port)
     epmd_port: int = field(default_factory=free_port)
     child: subprocess.Popen | None = None
+    # more rabbitmq.conf lines (e.g. "consumer_timeout = 10000"), applied at the next start
+    extra_conf: str = ""
 
     @property
     def node(self) -> str:
@@ -134,7 +136,7 @@ class PrivateRabbit:
             f"listeners.tcp.local = 127.0.0.1:{self.port}\n"
             "loopback_users.guest = true\n"
             "log.console = false\n"
-            "log.file.level = info\n"
+            "log.file.level = info\n" + self.extra_conf
         )
         (b / "rabbitmq-env.conf").write_text("# private node: nothing from /etc/rabbitmq\n")
         (b / "enabled_plugins").write_text("[].\n")

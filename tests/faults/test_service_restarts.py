@@ -243,3 +243,26 @@ def test_restart_while_deliveries_wait_for_a_slot(faults):
             "SELECT count(*) FROM history WHERE job_id = ANY(%s::uuid[])", (ids,)
         ).fetchone()[0]
     assert history == len(ids)
+
+
+def test_job_longer_than_the_consumer_timeout_runs_once(faults):
+    """RabbitMQ's delivery-acknowledgement timeout (consumer_timeout; checked about once a
+    minute) set to 10 s: a job of over a minute causes no redelivery and no second run,
+    since the dispatcher acks each delivery as soon as it has claimed the job."""
+    lab, client = faults, faults.client
+    lab.rabbit.extra_conf = "consumer_timeout = 10000\n"
+    try:
+        lab.rabbit.restart()
+        deadline = time.monotonic() + 120
+        job_id, _ = submit_retrying(client, deadline, SLOW, counts=True,
+                                    metadata={"method": "extended_stabilizer", "shots": 600})
+        started = time.monotonic()
+        job = client.wait(job_id, timeout=600)
+        took = time.monotonic() - started
+        assert job["status"] == "finished", job["error"]
+        assert job["attempts"] == 1
+        assert took > 70, f"the job took only {took:.0f} s: too short to meet the consumer timeout"
+        assert lab.rabbit.consumers(lab.settings.queue_name) == 1
+    finally:
+        lab.rabbit.extra_conf = ""
+        lab.rabbit.restart()

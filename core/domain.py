@@ -10,6 +10,7 @@ import enum
 import json
 import math
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,7 @@ AER_METHODS = frozenset(
 DEFAULT_SHOTS = 1000
 # Our built-in backend `aer` is registered as this plugin (upstream-contract.md, Plugins).
 BUILTIN_PLUGIN = "aer-plugin"
-_PAULI = re.compile(r"^[IXYZ]+$")
+_PAULI = re.compile(r"[IXYZ]+")  # used with fullmatch: "$" would let "ZZ\n" through
 
 # A node tag NAME is the Ray custom resource "tag:NAME" (qserver node join --tag NAME offers
 # TAG_CAPACITY of it; a job asking for the tag takes TAG_SHARE, so tags never limit how many
@@ -106,7 +107,7 @@ def _check_json_values(value: Any, depth: int = 0) -> None:
             raise InvalidJob(f"metadata holds a string that is not valid Unicode: {show(value)}") from None
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidJob("metadata holds a number too large for a float (over 1.8e308)")
-_TAG = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used with fullmatch, as _PAULI
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,27 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    """A finite real number that fits a float (a 400-digit JSON integer does not)."""
+    if not (_is_int(value) or isinstance(value, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _utf8_size(text: str, what: str) -> int:
+    """The size of ``text`` in UTF-8.
+
+    Raises:
+        InvalidJob: ``text`` holds a lone surrogate, which no UTF-8 text (nor Postgres) can hold.
+    """
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError as error:
+        raise InvalidJob(
+            f"{what} is not valid Unicode: it holds a lone surrogate at character {error.start}"
+        ) from None
 
 
 def check_properties(
@@ -179,6 +200,11 @@ def check_properties(
         raise InvalidJob("targetSimulator is empty: name a backend, e.g. 'aer'")
     if len(backend) > 100:
         raise InvalidJob(f"targetSimulator is {len(backend)} characters long: a backend name has at most 100")
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in backend):
+        raise InvalidJob(
+            f"targetSimulator {show(backend)} holds a control character or a lone surrogate: "
+            "a backend name is letters, digits, '-' and '_'"
+        )
     metadata = parse_metadata(metadata_text, limits)
     if ResultType.EXPVAL in result_types and "obs" not in metadata:
         raise InvalidJob("expval needs observables: set metadata 'obs' to a list of PUBs")
@@ -192,11 +218,12 @@ def parse_metadata(text: str, limits: Limits = Limits()) -> dict[str, Any]:
     the types of the contract's metadata table; other keys pass through.
 
     Raises:
-        InvalidJob: empty, too large, not JSON, not an object, or a known key is wrong.
+        InvalidJob: empty, too large, not valid Unicode, not JSON, not an object, or a known
+            key is wrong.
     """
     if not text.strip():
         raise InvalidJob("metadata is empty: send a JSON object, e.g. {}")
-    if len(text.encode()) > limits.max_metadata_bytes:
+    if _utf8_size(text, "metadata") > limits.max_metadata_bytes:
         raise InvalidJob(f"metadata is larger than {limits.max_metadata_bytes} bytes")
     try:
         metadata = json.loads(text, parse_constant=_reject_constant)
@@ -232,7 +259,7 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
             raise InvalidJob("metadata 'parameters' must be an object of {name: number}")
     if "tags" in md:
         tags = md["tags"]
-        if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.match(t) for t in tags):
+        if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.fullmatch(t) for t in tags):
             raise InvalidJob(
                 "metadata 'tags' must be a list of node tag names (letters, digits, '_', '.', '-')"
             )
@@ -273,7 +300,7 @@ def check_observables(obs: Any, limits: Limits = Limits()) -> None:
                 not isinstance(term, list)
                 or len(term) != 2
                 or not isinstance(term[0], str)
-                or not _PAULI.match(term[0])
+                or not _PAULI.fullmatch(term[0])
                 or not _is_number(term[1])
             ):
                 raise InvalidJob(
@@ -282,16 +309,21 @@ def check_observables(obs: Any, limits: Limits = Limits()) -> None:
                 )
             widths.add(len(term[0]))
         if len(widths) > 1:
-            raise InvalidJob(f"obs[{i}] mixes Pauli labels of lengths {sorted(widths)}")
+            first, second = sorted(widths)[:2]
+            raise InvalidJob(
+                f"obs[{i}] mixes Pauli labels of lengths {first} and {second} ({len(widths)} lengths in all):"
+                " all labels of one PUB act on the same qubits"
+            )
 
 
 def check_program(qasm: str, max_bytes: int) -> None:
     """Check the joined QASM text before it is stored (it is parsed later, on a node).
 
     Raises:
-        InvalidJob: empty, larger than ``max_bytes``, or holding a NUL character.
+        InvalidJob: empty, larger than ``max_bytes``, holding a NUL character or a lone
+            surrogate (neither is text Postgres can store).
     """
-    if len(qasm.encode()) > max_bytes:
+    if _utf8_size(qasm, "QASM program") > max_bytes:
         raise InvalidJob(f"QASM program is larger than the limit of {max_bytes} bytes")
     if not qasm.strip():
         raise InvalidJob("no QASM: the program is empty")

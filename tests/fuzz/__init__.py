@@ -1,0 +1,1 @@
+"""Hostile-input tests: hypothesis over submissions, a real ingest fed hostile streams, schemathesis over the api."""

@@ -54,7 +54,7 @@ def check_plugin_name(text: str) -> str:
     Raises:
         InvalidName: not a bare package name (a version specifier, URL, path or pip option).
     """
-    if not _NAME.match(text):
+    if not _NAME.fullmatch(text):
         raise InvalidName(
             f"plugin name {text!r} is not valid: use {NAME_RULE} (a bare package name: "
             "no version specifier, URL, path or pip option)"
@@ -240,7 +240,7 @@ def parse_backends(text: str, *, where: str) -> tuple[str, ...]:
         backend = line.strip()
         if not backend:
             continue
-        if not _NAME.match(backend):
+        if not _NAME.fullmatch(backend):
             raise NotAPlugin(f"{where} names an invalid backend {backend[:120]!r}: use {NAME_RULE}")
         names[backend] = None
     return tuple(names)

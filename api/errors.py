@@ -103,9 +103,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return _answer(503, "the database is unavailable, try again later")
 
 
+async def _bad_value(request: Request, exc: Exception) -> JSONResponse:
+    log.info("%s %s -> 400: %s", request.method, request.url.path, exc)
+    return _answer(400, f"the request holds a value the database cannot take: {str(exc).strip()[:200]}")
+
+
 def install(app: FastAPI) -> None:
     """Register the exception handlers on ``app``."""
     app.add_exception_handler(QServerError, _qserver_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(PoolTimeout, _database_unavailable)
     app.add_exception_handler(psycopg.OperationalError, _database_unavailable)
+    # e.g. a NUL character in a path parameter: the client's input, not our fault
+    app.add_exception_handler(psycopg.DataError, _bad_value)

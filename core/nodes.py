@@ -72,7 +72,7 @@ def check_tag(tag: str) -> str:
     Raises:
         NodeError: it cannot.
     """
-    if not NODE_TAG.match(tag):
+    if not NODE_TAG.fullmatch(tag):
         raise NodeError(f"node tag {tag!r} is not valid: a tag is {TAG_RULE}")
     return tag
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -131,28 +132,37 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         spec: JobSpec | None = None
         chunks: list[str] = []
         size = 0
-        async for message in messages:
-            kind = message.WhichOneof("DataStream")
-            if kind == "properties":
-                if spec is not None:
-                    raise InvalidJob("properties sent twice: send them once, before the QASM")
-                spec = await self._check_properties(message.properties)
-            elif kind == "qasmChunk":
-                if spec is None:
-                    raise InvalidJob("QASM chunk before the properties: send properties first")
-                size += len(message.qasmChunk.encode())
-                if size > self._settings.max_qasm_bytes:
-                    raise InvalidJob(
-                        f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes"
-                    )
-                chunks.append(message.qasmChunk)
-            else:
-                raise InvalidJob("empty JobData message: set properties or qasmChunk")
+        try:
+            async for message in messages:
+                spec, size = await self._take(message, spec, chunks, size)
+        except DecodeError as error:
+            raise InvalidJob(f"a JobData message is not valid protobuf: {error}") from None
         if spec is None:
             raise InvalidJob("no properties: the stream must start with the job's properties")
         qasm = "".join(chunks)
         check_program(qasm, self._settings.max_qasm_bytes)
         return JobSpec(backend=spec.backend, result_types=spec.result_types, metadata=spec.metadata, qasm=qasm)
+
+    async def _take(
+        self, message: jobs_pb2.JobData, spec: JobSpec | None, chunks: list[str], size: int
+    ) -> tuple[JobSpec | None, int]:
+        """One message of the stream: properties (checked) or a QASM chunk (appended)."""
+        kind = message.WhichOneof("DataStream")
+        if kind == "properties":
+            if spec is not None:
+                raise InvalidJob("properties sent twice: send them once, before the QASM")
+            return await self._check_properties(message.properties), size
+        if kind == "qasmChunk":
+            if spec is None:
+                raise InvalidJob("QASM chunk before the properties: send properties first")
+            size += len(message.qasmChunk.encode())
+            if size > self._settings.max_qasm_bytes:
+                raise InvalidJob(
+                    f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes"
+                )
+            chunks.append(message.qasmChunk)
+            return spec, size
+        raise InvalidJob("empty JobData message: set properties or qasmChunk")
 
     async def _check_properties(self, props: jobs_pb2.JobProperties) -> JobSpec:
         spec = check_properties(

@@ -154,17 +154,6 @@ OPEN = _schema(create_app(_settings(auth="off")))
 KEYED = _schema(create_app(_settings(auth="on", auth_secret=SECRET, auth_cache_ttl_s=0)))
 
 
-def _known_bug(case) -> bool:
-    """A NUL in GET /api/v1/backend/{name}: a known 500, pinned by test_nul_in_backend_name_is_a_400.
-
-    Checked in the test, not by a filter hook: schemathesis' coverage phase does not run those.
-    """
-    name = str((case.path_parameters or {}).get("name", ""))
-    return (case.method.upper(), case.path) == ("GET", "/api/v1/backend/{name}") and (
-        "\x00" in name or "%00" in name
-    )
-
-
 for _schema_ in (OPEN, KEYED):
     _schema_.hook("flatmap_path_parameters")(lambda context, params: _swap_path(params))
 KEYED.hook("flatmap_headers")(lambda context, headers: _swap_headers(headers))
@@ -176,8 +165,6 @@ KEYED.hook("flatmap_headers")(lambda context, headers: _swap_headers(headers))
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 def test_no_5xx_and_every_4xx_says_why(case, scratch_data):
-    if _known_bug(case):
-        return
     response = case.call()
     event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics
     where = f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text[:300]}"
@@ -190,15 +177,9 @@ def test_no_5xx_and_every_4xx_says_why(case, scratch_data):
         assert body["detail"].strip(), where
 
 
-# --- bugs found, pinned until they are fixed ----------------------------------------------------
+# --- bugs the fuzzing found, kept as regression tests ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (api, core/store.py): a NUL in a path parameter that reaches SQL as text "
-    "(GET /api/v1/backend/{name}) answers 500: psycopg.DataError 'PostgreSQL text fields cannot "
-    "contain NUL (0x00) bytes' has no handler in api/errors.py",
-)
 async def test_nul_in_backend_name_is_a_400(fuzz_dsn, scratch_data):
     app = create_app(_settings(auth="off"))
     async with app.router.lifespan_context(app):

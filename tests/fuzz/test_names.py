@@ -42,12 +42,6 @@ def _accepts(check, error, text) -> bool:
     return True
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (api/distribution.py): NAME_PATTERN is '^...$' used with re.match, and '$' matches "
-    "before a trailing newline, so check_plugin_name('fake-plugin\\n') passes ('strict plugin names'); "
-    "over HTTP Starlette's {name:path} route drops a trailing newline, so only other callers see it",
-)
 @RUNS
 @given(text=names)
 @example(text="fake-plugin\n")
@@ -56,12 +50,6 @@ def test_plugin_names_are_accepted_whole(text):
         assert re.fullmatch(NAME_PATTERN.strip("^$"), text), repr(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (core/nodes.py): NODE_TAG is '^...$' used with re.match in check_tag, so "
-    "check_tag('gpu\\n') passes and `qserver node join --tag $'gpu\\n'` offers Ray the resource "
-    "'tag:gpu\\n', which no job's tag (domain refuses it) can ever ask for",
-)
 @RUNS
 @given(text=names)
 @example(text="gpu\n")

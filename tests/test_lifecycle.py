@@ -128,21 +128,10 @@ def test_job_over_its_timeout_is_stopped_and_fails(stack, settings):
 def test_pending_job_whose_message_was_lost_is_swept_and_runs(stack, settings, db):
     """A crash between ingest's commit and its publish leaves a pending job without a message."""
     import asyncio
-    import uuid
 
-    from core import store
-    from core.domain import JobSpec, ResultType
+    from tests.test_dispatcher import _insert
 
-    async def insert() -> uuid.UUID:
-        pool = await store.open_pool(settings.database_dsn, max_size=1)
-        job_id = uuid.uuid4()
-        spec = JobSpec(backend="aer", result_types=(ResultType.COUNTS,), metadata={}, qasm=BELL)
-        async with pool.connection() as conn:
-            await store.insert_job(conn, job_id=job_id, spec=spec)
-        await pool.close()
-        return job_id
-
-    job_id = asyncio.run(insert())
+    job_id = asyncio.run(_insert(settings))
     job = stack.wait(str(job_id), timeout=60)
     assert job["status"] == "finished" and job["attempts"] == 1
     assert set(job["results"]["counts"]) <= {"00", "11"}

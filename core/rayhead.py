@@ -23,6 +23,19 @@ from core.statedir import ComponentFailed, open_log, paths
 START_TIMEOUT = 120.0  # seconds `ray start --head` may take
 
 
+# `ray start` options every Ray process of ours gets: no usage report, plain log lines.
+_QUIET = ("--disable-usage-stats", "--log-style=record", "--log-color=false")
+
+
+def _spawn(cmd: list[str], env: dict[str, str], p, log_name: str) -> subprocess.Popen:
+    """Start ``cmd`` in a session of its own, its output in the ``log_name`` log."""
+    with open_log(p, log_name) as log:
+        return subprocess.Popen(
+            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def ray_address(settings: Settings) -> str:
     """The GCS address of the head ``up`` starts (what the dispatcher joins)."""
     return f"127.0.0.1:{settings.ray_head_port}"
@@ -121,20 +134,10 @@ def launch(
         # Ray's fixed defaults (10001, 52365) would clash with a second stack on this machine.
         f"--ray-client-server-port={services.free_port()}",
         f"--dashboard-agent-listen-port={services.free_port()}",
-        "--disable-usage-stats",
-        "--log-style=record",
-        "--log-color=false",
+        *_QUIET,
         *nodes.ray_start_args(spec or NodeSpec()),
     ]
-    with open_log(p, "ray") as log:
-        child = subprocess.Popen(
-            cmd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    child = _spawn(cmd, env, p, "ray")
     p.ray_session.write_text(str(child.pid))  # its session id: every head process inherits it
     return child
 
@@ -233,20 +236,10 @@ def join_node(
         f"--temp-dir={temp}",
         # Ray's fixed default (52365) would clash with another node on this machine.
         f"--dashboard-agent-listen-port={services.free_port()}",
-        "--disable-usage-stats",
-        "--log-style=record",
-        "--log-color=false",
+        *_QUIET,
         *nodes.ray_start_args(spec),
     ]
-    with open_log(p, "node") as log:
-        child = subprocess.Popen(
-            cmd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    child = _spawn(cmd, env, p, "node")
     nodes.node_session_file(settings).write_text(str(child.pid))
     nodes.node_info_file(settings).write_text(
         json.dumps({"head": head_address, "tags": list(spec.tags), "started": time.time()})

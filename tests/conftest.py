@@ -80,6 +80,17 @@ def count_jobs(conn: psycopg.Connection) -> int:
     return conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
 
 
+def fresh_database(dsn: str):
+    """A generator for session fixtures: the database of ``dsn`` created anew at the head
+    schema revision, yielded, and dropped afterwards."""
+    from core import schema
+
+    _drop_database(dsn)
+    schema.upgrade(dsn)
+    yield dsn
+    _drop_database(dsn)
+
+
 def _drop_database(dsn: str) -> None:
     name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
     admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")

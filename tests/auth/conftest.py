@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from psycopg import sql
+
 from psycopg.rows import dict_row
 
 from api.app import create_app
-from core import auth, schema, store
+from core import auth, store
 from core.domain import JobSpec, ResultType
 from core.settings import Settings
+from tests.conftest import fresh_database
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 DB_NAME = "qserver_test_auth"
@@ -34,14 +35,7 @@ MakeJob = Callable[..., Awaitable[uuid.UUID]]
 @pytest.fixture(scope="session")
 def auth_dsn() -> Iterator[str]:
     """A fresh database at the head schema revision, dropped at the end of the session."""
-    admin = f"{SERVER}/postgres"
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(drop)
-    schema.upgrade(DSN)
-    yield DSN
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(drop)
+    yield from fresh_database(DSN)
 
 
 @pytest.fixture(scope="session")

@@ -137,7 +137,22 @@ class Settings(BaseSettings):
     max_metadata_bytes: int = Field(1 * MIB, ge=2)
     max_timeout_s: float = Field(24 * 3600.0, gt=0)
     dispatcher_prefetch: int = Field(
-        64, ge=1, description="Unacked deliveries the dispatcher holds at once."
+        256, ge=1, description="Jobs the dispatcher holds at once (claimed or about to be)."
+    )
+    batch_executors: int | None = Field(
+        None, ge=0,
+        description="Warm executors that run small jobs in batches (cluster/batch.py); "
+        "None = one per CPU of the cluster at dispatcher start, 0 = none (every job is a Ray task).",
+    )
+    batch_max_jobs: int = Field(64, ge=1, description="Most jobs handed to a warm executor at once.")
+    batch_max_qubits: int = Field(
+        16, ge=1, le=30,
+        description="Batched jobs may need at most a statevector of this many qubits in memory; "
+        "a larger circuit runs as a Ray task of its own.",
+    )
+    batch_max_shots: int = Field(100_000, ge=1, description="Jobs with more shots run as their own Ray task.")
+    batch_max_qasm_bytes: int = Field(
+        64 * 1024, ge=1, description="Jobs with a longer program run as their own Ray task."
     )
     executor_warm_workers: int = Field(
         0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."

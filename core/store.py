@@ -196,6 +196,8 @@ SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_v
 """
 
 
+_CLAIM_MANY = _CLAIM.replace("WHERE id = %s AND", "WHERE id = ANY(%s) AND")
+
 _RUNNING = """
 SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
        rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
@@ -217,6 +219,13 @@ async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> Clai
     cur = await conn.execute(_CLAIM, (job_id,))
     row = await cur.fetchone()
     return None if row is None else _claimed(row)
+
+
+async def claim_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
+    """Move those of ``job_ids`` that are pending to running, in one statement; return them
+    (in no particular order). The others (canceled, already claimed, deleted) are left alone."""
+    cur = await conn.execute(_CLAIM_MANY, (job_ids,))
+    return [_claimed(row) for row in await cur.fetchall()]
 
 
 async def running_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
@@ -398,6 +407,66 @@ def finish_job_sync(
             ),
         )
     return True
+
+
+_RECORD_MANY = """
+WITH done_input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[])
+        AS t(id, counts, quasi_dist, expval)
+), done AS (
+    UPDATE jobs j SET status = 'finished', finish_time = now(), node_id = %(node)s, error = NULL
+      FROM done_input i
+     WHERE j.id = i.id AND j.status = 'running'
+    RETURNING j.id
+), saved AS (
+    INSERT INTO results (job_id, counts, quasi_dist, expval)
+    SELECT i.id, i.counts, i.quasi_dist, i.expval FROM done_input i JOIN done d ON d.id = i.id
+    ON CONFLICT (job_id) DO NOTHING
+), failed AS (
+    UPDATE jobs j SET status = 'failed', finish_time = now(), error = t.error,
+           node_id = coalesce(%(node)s, j.node_id)
+      FROM unnest(%(failed_ids)s::uuid[], %(errors)s::text[]) AS t(id, error)
+     WHERE j.id = t.id AND j.status = 'running'
+    RETURNING j.id
+)
+SELECT id FROM done UNION ALL SELECT id FROM failed
+"""
+
+
+def record_outcomes_sync(
+    conn: psycopg.Connection,
+    *,
+    finished: list[tuple[uuid.UUID, dict[str, Any]]],
+    failed: list[tuple[uuid.UUID, str]],
+    node_id: str | None,
+) -> set[uuid.UUID]:
+    """Record many jobs' outcomes in one statement (one transaction, one round trip).
+
+    Args:
+        finished: (job id, {result type: JSON-ready value}) per job that finished.
+        failed: (job id, error text) per job that failed.
+        node_id: the node that ran them.
+
+    Returns:
+        The ids written; a job missing from it was no longer running (canceled or deleted
+        meanwhile) and nothing of it was written.
+
+    Raises:
+        psycopg.DataError: Postgres refused a result value (nothing is written then).
+    """
+    cur = conn.execute(
+        _RECORD_MANY,
+        {
+            "ids": [job_id for job_id, _ in finished],
+            "counts": [_jsonb_or_none(results.get("counts")) for _, results in finished],
+            "quasi": [_jsonb_or_none(results.get("quasi_dist")) for _, results in finished],
+            "expval": [_jsonb_or_none(results.get("expval")) for _, results in finished],
+            "failed_ids": [job_id for job_id, _ in failed],
+            "errors": [error for _, error in failed],
+            "node": node_id,
+        },
+    )
+    return {row["id"] for row in cur.fetchall()}
 
 
 def fail_job_sync(

@@ -1,13 +1,16 @@
-"""The dispatcher's consumer: claim each delivered job, place it, have the runner run it.
+"""The dispatcher's consumer: claim delivered jobs, place them, run them.
 
-For each delivered job id: claim the job (pending -> running, one guarded UPDATE),
-ack the message, decide where it can run (placement), and ask the runner (a
-detached Ray actor that owns the job's task, cluster/runner.py) to run it. The task
-writes the job's outcome to Postgres itself; the consumer records only what Ray
-reports: a worker or node lost (the job runs again, up to max_attempts), a runtime_env
-that could not be built, a timeout, a cancel. A message for a job that is not pending
-(canceled, deleted, already claimed) is acked and dropped; a message that is not a job
-id is rejected to the dead-letter queue.
+Deliveries are claimed in batches: whatever has arrived since the last claim, up to
+``settings.batch_max_jobs`` ids, moves from pending to running in one guarded UPDATE,
+and the messages are acked. A small built-in Aer job then goes to a warm executor
+(cluster/batch.py) with whatever other small jobs have queued up behind it; any
+other job is placed (placement.decide) and run by the runner (a detached Ray actor
+that owns the job's task, cluster/runner.py). Either way the executor writes the
+job's outcome to Postgres itself; the consumer records only what Ray reports: a
+worker or node lost (the job runs again, up to max_attempts), a runtime_env that
+could not be built, a timeout, a cancel. A message for a job that is not pending
+(canceled, deleted, already claimed) is acked and dropped; a message that is not a
+job id is rejected to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -23,16 +26,27 @@ import ray
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from psycopg_pool import AsyncConnectionPool
 
-from cluster import executor
+from cluster import batch, executor
 from core import queue, store
 from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
 from dispatcher.cluster import ClusterView
-from dispatcher.placement import Decision, decide, task_options
+from dispatcher.placement import Decision, batch_memory_bytes, decide, runs_in_batch, task_options
 
 log = logging.getLogger(__name__)
 NODE_ID = re.compile(r"node ID: ([0-9a-f]{16,})")
 _warm_up = ray.remote(executor.warm_up)
+
+
+def start_executor(settings: Settings) -> ray.actor.ActorHandle:
+    """Start one warm executor (cluster/batch.py): an actor owned by this dispatcher, so it
+    ends with it. It takes no CPU of Ray's (it would hold it for good and starve the jobs
+    that run as tasks); Ray spreads the executors over the nodes."""
+    return (
+        ray.remote(batch.Executor)
+        .options(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")
+        .remote(batch_memory_bytes(settings))
+    )
 
 
 def job_timeout(job: store.ClaimedJob, settings: Settings) -> float:
@@ -60,11 +74,16 @@ def failure_reason(job: store.ClaimedJob, outcome: dict[str, Any], settings: Set
 
 
 class Dispatcher:
-    """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight."""
+    """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight.
+
+    ``executors`` are warm executor actors (cluster/batch.py) for small jobs; with none,
+    every job runs as a Ray task of its own. Call :meth:`start` before consuming.
+    """
 
     def __init__(
         self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView,
         runner: ray.actor.ActorHandle, publisher: AbstractChannel,
+        executors: list[ray.actor.ActorHandle] | None = None,
     ):
         self._settings = settings
         self._pool = pool
@@ -74,35 +93,128 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(settings.dispatcher_prefetch)
         self._watchers: set[asyncio.Task] = set()
         self._inflight: set[uuid.UUID] = set()
+        self._arrived: list[tuple[uuid.UUID, AbstractIncomingMessage]] = []
+        self._arrival = asyncio.Event()
+        self._small: asyncio.Queue[store.ClaimedJob] = asyncio.Queue()
+        self._executors = list(executors or [])
+        self._budget = batch_memory_bytes(settings)
+
+    def start(self) -> None:
+        """Start claiming deliveries, and one loop per warm executor feeding it batches."""
+        self._spawn(self._claim_loop())
+        for index in range(len(self._executors)):
+            self._spawn(self._batch_loop(index))
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
-        """Handle one delivery: decode, claim, ack, run."""
+        """Handle one delivery: decode it and leave it for the next claim."""
         try:
             job_id = uuid.UUID(message.body.decode())
         except (UnicodeDecodeError, ValueError):
             log.warning("rejecting undecodable message %r to the dead-letter queue", message.body[:80])
             await message.reject(requeue=False)
             return
-        await self._slots.acquire()
-        handed_over = False  # the slot passes to _run; released here in every other case,
-        try:  # a cancellation (connection drop) included
-            try:
-                async with self._pool.connection() as conn:
-                    job = await store.claim_job(conn, job_id=job_id)
-            except Exception:
-                log.exception("job_id=%s claim failed; requeueing", job_id)
-                await asyncio.sleep(1)
-                await message.nack(requeue=True)
-                return
-            if job is not None:
-                self._spawn(self._run(job))  # before the ack: a redelivery finds it claimed
-                handed_over = True
-            else:
-                log.info("job_id=%s not pending; message dropped", job_id)
-            await message.ack()
-        finally:
-            if not handed_over:
+        await self._slots.acquire()  # the slot passes to the claim loop
+        self._arrived.append((job_id, message))
+        self._arrival.set()
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await self._arrival.wait()
+            self._arrival.clear()
+            while self._arrived:
+                batch = self._arrived[: self._settings.batch_max_jobs]
+                del self._arrived[: len(batch)]
+                try:
+                    await self._claim(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("claiming %d jobs failed", len(batch))
+
+    async def _claim(self, batch: list[tuple[uuid.UUID, AbstractIncomingMessage]]) -> None:
+        """Claim the batch's jobs in one statement, hand each claimed job (and its slot) on,
+        ack the messages. On a database error the messages go back to the queue."""
+        try:
+            async with self._pool.connection() as conn:
+                jobs = await store.claim_jobs(conn, job_ids=[job_id for job_id, _ in batch])
+        except Exception:
+            log.exception("claim of %d jobs failed; requeueing them", len(batch))
+            await asyncio.sleep(1)
+            for _, message in batch:
                 self._slots.release()
+                await message.nack(requeue=True)
+            return
+        claimed = {job.id: job for job in jobs}
+        for job_id, message in batch:
+            job = claimed.pop(job_id, None)  # a duplicate message of the same job finds none
+            if job is None:
+                log.info("job_id=%s not pending; message dropped", job_id)
+                self._slots.release()
+            elif self._executors and runs_in_batch(job, self._settings):
+                self._inflight.add(job.id)
+                self._small.put_nowait(job)
+            else:
+                self._spawn(self._run(job))  # before the ack: a redelivery finds it claimed
+            await message.ack()
+
+    async def _batch_loop(self, index: int) -> None:
+        """Feed warm executor ``index``: wait for a small job, take the ones queued behind it."""
+        while True:
+            batch = [await self._small.get()]
+            while len(batch) < self._settings.batch_max_jobs and not self._small.empty():
+                batch.append(self._small.get_nowait())
+            try:
+                await self._run_batch(index, batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("batch of %d jobs: recording its outcome failed", len(batch))
+
+    async def _run_batch(self, index: int, batch: list[store.ClaimedJob]) -> None:
+        started = time.perf_counter()
+        payloads = [self._payload(job, self._budget) for job in batch]
+        try:
+            outcomes = await asyncio.wait_for(
+                asyncio.ensure_future(self._executors[index].run_batch.remote(payloads)),
+                timeout=self._settings.max_timeout_s,
+            )
+        except Exception as error:  # the executor died (or hung): its jobs run again
+            log.warning("warm executor %d lost with %d jobs: %s", index, len(batch), error)
+            self._executors[index] = self._replace_executor(index)
+            for job in batch:
+                try:
+                    await self._lost(job, {"status": "lost", "kind": "worker", "error": f"warm executor lost: {error}"})
+                finally:
+                    self._done_small(job)
+            return
+        counted: dict[str, int] = {}
+        for job, outcome in zip(batch, outcomes):
+            status = outcome["status"]
+            counted[status] = counted.get(status, 0) + 1
+            if status == "slow":  # too large for a warm executor: a task of its own
+                self._spawn(self._run(job))
+                continue
+            try:
+                if status == "dropped":
+                    await self._check_dropped(job, outcome)
+            finally:
+                self._done_small(job)
+        log.info(
+            "batch of %d jobs on node %s in %.1f ms: %s", len(batch), outcomes[0]["node_id"] if outcomes else "-",
+            (time.perf_counter() - started) * 1e3, ", ".join(f"{n} {s}" for s, n in sorted(counted.items())),
+        )
+
+    def _done_small(self, job: store.ClaimedJob) -> None:
+        self._inflight.discard(job.id)
+        self._slots.release()
+
+    def _replace_executor(self, index: int) -> ray.actor.ActorHandle:
+        """A new warm executor in place of one that died (or hung: it is ended first)."""
+        try:
+            ray.kill(self._executors[index], no_restart=True)
+        except Exception:
+            pass
+        return start_executor(self._settings)
 
     def adopt(self, job: store.ClaimedJob) -> None:
         """Wait on a job a previous dispatcher started (the runner still holds it)."""

@@ -20,6 +20,8 @@ from core.store import ClaimedJob
 GIB = 1024**3
 # Jobs asking more than this run in a worker that exits afterwards, returning the memory.
 BIG_JOB_BYTES = 2 * GIB
+# plugins.aer.sizing.WORKER_BYTES, not imported from there: that module loads Qiskit.
+WORKER_BYTES = 256 * 1024**2
 MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits wide, lightly entangled circuits)'
 
 
@@ -86,6 +88,41 @@ def decide(job: ClaimedJob, memory_bytes: int, nodes: list[Node]) -> Decision:
         f"waiting for a node with {needs or _human(memory_bytes) + ' of memory'} to come online "
         f"(known but offline: {offline})",
     )
+
+
+# Aer methods whose cost a small circuit bounds (extended_stabilizer and matrix_product_state
+# can take minutes on a few qubits; they run as tasks of their own, with their timeouts).
+BATCH_METHODS = frozenset({None, "auto", "automatic", "statevector", "density_matrix", "stabilizer"})
+
+
+def runs_in_batch(job: ClaimedJob, settings: Settings) -> bool:
+    """Can ``job`` run on a warm executor, in a batch (cluster/batch.py)?
+
+    Yes for a built-in Aer job on a CPU with no node tags, no memory estimate of its own
+    (it was never found too large), no timeout of its own, an Aer method whose cost a
+    small circuit bounds, at most ``settings.batch_max_shots`` shots and at most
+    ``settings.batch_max_qasm_bytes`` of program. The executor still hands back one
+    whose circuit needs more memory than ``batch_memory_bytes(settings)``.
+    """
+    metadata = job.metadata
+    shots = metadata.get("shots")
+    return (
+        job.plugin in (None, BUILTIN_PLUGIN)
+        and not job.needs_gpu
+        and not job.tags
+        and job.memory_bytes is None
+        and metadata.get("timeout_s") is None
+        and metadata.get("method") in BATCH_METHODS
+        and (shots is None or (isinstance(shots, (int, float)) and shots <= settings.batch_max_shots))
+        and len(job.qasm) <= settings.batch_max_qasm_bytes
+    )
+
+
+def batch_memory_bytes(settings: Settings) -> int:
+    """The memory budget of a batched job: a Ray worker plus a statevector of
+    ``settings.batch_max_qubits`` qubits (plugins.aer.sizing's formula)."""
+    state = 16 * 2**settings.batch_max_qubits
+    return WORKER_BYTES + state + state // 8
 
 
 def pip_runtime_env(requirements: list[str], settings: Settings) -> dict[str, Any]:

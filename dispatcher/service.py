@@ -24,7 +24,7 @@ from core import queue, schema, store
 from core.settings import Settings
 from dispatcher import cluster, notifications, plugins
 from dispatcher.cluster import ClusterView
-from dispatcher.consumer import Dispatcher
+from dispatcher.consumer import Dispatcher, start_executor
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +149,16 @@ async def serve(settings: Settings) -> None:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     count = settings.executor_warm_workers or cpus
     started = time.perf_counter()
+    executors = [start_executor(settings) for _ in range(cpus if settings.batch_executors is None else settings.batch_executors)]
     warmed = await asyncio.to_thread(warm_executors, count)
     log.info(
         "warmed %d executors in %.1f s: %s", len(warmed), time.perf_counter() - started,
         ", ".join(f"pid {w['pid']} {w['ms']:.0f} ms" for w in warmed),
+    )
+    warm = await asyncio.gather(*(handle.ready.remote() for handle in executors))
+    log.info(
+        "%d warm executors for small jobs in %.1f s: %s", len(warm), time.perf_counter() - started,
+        ", ".join(f"pid {r['pid']} on node {r['node_id'][:12]}" for r in warm),
     )
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     runner = get_runner()
@@ -161,7 +167,7 @@ async def serve(settings: Settings) -> None:
     connection = await queue.connect(str(settings.amqp_url))
     publisher = await queue.publisher_channel(connection)
     await queue.declare(publisher, settings.queue_name)
-    dispatcher = Dispatcher(settings, pool, view, runner, publisher)
+    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors)
     await adopt_or_requeue(settings, pool, runner, dispatcher)
     await cluster.republish_parked(settings, pool)
     background = [
@@ -171,6 +177,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(plugins.prebuild_all(settings, pool)),
         asyncio.create_task(janitor_loop(settings, pool)),
     ]
+    dispatcher.start()
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.dispatcher_prefetch)
     jobs_queue = await queue.declare(channel, settings.queue_name)

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import docs, errors, plugins
 from api.routes import router
+from api.waiters import JobWaiters
 from core import auth, schema, store
 from core.settings import Settings, get_settings
 
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(schema.check, settings.database_dsn)
         pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
         app.state.pool = pool
+        app.state.waiters = JobWaiters(settings.database_dsn)
+        app.state.waiters.start()
         if mode.on:
             log.info("authentication is on (%s): API keys required", mode.reason)
         else:
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await app.state.waiters.stop()
             await pool.close()
             log.info("api stopped: pool closed")
 

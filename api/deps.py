@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.distribution import check_plugin_name
+from api.waiters import JobWaiters
 from core.auth import ANONYMOUS, Caller, KeyVerifier, key_from_headers
 from core.domain import parse_job_id
 from core.settings import Settings
@@ -90,6 +91,11 @@ def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
+def get_waiters(request: Request) -> JobWaiters:
+    """The app's waiters on jobs' ends (api/waiters.py)."""
+    return request.app.state.waiters
+
+
 def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
@@ -111,6 +117,9 @@ malformed id is refused before a connection is checked out."""
 
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 """The pool itself: check a connection out only around database work."""
+
+WaitersDep = Annotated[JobWaiters, Depends(get_waiters)]
+"""Waits for a job to end, on the app's one LISTEN connection."""
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 """The settings the app was created with."""

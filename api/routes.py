@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep
+from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep, PoolDep, WaitersDep
 from api.errors import NoResults
 from api.models import (
     Backend,
@@ -59,19 +61,47 @@ async def get_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[st
     return job
 
 
+WaitSeconds = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=30,
+        description="seconds to wait for a pending or running job to end before answering "
+        "(0: answer at once); the answer leaves as soon as the job ends",
+    ),
+]
+
+
 @router.get(
     "/job/result/{id}", response_model=JobResult, responses={**_AUTH, **_BAD, **_MISSING},
     tags=["jobs"],
 )
-async def get_job_result(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
-    """The results of a finished job; 404 naming the job's status when it has none."""
-    results = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
-    if results is not None:
-        return results
-    row = await store.get_job_status(conn, job_id=job_id, owner=caller.owner_filter)
-    if row is None:
-        raise JobNotFound(f"job {job_id} not found")
-    raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
+async def get_job_result(
+    caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep, wait_s: WaitSeconds = 0.0
+) -> dict[str, Any]:
+    """The results of a finished job; 404 naming the job's status when it has none.
+
+    With ``wait_s``, a job still pending or running is waited on (no connection held) for up
+    to that many seconds: the results come back as soon as it finishes, a failure's or
+    cancel's 404 as soon as that happens, and a 404 naming the status when the wait ends first.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    async with waiters.waiting(job_id) as ended:
+        while True:
+            ended.clear()
+            async with pool.connection() as conn:
+                results = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
+                if results is not None:
+                    return results
+                row = await store.get_job_status(conn, job_id=job_id, owner=caller.owner_filter)
+            if row is None:
+                raise JobNotFound(f"job {job_id} not found")
+            remaining = deadline - loop.time()
+            if JobStatus(row["status"]).is_terminal() or remaining <= 0:
+                raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ended.wait(), timeout=remaining)
 
 
 @router.put(

@@ -9,9 +9,11 @@ this process, one thread, one circuit per ``run()`` call. Numbers on a shared 2-
 machine vary by about 30 %.
 
 a. latency: one client, Bell, 1000 shots: submission (gRPC through nginx) until the
-   result is readable over REST, polling every 2 ms; p50/p95 next to the floor's time.
+   result is readable over REST, waiting with GET /job/result/{id}?wait_s= (the service's
+   push: it answers when the job ends); p50/p95 next to the floor's time.
 b. throughput: ``--jobs`` small circuits (2-5 qubits, counts) from ``--clients``
-   concurrent clients polling gently; jobs/s from the first submission to the last result.
+   concurrent clients, each submitting its share, then waiting on each result the same
+   way; jobs/s from the first submission to the last result.
 c. a 24-qubit quantum-volume-style circuit, statevector: end to end / floor.
 d. the api with 100 000 old jobs: p50 of GET /api/v1/jobs at a deep cursor and GET /job/{id}.
 e. b again with those 100 000 jobs in the tables.
@@ -32,6 +34,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from bench.cpu import cpu_profile
 from core import stack as stack_ops
 from core.settings import Settings
 from tests.client import Stack
@@ -102,31 +105,65 @@ def floor_run(qasms: list[str], threads: int = 1, method: str = "automatic") -> 
     return times
 
 
-def wait_result(stack: Stack, job_id: str, poll_s: float) -> None:
-    """Poll GET /job/result/{id} until it answers 200 (raises if the job failed)."""
+def wait_result(stack: Stack, job_id: str, wait_s: float = 10.0) -> None:
+    """GET /job/result/{id}?wait_s= until it answers 200 (raises if the job failed). The
+    service pushes the answer when the job ends (LISTEN/NOTIFY), so no client polls."""
     while True:
-        response = stack.result(job_id)
+        response = stack.result(job_id, wait_s=wait_s)
         if response.status_code == 200:
             return
         detail = response.json().get("detail", "")
         if "failed" in detail or "canceled" in detail:
             raise RuntimeError(detail)
-        time.sleep(poll_s)
 
 
-def latency(stack: Stack, jobs: int) -> list[float]:
-    """Seconds from submission to readable result, one client, 2 ms polling."""
-    times = []
+def latency(stack: Stack, jobs: int) -> tuple[list[float], list[dict]]:
+    """Seconds from submission to readable result, one client waiting on each result; and per job
+    the wall-clock instants (epoch s) of submission, its answer and the result seen."""
+    times, marks = [], []
     for _ in range(jobs):
-        started = time.perf_counter()
-        wait_result(stack, stack.submit(BELL, counts=True, metadata={"shots": 1000}), 0.002)
+        started, wall = time.perf_counter(), time.time()
+        job_id = stack.submit(BELL, counts=True, metadata={"shots": 1000})
+        accepted = time.time()
+        wait_result(stack, job_id)
         times.append(time.perf_counter() - started)
-    return times
+        marks.append({"id": job_id, "submit": wall, "accepted": accepted, "seen": time.time()})
+    return times, marks
+
+
+def latency_stages(settings: Settings, marks: list[dict]) -> dict[str, float]:
+    """Median ms of each stage of the latency run, from the client's instants and the
+    database's (submission_date: ingest's insert; start_time: the dispatcher's claim;
+    finish_time: the executor's write)."""
+    with psycopg.connect(settings.database_dsn) as conn:
+        rows = {
+            str(row[0]): row[1:]
+            for row in conn.execute(
+                "SELECT id, extract(epoch FROM submission_date), extract(epoch FROM start_time),"
+                " extract(epoch FROM finish_time) FROM jobs WHERE id = ANY(%s)",
+                ([mark["id"] for mark in marks],),
+            )
+        }
+    stages: dict[str, list[float]] = {
+        "submit -> stored (gRPC, nginx, ingest)": [],
+        "stored -> claimed (RabbitMQ, dispatcher)": [],
+        "claimed -> finished (executor, Aer, write)": [],
+        "finished -> seen (REST, waiting)": [],
+        "stored -> client has the id": [],
+    }
+    for mark in marks:
+        stored, claimed, finished = (float(value) for value in rows[mark["id"]])
+        stages["submit -> stored (gRPC, nginx, ingest)"].append(stored - mark["submit"])
+        stages["stored -> claimed (RabbitMQ, dispatcher)"].append(claimed - stored)
+        stages["claimed -> finished (executor, Aer, write)"].append(finished - claimed)
+        stages["finished -> seen (REST, waiting)"].append(mark["seen"] - finished)
+        stages["stored -> client has the id"].append(mark["accepted"] - stored)
+    return {name: statistics.median(values) * 1e3 for name, values in stages.items()}
 
 
 def throughput(settings: Settings, work: list[tuple[str, dict]], clients: int) -> float:
     """Jobs/s for ``work`` ((qasm, submit properties) pairs) from ``clients`` threads: each
-    submits its share, then polls gently for each result."""
+    submits its share, then waits on each result."""
     shares = [work[i::clients] for i in range(clients)]
     errors: list[BaseException] = []
 
@@ -135,7 +172,7 @@ def throughput(settings: Settings, work: list[tuple[str, dict]], clients: int) -
         try:
             ids = [stack.submit(text, **props) for text, props in share]
             for job_id in ids:
-                wait_result(stack, job_id, 0.05)
+                wait_result(stack, job_id)
         except BaseException as error:  # reported after the run
             errors.append(error)
 
@@ -215,7 +252,8 @@ def main() -> None:
     report: dict = {}
     try:
         latency(stack, 20)  # warm the path
-        ours = latency(stack, args.latency_jobs)
+        ours, marks = latency(stack, args.latency_jobs)
+        stages = latency_stages(settings, marks)
         floor = floor_run([BELL] * args.latency_jobs)
         report["a_p50_ms"], report["a_p95_ms"] = pct(ours, 0.5) * 1e3, pct(ours, 0.95) * 1e3
         report["a_floor_p50_ms"] = pct(floor, 0.5) * 1e3
@@ -224,7 +262,8 @@ def main() -> None:
         small = [small_circuit(rng) for _ in range(args.jobs)]
         counts_only = [(text, {"counts": True}) for text in small]
         report["b_floor_jobs_per_s"] = len(small) / sum(floor_run(small))
-        report["b_jobs_per_s"] = throughput(settings, counts_only, args.clients)
+        with cpu_profile(jobs=len(counts_only)) as b_profile:
+            report["b_jobs_per_s"] = throughput(settings, counts_only, args.clients)
         all_three = [
             (text, {"counts": True, "quasi_dist": True, "expval": True,
                     "metadata": {"obs": [[["Z" * width(text), 1.0]]]}})
@@ -235,7 +274,7 @@ def main() -> None:
         if not args.skip_large:
             qv = qv_circuit(24, 24)
             started = time.perf_counter()
-            wait_result(stack, stack.submit(qv, counts=True, metadata={"method": "statevector"}), 0.05)
+            wait_result(stack, stack.submit(qv, counts=True, metadata={"method": "statevector"}), 30)
             ours_large = time.perf_counter() - started
             floor_large = floor_run([qv], threads=os.cpu_count() or 1, method="statevector")[0]
             report["c_seconds"], report["c_floor_seconds"] = ours_large, floor_large
@@ -250,9 +289,18 @@ def main() -> None:
         stack_ops.down(settings)
     print(f"\n{'measure':<28}{'value':>12}  target")
     for name, value in report.items():
+        if isinstance(value, dict):
+            continue
         target = f"{TARGETS[name][0]} {TARGETS[name][1]}  {verdict(name, value)}" if name in TARGETS else ""
         shown = f"{value:.2f}" if isinstance(value, float) else str(value)
         print(f"{name:<28}{shown:>12}  {target}")
+    print("\na. where a job's latency goes (median ms per stage):")
+    for name, value in stages.items():
+        print(f"  {name:<44}{value:>8.2f}")
+    print(f"\nb. CPU time per part of the stack, {len(small)} jobs:")
+    print(b_profile.table())
+    report["a_stages_ms"] = stages
+    report["b_cpu_s"] = b_profile.seconds
     args.out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")
 

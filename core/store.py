@@ -102,7 +102,7 @@ async def insert_job(
     owner: str | None = None,
     max_pending: int | None = None,
 ) -> None:
-    """Store a new pending job, its result types and QASM text in one transaction.
+    """Store a new pending job, its result types and QASM text in one statement.
 
     ``owner`` is the user who submitted it (None with authentication off). With
     ``max_pending``, the INSERT itself checks that ``owner`` has fewer pending jobs
@@ -111,42 +111,44 @@ async def insert_job(
     Raises:
         TooManyPending: ``owner`` already has ``max_pending`` pending jobs; nothing stored.
     """
-    async with conn.transaction():
-        if owner is None or max_pending is None:
-            await conn.execute(
-                "INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)"
-                " VALUES (%s, %s, %s, %s, %s)",
-                (job_id, spec.backend, spec.qasm, Jsonb(spec.metadata), owner),
-            )
-        else:
-            cur = await conn.execute(
-                _INSERT_CAPPED,
-                {
-                    "id": job_id, "backend": spec.backend, "qasm": spec.qasm,
-                    "metadata": Jsonb(spec.metadata), "owner": owner, "max": max_pending,
-                },
-            )
-            if cur.rowcount != 1:
-                raise TooManyPending(
-                    f"user {owner} already has {max_pending} pending jobs, the most a user may have"
-                    " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
-                )
-        await conn.execute(
-            "INSERT INTO result_types (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)",
-            (
-                job_id,
-                ResultType.COUNTS in spec.result_types,
-                ResultType.QUASI_DIST in spec.result_types,
-                ResultType.EXPVAL in spec.result_types,
-            ),
+    capped = owner is not None and max_pending is not None
+    cur = await conn.execute(
+        _INSERT_CAPPED if capped else _INSERT,
+        {
+            "id": job_id, "backend": spec.backend, "qasm": spec.qasm,
+            "metadata": Jsonb(spec.metadata), "owner": owner, "max": max_pending,
+            "counts": ResultType.COUNTS in spec.result_types,
+            "quasi_dist": ResultType.QUASI_DIST in spec.result_types,
+            "expval": ResultType.EXPVAL in spec.result_types,
+        },
+    )
+    if cur.rowcount != 1:
+        raise TooManyPending(
+            f"user {owner} already has {max_pending} pending jobs, the most a user may have"
+            " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
         )
 
 
+# One statement (one round trip, its own transaction): the job and its result types.
+_INSERT = """
+WITH job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
+    VALUES (%(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s)
+    RETURNING id
+)
+INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
+"""
 _INSERT_CAPPED = """
-INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
-SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
- WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND status = 'pending'
-                               LIMIT %(max)s) AS p) < %(max)s
+WITH job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
+    SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
+     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND status = 'pending'
+                                   LIMIT %(max)s) AS p) < %(max)s
+    RETURNING id
+)
+INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
 """
 
 

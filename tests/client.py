@@ -73,6 +73,7 @@ class Stack:
         """Submit and wait; returns the final job JSON."""
         return self.wait(self.submit(qasm, **props))
 
-    def result(self, job_id: str) -> httpx.Response:
-        """GET /api/v1/job/result/{id} (not asserted)."""
-        return self.http.get(f"/api/v1/job/result/{job_id}")
+    def result(self, job_id: str, wait_s: float = 0.0) -> httpx.Response:
+        """GET /api/v1/job/result/{id} (not asserted); ``wait_s`` > 0 waits for the job to end."""
+        params = {"wait_s": wait_s} if wait_s else None
+        return self.http.get(f"/api/v1/job/result/{job_id}", params=params)

@@ -71,6 +71,7 @@ def compute(job: dict[str, Any]) -> dict[str, Any]:
                 max_memory_mb=budget // MIB if budget else None,
                 device=job.get("device", "CPU"),
                 max_qubits=get_settings().max_active_qubits,
+                threads=job.get("threads"),
             )
         except aer.NeedsMemory as exc:
             raise MoreMemory(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits) from None
@@ -161,7 +162,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
     Args:
         job: the claimed job as a dict: id (str), backend, plugin, qasm, metadata, result_types,
-            and optionally memory_bytes (what Ray granted this task) and device ("CPU"/"GPU").
+            and optionally memory_bytes (what Ray granted this task), device ("CPU"/"GPU") and
+            threads (the CPUs Ray granted it: Aer's thread count for a large circuit).
 
     Returns:
         {"job_id", "status" ("finished" | "failed" | "dropped" | "needs_memory"), "run_ms",

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         description="Most active qubits a job may have, per Aer method (the method Aer will use; "
         "never the declared width). Memory placement bounds them further.",
     )
+    max_job_cpus: int = Field(
+        0, ge=0,
+        description="Most CPUs (Aer threads) one large job gets; 0 = all of the node's. "
+        "Jobs that fit the default memory get one.",
+    )
     aer_gpu_device: str = Field("GPU", description="Aer device of aer_gpu jobs (tests mock it: CPU).")
     cluster_refresh_s: float = Field(2.0, gt=0, description="How often the dispatcher reads Ray's nodes.")
 

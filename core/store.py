@@ -379,8 +379,8 @@ async def save_nodes(conn: psycopg.AsyncConnection, *, nodes: list[dict[str, Any
 
 
 async def known_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-    """Every node ever seen: node_id, alive, tags, gpus_total, memory_total."""
-    cur = await conn.execute("SELECT node_id, alive, tags, gpus_total, memory_total FROM nodes")
+    """Every node ever seen: node_id, alive, tags, gpus_total, memory_total, cpus_total."""
+    cur = await conn.execute("SELECT node_id, alive, tags, gpus_total, memory_total, cpus_total FROM nodes")
     return await cur.fetchall()
 
 

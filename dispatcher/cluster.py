@@ -66,7 +66,7 @@ class ClusterView:
         placement treats it as offline from now on (a node that comes back has a new id)."""
         self._dead.add(node_id)
         self.nodes = [
-            Node(n.node_id, False, n.tags, n.gpus, n.memory) if n.node_id == node_id else n
+            Node(n.node_id, False, n.tags, n.gpus, n.memory, n.cpus) if n.node_id == node_id else n
             for n in self.nodes
         ]
         if self._alive is not None:
@@ -78,6 +78,7 @@ class ClusterView:
             Node(
                 node_id=row["node_id"], alive=row["alive"] and row["node_id"] not in self._dead,
                 tags=frozenset(row["tags"]), gpus=row["gpus_total"], memory=row["memory_total"],
+                cpus=int(row["cpus_total"] or 0),
             )
             for row in rows
         ]

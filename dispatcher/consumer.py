@@ -31,7 +31,9 @@ from core import queue, store
 from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
 from dispatcher.cluster import ClusterView
-from dispatcher.placement import Decision, batch_memory_bytes, decide, runs_in_batch, task_options
+from dispatcher.placement import (
+    Decision, batch_memory_bytes, decide, job_cpus, runs_in_batch, task_options,
+)
 
 log = logging.getLogger(__name__)
 NODE_ID = re.compile(r"node ID: ([0-9a-f]{16,})")
@@ -243,8 +245,9 @@ class Dispatcher:
                     if decision.action != "run":
                         await self._not_now(job, decision)
                         return
+                    cpus = job_cpus(job, memory, self._view.nodes, self._settings)
                     outcome = await self._runner.run.remote(
-                        self._payload(job, memory), task_options(job, self._settings, memory),
+                        self._payload(job, memory, cpus), task_options(job, self._settings, memory, cpus),
                         limit - (time.perf_counter() - started),
                     )
                 if outcome["status"] != "needs_memory":
@@ -288,8 +291,9 @@ class Dispatcher:
             log.warning("job_id=%s failed: %s", job.id, reason)
             await self._fail(job, reason)
 
-    def _payload(self, job: store.ClaimedJob, memory: int) -> dict:
+    def _payload(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> dict:
         payload = {
+            "threads": cpus if cpus > 1 else None,
             "id": str(job.id),
             "backend": job.backend,
             "plugin": job.plugin,

@@ -27,13 +27,14 @@ MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits w
 
 @dataclass(frozen=True)
 class Node:
-    """What one Ray node offers: its tags, GPUs and memory (Ray's ``memory`` resource, bytes)."""
+    """What one Ray node offers: its tags, GPUs, memory (Ray's ``memory`` resource, bytes), CPUs."""
 
     node_id: str
     alive: bool
     tags: frozenset[str] = frozenset()
     gpus: float = 0.0
     memory: int = 0
+    cpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,23 @@ def batch_memory_bytes(settings: Settings) -> int:
     return WORKER_BYTES + state + state // 8
 
 
+def job_cpus(job: ClaimedJob, memory_bytes: int, nodes: list[Node], settings: Settings) -> int:
+    """CPUs to ask Ray for: one, or for a large job (one asking more than
+    ``settings.default_job_memory_bytes``, i.e. found too large for it) all the CPUs of the
+    largest alive node that can run it, at most ``settings.max_job_cpus``. Aer runs a large
+    circuit on as many threads (small ones gain nothing from threads: plugins.aer.simulate)."""
+    if memory_bytes <= settings.default_job_memory_bytes or job.needs_gpu:
+        return 1
+    cpus = [
+        node.cpus for node in nodes
+        if node.alive and node.memory >= memory_bytes and not _missing(job, node)
+    ]
+    most = max(cpus, default=1)
+    if settings.max_job_cpus:
+        most = min(most, settings.max_job_cpus)
+    return max(most, 1)
+
+
 def pip_runtime_env(requirements: list[str], settings: Settings) -> dict[str, Any]:
     """A Ray runtime_env that pip-installs ``requirements`` from ``settings.plugin_index_url`` only.
 
@@ -157,17 +175,17 @@ def plugin_runtime_env(plugin: str, version: str | None, settings: Settings) -> 
     return pip_runtime_env([f"{plugin}=={version}" if version else plugin], settings)
 
 
-def task_options(job: ClaimedJob, settings: Settings, memory_bytes: int) -> dict[str, Any]:
+def task_options(job: ClaimedJob, settings: Settings, memory_bytes: int, cpus: int = 1) -> dict[str, Any]:
     """Ray ``.options(...)`` for the task that runs ``job`` with ``memory_bytes`` of memory.
 
-    One CPU per job, ``memory`` for what its circuit needs, a GPU for a backend that needs
+    ``cpus`` CPUs (:func:`job_cpus`), ``memory`` for what its circuit needs, a GPU for a backend that needs
     one, ``tag:NAME`` shares for its tags. Ray's own retries are off (``max_retries=0``):
     a job is retried only by QServer, deliberately, never behind its back. A third-party
     plugin's job runs in that plugin's runtime_env; GPU jobs in one with CUDA Aer
     (``settings.gpu_pip_packages``); the built-in ``aer`` in the base environment.
     """
     options: dict[str, Any] = {
-        "num_cpus": 1,
+        "num_cpus": cpus,
         "memory": memory_bytes,
         "max_retries": 0,
         "retry_exceptions": False,

@@ -38,17 +38,24 @@ _INT64 = 2**63
 
 @functools.lru_cache(maxsize=None)
 def _simulator(
-    method: str, single_thread: bool, max_memory_mb: int | None, device: str = "CPU"
+    method: str, threads: int | None, max_memory_mb: int | None, device: str = "CPU"
 ) -> AerSimulator:
-    """One AerSimulator per setting, built once per process (run options go per call)."""
+    """One AerSimulator per setting, built once per process (run options go per call).
+    ``threads``: Aer's max_parallel_threads (None: Aer's default, what OpenMP allows)."""
     options: dict[str, Any] = {"method": method}
     if device != "CPU":
         options["device"] = device
-    if single_thread:
-        options["max_parallel_threads"] = 1
+    if threads:
+        options["max_parallel_threads"] = threads
     if max_memory_mb is not None:
         options["max_memory_mb"] = max_memory_mb
     return AerSimulator(**options)
+
+
+def _threads(active: int, threads: int | None) -> int | None:
+    """Aer's thread count for a circuit of ``active`` qubits: one below
+    SINGLE_THREAD_BELOW_QUBITS, else ``threads`` (None: Aer's default)."""
+    return 1 if active < SINGLE_THREAD_BELOW_QUBITS else threads
 
 
 def _operation_names(circuit: QuantumCircuit) -> set[str]:
@@ -243,6 +250,7 @@ def _expvals(
     seed: int | None,
     max_memory_mb: int | None,
     device: str = "CPU",
+    threads: int | None = None,
 ) -> list[float]:
     """Exact <psi|O|psi> per operator, on the circuit without its final measurements."""
     values: list[float | None] = []
@@ -273,7 +281,7 @@ def _expvals(
     }
     if seed is not None:
         options["seed_simulator"] = seed
-    simulator = _simulator(method, body.num_qubits < SINGLE_THREAD_BELOW_QUBITS, max_memory_mb, device)
+    simulator = _simulator(method, _threads(body.num_qubits, threads), max_memory_mb, device)
     data = _execute(simulator, body, **options).data(0)
     return [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
 
@@ -287,6 +295,7 @@ def run(
     memory_budget_bytes: int | None = None,
     device: str = "CPU",
     max_qubits: Mapping[str, int] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -299,7 +308,10 @@ def run(
     max_memory_mb caps Aer's memory (MiB). memory_budget_bytes: the memory this worker was
     granted; a circuit whose size (plugins.aer.sizing) exceeds it raises NeedsMemory before
     simulating. device: "CPU" or "GPU" (qiskit-aer-gpu). max_qubits: {Aer method: most active
-    qubits} (the method Aer will use, "automatic" resolved as in plugins.aer.sizing). Raises ValueError for an unknown result type,
+    qubits} (the method Aer will use, "automatic" resolved as in plugins.aer.sizing). threads:
+    Aer's thread count for circuits of SINGLE_THREAD_BELOW_QUBITS active qubits or more (None:
+    all that OpenMP allows; a Ray worker's OpenMP allows its num_cpus); smaller circuits run on
+    one thread. Raises ValueError for an unknown result type,
     CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
     Aer does not finish (e.g. not enough memory; the message is Aer's).
     """
@@ -320,13 +332,15 @@ def run(
     circuit = _prepare(circuit)
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
-        single_thread = active_qubits(circuit) < SINGLE_THREAD_BELOW_QUBITS
-        counts = _counts(_simulator(method, single_thread, max_memory_mb, device), circuit, shots, seed)
+        simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)
+        counts = _counts(simulator, circuit, shots, seed)
         if "counts" in wanted:
             results["counts"] = counts
         if "quasi_dist" in wanted:
             results["quasi_dist"] = _quasi_dist(counts, shots)
     if "expval" in wanted:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
-        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device)
+        results["expval"] = _expvals(
+            circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads
+        )
     return results

@@ -1,0 +1,120 @@
+"""Which jobs run on a warm executor in a batch (pure placement), how many CPUs a large job
+gets, and the warm executor itself against the real database (tests/cluster and the
+stack tests run it inside Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from core import store
+from core.domain import BUILTIN_PLUGIN, JobSpec, ResultType
+from core.settings import Settings
+from core.store import ClaimedJob
+from dispatcher.placement import (
+    WORKER_BYTES, Node, batch_memory_bytes, job_cpus, runs_in_batch, task_options,
+)
+
+GIB = 1024**3
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+
+
+def job(*, plugin: str | None = BUILTIN_PLUGIN, metadata=None, qasm=BELL, gpu=False, memory=None) -> ClaimedJob:
+    return ClaimedJob(
+        id=uuid.uuid4(), backend="aer", plugin=plugin, plugin_version=None, qasm=qasm,
+        metadata=metadata or {}, result_types=("counts",), attempts=1, needs_gpu=gpu, memory_bytes=memory,
+    )
+
+
+def test_small_builtin_aer_job_runs_in_a_batch():
+    assert runs_in_batch(job(), Settings())
+    assert runs_in_batch(job(metadata={"shots": 100_000, "method": "statevector", "seed": 3}), Settings())
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        dict(plugin="fake-plugin"),
+        dict(gpu=True),
+        dict(memory=GIB),
+        dict(metadata={"tags": ["big"]}),
+        dict(metadata={"timeout_s": 5}),
+        dict(metadata={"method": "extended_stabilizer"}),
+        dict(metadata={"method": "matrix_product_state"}),
+        dict(metadata={"shots": 100_001}),
+        dict(qasm=BELL + "//" + "x" * 65536),
+    ],
+    ids=["plugin", "gpu", "memory", "tags", "timeout", "extended_stabilizer", "mps", "shots", "long program"],
+)
+def test_other_jobs_run_as_tasks_of_their_own(other):
+    assert not runs_in_batch(job(**other), Settings())
+
+
+def test_batch_budget_is_a_worker_and_a_statevector_of_batch_max_qubits():
+    from plugins.aer import sizing
+
+    assert WORKER_BYTES == sizing.WORKER_BYTES
+    assert batch_memory_bytes(Settings(batch_max_qubits=16)) == WORKER_BYTES + 16 * 2**16 + 2 * 2**16
+
+
+def test_large_job_gets_the_cpus_of_the_largest_node_that_fits():
+    nodes = [Node("a", True, memory=4 * GIB, cpus=2), Node("b", True, memory=64 * GIB, cpus=12),
+             Node("c", False, memory=64 * GIB, cpus=32)]
+    settings = Settings()
+    assert job_cpus(job(), 512 * 2**20, nodes, settings) == 1
+    assert job_cpus(job(), 8 * GIB, nodes, settings) == 12
+    assert job_cpus(job(), 8 * GIB, nodes, Settings(max_job_cpus=4)) == 4
+    assert job_cpus(job(gpu=True), 8 * GIB, nodes, settings) == 1
+    assert task_options(job(), settings, 8 * GIB, 12)["num_cpus"] == 12
+
+
+@pytest.fixture(scope="module")
+def dsn():
+    from tests.conftest import fresh_database
+
+    yield from fresh_database("postgresql://postgres@127.0.0.1:5432/qserver_test_batch")
+
+
+async def _claimed(dsn: str, qasms: list[str], metadata=None) -> list[dict]:
+    pool = await store.open_pool(dsn)
+    ids = []
+    async with pool.connection() as conn:
+        for qasm in qasms:
+            ids.append(uuid.uuid4())
+            await store.insert_job(conn, job_id=ids[-1], spec=JobSpec(
+                backend="aer", result_types=(ResultType.COUNTS,), metadata=metadata or {"shots": 1000, "seed": 7},
+                qasm=qasm))
+        jobs = {j.id: j for j in await store.claim_jobs(conn, job_ids=ids)}
+    await pool.close()
+    return [{"id": str(i), "backend": "aer", "plugin": jobs[i].plugin, "qasm": jobs[i].qasm,
+             "metadata": jobs[i].metadata, "result_types": list(jobs[i].result_types)} for i in ids]
+
+
+def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
+    """The actor class called in-process (no Ray): finished, failed, too large, canceled meanwhile."""
+    from cluster.batch import Executor
+    from core.settings import get_settings
+
+    monkeypatch.setenv("QSERVER_DATABASE_URL", dsn)
+    get_settings.cache_clear()
+    wide = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[20];\nh q;\nt q;\nmeasure q[0] -> c[0];\n'
+    wide = wide.replace("qreg q[20];", "qreg q[20];\ncreg c[1];")
+    payloads = asyncio.run(_claimed(dsn, [BELL, "OPENQASM 2.0;\nqreg q[1];\nfoo q[0];\n", wide, BELL]))
+    with store.connect_sync(dsn) as conn:
+        conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (payloads[3]["id"],))
+        executor = Executor(batch_memory_bytes(Settings(batch_max_qubits=16)))
+        outcomes = executor.run_batch(payloads)
+        assert [o["status"] for o in outcomes] == ["finished", "failed", "slow", "dropped"]
+        rows = {str(r["id"]): r for r in conn.execute(
+            "SELECT j.id, j.status, j.error, r.counts FROM jobs j LEFT JOIN results r ON r.job_id = j.id")}
+    assert rows[payloads[0]["id"]]["status"] == "finished"
+    assert set(rows[payloads[0]["id"]]["counts"]) == {"00", "11"}
+    assert sum(rows[payloads[0]["id"]]["counts"].values()) == 1000
+    assert rows[payloads[1]["id"]]["status"] == "failed"
+    assert "foo" in rows[payloads[1]["id"]]["error"]
+    assert rows[payloads[2]["id"]]["status"] == "running"  # handed back untouched
+    assert rows[payloads[3]["id"]]["status"] == "canceled" and rows[payloads[3]["id"]]["counts"] is None
+    assert outcomes[3]["database"].endswith("/qserver_test_batch")
+    get_settings.cache_clear()

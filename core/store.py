@@ -11,9 +11,7 @@ executor inside Ray workers. Rows come back as dicts (``dict_row``).
 
 from __future__ import annotations
 
-import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,26 +28,11 @@ PAGE_SIZE = 20
 # --- connections -------------------------------------------------------------
 
 
-# A connection back in the pool for less than this is handed out again unchecked.
-RECENTLY_USED_S = 1.0
-_returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
-
-
-async def _mark_returned(conn: psycopg.AsyncConnection) -> None:
-    _returned[conn] = time.monotonic()
-
-
-async def _check_unless_recent(conn: psycopg.AsyncConnection) -> None:
-    """The pool's check on checkout: a round trip, skipped for a connection that was in use
-    less than RECENTLY_USED_S ago (under load, that is every checkout)."""
-    if time.monotonic() - _returned.get(conn, 0.0) >= RECENTLY_USED_S:
-        await AsyncConnectionPool.check_connection(conn)
-
-
 async def open_pool(dsn: str, *, max_size: int = 8, min_size: int = 1) -> AsyncConnectionPool:
     """An open async pool whose connections return dict rows and are checked on checkout
-    (a connection that was idle for ``RECENTLY_USED_S`` or longer: one that broke, e.g. in a
-    Postgres restart, is replaced before anyone uses it).
+    (one that broke, e.g. in a Postgres restart, is replaced before anyone uses it; the check
+    costs a round trip per checkout, and skipping it for recently used connections let a
+    submission fail across a restart: tests/faults).
 
     Raises:
         psycopg_pool.PoolTimeout: the database was not reachable within 30 s.
@@ -59,8 +42,7 @@ async def open_pool(dsn: str, *, max_size: int = 8, min_size: int = 1) -> AsyncC
         min_size=min_size,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},
-        check=_check_unless_recent,
-        reset=_mark_returned,
+        check=AsyncConnectionPool.check_connection,
         open=False,
     )
     await pool.open(wait=True, timeout=30)

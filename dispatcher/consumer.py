@@ -100,12 +100,12 @@ class Dispatcher:
         self._small: asyncio.Queue[store.ClaimedJob] = asyncio.Queue()
         self._executors = list(executors or [])
         self._budget = batch_memory_bytes(settings)
+        self._loops: list[asyncio.Task] = []
 
     def start(self) -> None:
         """Start claiming deliveries, and one loop per warm executor feeding it batches."""
-        self._spawn(self._claim_loop())
-        for index in range(len(self._executors)):
-            self._spawn(self._batch_loop(index))
+        self._loops = [asyncio.create_task(self._claim_loop())]
+        self._loops += [asyncio.create_task(self._batch_loop(i)) for i in range(len(self._executors))]
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         """Handle one delivery: decode it and leave it for the next claim."""
@@ -374,6 +374,9 @@ class Dispatcher:
             log.warning("re-warming an executor failed", exc_info=True)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
-        """Wait a little for jobs about to finish; the runner keeps the rest running."""
+        """Wait a little for jobs about to finish; the runner keeps the rest running (a batch
+        still on a warm executor ends with this dispatcher: its jobs run again)."""
         if self._watchers:
             await asyncio.wait(set(self._watchers), timeout=timeout_s)
+        for loop in self._loops:
+            loop.cancel()

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep, PoolDep, WaitersDep
+from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep, PoolDep, SettingsDep, WaitersDep
 from api.errors import NoResults
 from api.models import (
     Backend,
@@ -77,16 +77,17 @@ WaitSeconds = Annotated[
     tags=["jobs"],
 )
 async def get_job_result(
-    caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep, wait_s: WaitSeconds = 0.0
+    caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep, settings: SettingsDep,
+    wait_s: WaitSeconds = 0.0,
 ) -> dict[str, Any]:
     """The results of a finished job; 404 naming the job's status when it has none.
 
     With ``wait_s``, a job still pending or running is waited on (no connection held) for up
-    to that many seconds: the results come back as soon as it finishes, a failure's or
+    to that many seconds (at most ``settings.max_result_wait_s``): the results come back as soon as it finishes, a failure's or
     cancel's 404 as soon as that happens, and a 404 naming the status when the wait ends first.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait_s
+    deadline = loop.time() + min(wait_s, settings.max_result_wait_s)
     async with waiters.waiting(job_id) as ended:
         while True:
             ended.clear()

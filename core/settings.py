@@ -121,6 +121,10 @@ class Settings(BaseSettings):
         description="Most active qubits a job may have, per Aer method (the method Aer will use; "
         "never the declared width). Memory placement bounds them further.",
     )
+    max_result_wait_s: float = Field(
+        30.0, ge=0,
+        description="Longest wait GET /job/result/{id}?wait_s= grants; a longer one is cut to it.",
+    )
     max_job_cpus: int = Field(
         0, ge=0,
         description="Most CPUs (Aer threads) one large job gets; 0 = all of the node's. "

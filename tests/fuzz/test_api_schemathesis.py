@@ -104,7 +104,10 @@ def scratch_data(fuzz_dsn: str, fuzz_db: psycopg.Connection) -> Iterator[None]:
 def _settings(**changes) -> Settings:
     return Settings(
         database_url=DSN, db_pool_size=2,
-        ingest_host="127.0.0.1", api_host="127.0.0.1", nginx_bind="127.0.0.1", **changes,
+        ingest_host="127.0.0.1", api_host="127.0.0.1", nginx_bind="127.0.0.1",
+        # GET /job/result/{id}?wait_s= up to 30 s on a pending job: cut short, so that hundreds
+        # of generated waits run in seconds (tests/api/test_result_wait.py tests the wait)
+        max_result_wait_s=0.05, **changes,
     )
 
 

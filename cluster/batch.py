@@ -23,7 +23,6 @@ import uuid
 from typing import Any
 
 import psycopg
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from cluster import executor
 from core import store
@@ -105,12 +104,7 @@ class Executor:
             self._conn.execute("SET synchronous_commit = off")
         return self._conn
 
-    @retry(
-        retry=retry_if_exception_type(psycopg.OperationalError),
-        stop=stop_after_attempt(3),
-        wait=wait_exponential(multiplier=0.2, max=2),
-        reraise=True,
-    )
+    @executor.retry_db_write
     def _record(
         self, finished: list[tuple[uuid.UUID, dict[str, Any]]], failed: list[tuple[uuid.UUID, str]]
     ) -> set[uuid.UUID]:

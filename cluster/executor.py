@@ -246,12 +246,17 @@ def _mark_started(job_id: uuid.UUID, node_id: str | None) -> None:
         _conn = None  # not worth failing the job over; the outcome write retries
 
 
-@retry(
+# A write whose connection broke (Postgres restarted) is retried on a new one: safe, since
+# every outcome write is guarded on status = 'running'. The caller drops its connection.
+retry_db_write = retry(
     retry=retry_if_exception_type(psycopg.OperationalError),
     stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
 )
+
+
+@retry_db_write
 def _record(
     job_id: uuid.UUID, results: dict | None, error: str | None, node_id: str | None
 ) -> tuple[str, bool]:

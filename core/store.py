@@ -189,7 +189,7 @@ _CLAIM = """
 WITH claimed AS (
     UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1,
                     waiting_for = NULL
-     WHERE id = %s AND status = 'pending'
+     WHERE id = ANY(%s) AND status = 'pending'
     RETURNING id, target_simulator, qasm, metadata, attempts, memory_bytes
 )
 SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
@@ -200,8 +200,6 @@ SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_v
   LEFT JOIN plugins p ON p.name = b.plugin
 """
 
-
-_CLAIM_MANY = _CLAIM.replace("WHERE id = %s AND", "WHERE id = ANY(%s) AND")
 
 _RUNNING = """
 SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
@@ -221,15 +219,14 @@ async def claim_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> Clai
     Returns None when the job does not exist or is not pending (canceled, already
     claimed through a redelivered message, deleted): the caller drops the message.
     """
-    cur = await conn.execute(_CLAIM, (job_id,))
-    row = await cur.fetchone()
-    return None if row is None else _claimed(row)
+    claimed = await claim_jobs(conn, job_ids=[job_id])
+    return claimed[0] if claimed else None
 
 
 async def claim_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
     """Move those of ``job_ids`` that are pending to running, in one statement; return them
     (in no particular order). The others (canceled, already claimed, deleted) are left alone."""
-    cur = await conn.execute(_CLAIM_MANY, (job_ids,))
+    cur = await conn.execute(_CLAIM, (job_ids,))
     return [_claimed(row) for row in await cur.fetchall()]
 
 

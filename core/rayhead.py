@@ -102,6 +102,21 @@ def _head_pids(settings: Settings) -> list[int]:
     return sorted(found)
 
 
+def node_env(env: dict[str, str], spec: NodeSpec) -> dict[str, str]:
+    """``env`` for `ray start` on a node, with OMP_NUM_THREADS set to the node's CPUs
+    (``spec.num_cpus``, else the machine's) unless ``env`` sets it.
+
+    Ray sets OMP_NUM_THREADS to a task's num_cpus in each worker it starts, unless the node's
+    environment sets it, and a worker reused for a task that asks more CPUs keeps the first
+    task's value: a large job granted all the node's CPUs would get one Aer thread. With the
+    node's count here, every worker can run on all of them, and the executor gives Aer the
+    thread count its task was granted (placement.job_cpus: one for all but large jobs).
+    """
+    if "OMP_NUM_THREADS" in env:
+        return env
+    return {**env, "OMP_NUM_THREADS": str(max(spec.num_cpus or os.cpu_count() or 1, 1))}
+
+
 def launch(
     settings: Settings, env: dict[str, str], spec: NodeSpec | None = None
 ) -> subprocess.Popen | None:
@@ -137,7 +152,7 @@ def launch(
         *_QUIET,
         *nodes.ray_start_args(spec or NodeSpec()),
     ]
-    child = _spawn(cmd, env, p, "ray")
+    child = _spawn(cmd, node_env(env, spec or NodeSpec()), p, "ray")
     p.ray_session.write_text(str(child.pid))  # its session id: every head process inherits it
     return child
 
@@ -239,7 +254,7 @@ def join_node(
         *_QUIET,
         *nodes.ray_start_args(spec),
     ]
-    child = _spawn(cmd, env, p, "node")
+    child = _spawn(cmd, node_env(env, spec), p, "node")
     nodes.node_session_file(settings).write_text(str(child.pid))
     nodes.node_info_file(settings).write_text(
         json.dumps({"head": head_address, "tags": list(spec.tags), "started": time.time()})

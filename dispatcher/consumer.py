@@ -293,7 +293,7 @@ class Dispatcher:
 
     def _payload(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> dict:
         payload = {
-            "threads": cpus if cpus > 1 else None,
+            "threads": cpus,
             "id": str(job.id),
             "backend": job.backend,
             "plugin": job.plugin,

@@ -164,8 +164,10 @@ def pip_runtime_env(requirements: list[str], settings: Settings) -> dict[str, An
                 "--no-input",
             ],
         },
-        # Ray passes these to its pip install too (and to the workers, harmlessly).
-        "env_vars": {"PIP_CONFIG_FILE": os.devnull},
+        # Ray passes these to its pip install too (and to the workers, harmlessly). A plugin
+        # runs on the one CPU its task asks for: OpenMP (Aer's threads) too, whatever the
+        # node's OMP_NUM_THREADS (core/rayhead.node_env).
+        "env_vars": {"PIP_CONFIG_FILE": os.devnull, "OMP_NUM_THREADS": "1"},
         "config": {"setup_timeout_seconds": settings.plugin_env_setup_timeout_s},
     }
 

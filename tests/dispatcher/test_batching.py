@@ -118,3 +118,16 @@ def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
     assert rows[payloads[3]["id"]]["status"] == "canceled" and rows[payloads[3]["id"]]["counts"] is None
     assert outcomes[3]["database"].endswith("/qserver_test_batch")
     get_settings.cache_clear()
+
+
+def test_ray_nodes_let_any_worker_use_all_their_cpus():
+    """A reused Ray worker keeps the OMP_NUM_THREADS of the task it first ran; the node's count
+    set at `ray start` lets a large job's Aer use every CPU its task was granted."""
+    import os
+
+    from core.nodes import NodeSpec
+    from core.rayhead import node_env
+
+    assert node_env({"A": "1"}, NodeSpec(num_cpus=3)) == {"A": "1", "OMP_NUM_THREADS": "3"}
+    assert node_env({}, NodeSpec())["OMP_NUM_THREADS"] == str(os.cpu_count())
+    assert node_env({"OMP_NUM_THREADS": "7"}, NodeSpec(num_cpus=3)) == {"OMP_NUM_THREADS": "7"}

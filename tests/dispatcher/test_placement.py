@@ -33,7 +33,7 @@ def test_plugin_job_runs_in_its_runtime_env_at_the_admitted_version_from_the_con
     options = env["pip"]["pip_install_options"]
     assert "--isolated" in options
     assert options[options.index("--index-url") + 1] == "https://index.example/simple"
-    assert env["env_vars"] == {"PIP_CONFIG_FILE": "/dev/null"}
+    assert env["env_vars"] == {"PIP_CONFIG_FILE": "/dev/null", "OMP_NUM_THREADS": "1"}
     assert env["config"] == {"setup_timeout_seconds": 77}
 
 

@@ -28,7 +28,9 @@ PAGE_SIZE = 20
 # --- connections -------------------------------------------------------------
 
 
-async def open_pool(dsn: str, *, max_size: int = 8, min_size: int = 1) -> AsyncConnectionPool:
+async def open_pool(
+    dsn: str, *, max_size: int = 8, min_size: int = 1, checkout_timeout_s: float = 10.0
+) -> AsyncConnectionPool:
     """An open async pool whose connections return dict rows and are checked on checkout
     (one that broke, e.g. in a Postgres restart, is replaced before anyone uses it; the check
     costs a round trip per checkout, and skipping it for recently used connections let a
@@ -43,6 +45,7 @@ async def open_pool(dsn: str, *, max_size: int = 8, min_size: int = 1) -> AsyncC
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},
         check=AsyncConnectionPool.check_connection,
+        timeout=checkout_timeout_s,  # then PoolTimeout: the caller answers "unavailable"
         open=False,
     )
     await pool.open(wait=True, timeout=30)

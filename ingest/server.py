@@ -15,9 +15,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import grpc
+import psycopg
 from google.protobuf.message import DecodeError
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core import auth, queue, schema, store
 from core.domain import JobSpec, Limits, check_program, check_properties
@@ -105,6 +106,13 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             log.info("refused submission: %s: %s", code.name, str(error)[:300])
             # nginx refuses gRPC trailers over ~4 KiB (a 502 the client would retry)
             await context.abort(code, str(error)[:1000])
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            # Postgres is down or restarting: nothing was stored (or a stored job is found by
+            # the dispatcher's sweeper); the client may try again.
+            log.warning("refused submission: UNAVAILABLE: the database is unavailable: %s", error)
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later"
+            )
         log.info(
             "job_id=%s accepted owner=%s backend=%s qasm_bytes=%d in %.1f ms",
             job_id, caller.name or "-", spec.backend, len(spec.qasm),

@@ -11,6 +11,7 @@ import threading
 import time
 
 import grpc
+import pytest
 
 from tests.circuits import BELL
 
@@ -123,6 +124,22 @@ def test_submission_while_rabbitmq_is_down(faults):
     job_id, _ = submit_retrying(client, time.monotonic() + 60)
     assert client.wait(job_id, timeout=60)["status"] == "finished"
     print(f"\nwhile RabbitMQ was down: {len(refused)} refused (UNAVAILABLE), {len(accepted)} accepted")
+
+
+def test_submission_while_postgres_is_down_is_unavailable(faults):
+    """With Postgres stopped, a submission is refused UNAVAILABLE, saying the database is
+    unavailable (the client may retry), not an internal error; once it is back, it is accepted."""
+    client = faults.client
+    faults.pg.stop()
+    try:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.submit(BELL, counts=True)
+    finally:
+        faults.pg.start()
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert refused.value.details() == "the database is unavailable, try again later"
+    job_id, _ = submit_retrying(client, time.monotonic() + 60)
+    assert client.wait(job_id, timeout=60)["status"] == "finished"
 
 
 def test_postgres_restart(faults):

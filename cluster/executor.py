@@ -71,6 +71,7 @@ def compute(job: dict[str, Any]) -> dict[str, Any]:
                 max_memory_mb=budget // MIB if budget else None,
                 device=job.get("device", "CPU"),
                 max_qubits=get_settings().max_active_qubits,
+                max_expanded_gates=get_settings().max_expanded_gates,
                 threads=job.get("threads"),
             )
         except aer.NeedsMemory as exc:

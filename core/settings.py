@@ -160,6 +160,10 @@ class Settings(BaseSettings):
         "a larger circuit runs as a Ray task of its own.",
     )
     batch_max_shots: int = Field(100_000, ge=1, description="Jobs with more shots run as their own Ray task.")
+    max_expanded_gates: int = Field(
+        50_000, ge=1, description="Most gates a program's own gate definitions may expand to; a "
+        "program past it fails at load, naming the limit."
+    )
     batch_max_qasm_bytes: int = Field(
         64 * 1024, ge=1, description="Jobs with a longer program run as their own Ray task."
     )

@@ -117,3 +117,37 @@ def test_clifford_40q(stack):
     assert sum(counts.values()) == 1000
     assert all(len(key) == 40 for key in counts)
     assert len(counts) > 990
+
+
+# --- added after the first release ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, counts",
+    [
+        ("shadow_swap_qasm2.qasm", {"11": 1000}),
+        ("shadow_cswap_two_qubits_qasm2.qasm", {"11": 1000}),
+        ("shadow_rx_qasm3.qasm", {"1": 1000}),
+    ],
+)
+def test_programs_own_gate_definitions_are_authoritative(stack, name, counts):
+    job = stack.run(case(name), counts=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == counts
+
+
+def test_deeply_nested_expression_fails_naming_the_depth_and_the_next_job_runs(stack):
+    job = stack.run(case("deeply_nested_expression.qasm"), counts=True)
+    assert job["status"] == "failed"
+    assert "nested 10001 deep; at most 100" in job["error"]
+    assert job["attempts"] == 1
+    assert stack.run(case("header_after_comment.qasm"), counts=True)["status"] == "finished"
+
+
+def test_gate_definitions_that_expand_enormously_fail_naming_the_limit(stack):
+    levels = "".join(f"gate g{i} a {{ g{i - 1} a; g{i - 1} a; }}\n" for i in range(1, 17))
+    qasm = f'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a {{ x a; }}\n{levels}qreg q[1];\ncreg c[1];\ng16 q[0];\nmeasure q -> c;\n'
+    job = stack.run(qasm, counts=True)
+    assert job["status"] == "failed"
+    assert "expand to more than 50000 gates" in job["error"] and "QSERVER_MAX_EXPANDED_GATES" in job["error"]
+    assert job["attempts"] == 1

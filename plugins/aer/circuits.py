@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from qiskit import QuantumCircuit, qasm2, qasm3
 from qiskit.exceptions import ExperimentalWarning
 
@@ -24,6 +25,15 @@ _LEADING = re.compile(r"(?:\s+|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _VERSION = re.compile(r"OPENQASM\s+(\d+)(\.\d+)?\s*;")
 _COMMENT_OR_STRING = re.compile(r'"[^"\n]*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _INCLUDE = re.compile(r'\binclude\s*"([^"\n]*)"')
+_DEFINITION = re.compile(r"\b(?:gate|opaque)\s+([A-Za-z_][A-Za-z0-9_]*)")
+# How deep expressions and blocks may nest. Qiskit's Rust parsers recurse once per level and
+# die with SIGSEGV (no exception) somewhere past 2 000 levels on an 8 MiB stack; the reference
+# OpenQASM 3 importer (ANTLR, Python) runs out of recursion past about 300. No real program
+# comes near 100.
+MAX_NESTING = 100
+_BRACKETS = re.compile(r"[^()\[\]{}]+")
+_OPENING = np.frombuffer(b"([{", dtype=np.uint8)
+_UNARY_RUN = re.compile(r"(?:[-+~!]\s*){%d,}" % (MAX_NESTING + 1))
 # Never swallow these while trying one loader after another.
 _NOT_LOADER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -46,8 +56,48 @@ def qasm_version(text: str) -> int:
 
 def _includes(text: str) -> list[str]:
     """File names in the program's `include "..."` statements, comments ignored."""
-    code = _COMMENT_OR_STRING.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
-    return _INCLUDE.findall(code)
+    return _INCLUDE.findall(_code(text))
+
+
+def defined_gates(text: str) -> set[str]:
+    """Names the program defines itself with `gate NAME` or `opaque NAME`, comments ignored."""
+    return set(_DEFINITION.findall(_code(text)))
+
+
+def _code(text: str) -> str:
+    """The program with its comments blanked out (string literals kept)."""
+    return _COMMENT_OR_STRING.sub(lambda m: m.group(0) if m.group(0).startswith('"') else " ", text)
+
+
+def check_nesting(text: str) -> None:
+    """Refuse a program whose expressions or blocks nest deeper than MAX_NESTING.
+
+    Cheap (C-speed scans over the text) and done before any parser sees it, since the native
+    parsers crash the process rather than raise on deep nesting. Brackets `( [ {` count
+    together (a stray closing bracket never makes the depth negative); so do runs of unary
+    operators (`- - - x`), which nest without brackets. Raises CircuitError naming the depth
+    and the limit.
+    """
+    if text.count("(") + text.count("[") + text.count("{") > MAX_NESTING:
+        depth = nesting_depth(_code(text))
+        if depth > MAX_NESTING:
+            raise CircuitError(f"expression or block nested {depth} deep; at most {MAX_NESTING}")
+    run = _UNARY_RUN.search(text)
+    if run is not None:
+        operators = sum(run.group(0).count(op) for op in "-+~!")
+        raise CircuitError(f"{operators} unary operators in a row (each one nests); at most {MAX_NESTING}")
+
+
+def nesting_depth(code: str) -> int:
+    """The deepest nesting of `( [ {` brackets in ``code`` (0 for none)."""
+    brackets = _BRACKETS.sub("", code)
+    if not brackets:
+        return 0
+    chars = np.frombuffer(brackets.encode("ascii"), dtype=np.uint8)
+    steps = np.where(np.isin(chars, _OPENING), 1, -1)
+    level = np.cumsum(steps)
+    floor = np.minimum.accumulate(np.minimum(level, 0))
+    return int((level - floor).max())
 
 
 def _message(exc: BaseException) -> str:
@@ -67,24 +117,29 @@ def _message(exc: BaseException) -> str:
     return message
 
 
-def _load_qasm2(text: str) -> QuantumCircuit:
+def _load_qasm2(text: str, defined: set[str]) -> QuantumCircuit:
     # The permissive settings of QuantumCircuit.from_qasm_str (so `u(...)`, as Qiskit's own
     # exporter writes it, loads), except that no include file is read from disk: qelib1.inc is
-    # built in, and a user's program must not read files on the node that runs it.
+    # built in, and a user's program must not read files on the node that runs it. A name the
+    # program defines itself is its own: Qiskit would otherwise put its library gate of that
+    # name in place of the program's definition (swap, cswap, ...: Qiskit/qiskit#13339).
+    # A redefinition of a gate of the included qelib1.inc stays an error ("already defined").
     return qasm2.loads(
         text,
         include_path=(),
-        custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS,
+        custom_instructions=[ci for ci in qasm2.LEGACY_CUSTOM_INSTRUCTIONS if ci.name not in defined],
         custom_classical=qasm2.LEGACY_CUSTOM_CLASSICAL,
         strict=False,
     )
 
 
-def _load_qasm3(text: str, header: re.Match[str] | None) -> QuantumCircuit:
+def _load_qasm3(text: str, header: re.Match[str] | None, defined: set[str]) -> QuantumCircuit:
     # Qiskit's Rust parser is ~50x faster than the reference importer but handles less (no
-    # `input`, no user-defined gates, no `OPENQASM 3;` short header). It reads any included
-    # file itself (and prints its content when it fails), so it only sees stdgates.inc.
-    if set(_includes(text)) <= {"stdgates.inc"}:
+    # `input`, no `OPENQASM 3;` short header, no gate of the program's own: it refuses unknown
+    # names and, worse, takes a definition named like a stdgates.inc gate for the library gate
+    # even without the include). It reads any included file itself (and prints its content when
+    # it fails), so it only sees stdgates.inc.
+    if not defined and set(_includes(text)) <= {"stdgates.inc"}:
         fast_text = text
         if header is not None and header.group(2) is None:  # `OPENQASM 3;` -> `OPENQASM 3.0;`
             fast_text = text[: header.end(1)] + ".0" + text[header.end(1) :]
@@ -100,20 +155,24 @@ def load_circuit(text: str) -> QuantumCircuit:
     """Parse an OpenQASM 2 or 3 program (a str) into a QuantumCircuit, once.
 
     OpenQASM 2 goes to `qiskit.qasm2.loads` with the legacy permissive settings; OpenQASM 3 to
-    Qiskit's Rust parser and, where it refuses the program, to the reference importer
-    (qiskit-qasm3-import). Raises CircuitError carrying the loader's own message for any loader
-    exception (parse errors, unsupported features, even a plain TypeError), and for a version
-    other than 2 or 3.
+    Qiskit's Rust parser and, where it refuses the program or the program defines gates of its
+    own, to the reference importer (qiskit-qasm3-import). A gate the program defines is always
+    its own, whatever library or simulator gate shares its name (see plugins.aer.unroll for the
+    other half). Raises CircuitError carrying the loader's own message for any loader exception
+    (parse errors, unsupported features, even a plain TypeError), for a version other than 2
+    or 3, and for nesting deeper than MAX_NESTING (checked before any parser runs).
     """
     text = text.removeprefix("\ufeff")
     header = _version_statement(text)
     version = int(header.group(1)) if header else 3
     if version not in (2, 3):
         raise CircuitError(f"unsupported OpenQASM version {version}: this backend reads 2 and 3")
+    check_nesting(text)
+    defined = defined_gates(text)
     try:
         if version == 2:
-            return _load_qasm2(text)
-        return _load_qasm3(text, header)
+            return _load_qasm2(text, defined)
+        return _load_qasm3(text, header, defined)
     except BaseException as exc:  # noqa: BLE001 - any loader failure is the circuit's fault
         if isinstance(exc, _NOT_LOADER_ERRORS):
             raise

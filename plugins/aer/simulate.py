@@ -10,14 +10,13 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import Qubit
 from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.quantum_info import SparsePauliOp
-from qiskit.transpiler import PassManager
-from qiskit.transpiler.passes import HighLevelSynthesis
 from qiskit_aer import AerError, AerSimulator
 from qiskit_aer.library import SaveExpectationValue
 
 from plugins.aer import sizing
 from plugins.aer.circuits import active_qubits, bind_parameters, load_circuit
 from plugins.aer.errors import CircuitError, SimulationError
+from plugins.aer.unroll import DEFAULT_MAX_EXPANDED_GATES, unroll
 
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
 DEFAULT_SHOTS = 1000
@@ -31,7 +30,6 @@ _METHODS = frozenset(AerSimulator().available_methods())
 _EXPVAL_METHODS = frozenset({"automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state"})
 # Everything Aer runs natively; anything else (user-defined gates) is unrolled into these.
 _NATIVE = frozenset(AerSimulator().operation_names) | {"barrier"}
-_UNROLL = PassManager([HighLevelSynthesis(basis_gates=sorted(_NATIVE))])
 _NON_UNITARY = frozenset({"measure", "reset", "initialize", "kraus", "superop", "quantum_channel"})
 _INT64 = 2**63
 
@@ -67,22 +65,6 @@ def _operation_names(circuit: QuantumCircuit) -> set[str]:
         for block in getattr(operation, "blocks", ()):
             names |= _operation_names(block)
     return names
-
-
-def _prepare(circuit: QuantumCircuit) -> QuantumCircuit:
-    """The circuit with user-defined gates unrolled into instructions Aer runs natively.
-
-    `transpile(circuit, simulator)` does the same but costs ~70 ms and refuses circuits wider than
-    the simulator's memory-based qubit limit (30 here), even Clifford or mostly idle ones.
-    """
-    unknown = _operation_names(circuit) - _NATIVE
-    if not unknown:
-        return circuit
-    try:
-        return _UNROLL.run(circuit)
-    except Exception as exc:
-        message = getattr(exc, "message", None) or str(exc)
-        raise CircuitError(f"cannot run {', '.join(sorted(unknown))} on Aer: {message}") from exc
 
 
 def _result_types(result_types: Sequence[str]) -> set[str]:
@@ -296,6 +278,7 @@ def run(
     device: str = "CPU",
     max_qubits: Mapping[str, int] | None = None,
     threads: int | None = None,
+    max_expanded_gates: int = DEFAULT_MAX_EXPANDED_GATES,
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -311,7 +294,8 @@ def run(
     qubits} (the method Aer will use, "automatic" resolved as in plugins.aer.sizing). threads:
     Aer's thread count for circuits of SINGLE_THREAD_BELOW_QUBITS active qubits or more (None:
     all that OpenMP allows; a Ray worker's OpenMP allows its num_cpus); smaller circuits run on
-    one thread. Raises ValueError for an unknown result type,
+    one thread. max_expanded_gates: the most gates the program's own gate definitions may
+    expand to (plugins.aer.unroll). Raises ValueError for an unknown result type,
     CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
     Aer does not finish (e.g. not enough memory; the message is Aer's).
     """
@@ -319,6 +303,8 @@ def run(
     metadata = metadata or {}
     shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
+    # Gates of the program's own, whatever their names, become what Aer runs as it is.
+    circuit = unroll(circuit, _NATIVE, max_expanded_gates)
     needed = sizing.size(circuit, method)
     if memory_budget_bytes is not None and needed.memory_bytes > memory_budget_bytes:
         raise sizing.NeedsMemory(needed, memory_budget_bytes)  # placed again, or refused for memory
@@ -329,7 +315,6 @@ def run(
             f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
         )
     operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
-    circuit = _prepare(circuit)
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)

@@ -348,3 +348,48 @@ def test_active_qubit_limits_per_method_count_active_qubits_not_the_declared_wid
         run(case("too_big_40q_nonclifford.qasm"), {"method": "matrix_product_state"}, ["counts"], max_qubits=limits)
     # Clifford: the stabilizer method, whose limit is far higher
     assert sum(run(case("clifford_40q.qasm"), {}, ["counts"], max_qubits=limits)["counts"].values()) == 1000
+
+
+# --- a program's own gates, nesting and expansion limits (issue 10) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "qasm, counts",
+    [
+        # the program's own swap/cswap (Qiskit's legacy qelib1 extensions know other ones)
+        (case("shadow_swap_qasm2.qasm"), {"11": 100}),
+        (case("shadow_cswap_two_qubits_qasm2.qasm"), {"11": 100}),
+        # OpenQASM 3 rx without stdgates.inc: the program's own (the Rust parser took it for RX)
+        (case("shadow_rx_qasm3.qasm"), {"1": 100}),
+        # a gate named like Aer's own instruction, as Qiskit's exporter writes a UnitaryGate
+        ('OPENQASM 2.0;\ninclude "qelib1.inc";\ngate unitary a { x a; }\nqreg q[1];\ncreg c[1];\n'
+         "unitary q[0];\nmeasure q -> c;\n", {"1": 100}),
+        # OpenQASM 2 without the include: even qelib1's names are the program's own
+        ("OPENQASM 2.0;\ngate h a { U(pi,0,pi) a; }\nqreg q[1];\ncreg c[1];\nh q[0];\nmeasure q -> c;\n",
+         {"1": 100}),
+    ],
+)
+def test_programs_own_gate_definitions_are_authoritative(qasm, counts):
+    assert run(qasm, {"shots": 100}, ["counts"])["counts"] == counts
+
+
+def test_redefining_an_included_library_gate_fails_naming_it():
+    with pytest.raises(CircuitError, match="'h' is already defined"):
+        run('OPENQASM 2.0;\ninclude "qelib1.inc";\ngate h a { x a; }\nqreg q[1];\nh q[0];\n', {}, ["counts"])
+
+
+def test_deep_nesting_is_refused_before_any_parser_runs():
+    with pytest.raises(CircuitError, match="nested 10001 deep; at most 100"):
+        run(case("deeply_nested_expression.qasm"), {}, ["counts"])
+    with pytest.raises(CircuitError, match="unary operators in a row"):
+        run('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nrx(' + "-" * 500 + "pi) q[0];\n", {}, ["counts"])
+    nested_ok = ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nrx(' + "(" * 50 + "pi"
+                 + ")" * 50 + ") q[0];\nc[0] = measure q[0];\n")
+    assert run(nested_ok, {"shots": 100}, ["counts"])["counts"] == {"1": 100}
+
+
+def test_enormous_expansion_is_refused_by_the_configured_limit():
+    levels = "".join(f"gate g{i} a {{ g{i - 1} a; g{i - 1} a; }}\n" for i in range(1, 17))
+    qasm = f'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a {{ x a; }}\n{levels}qreg q[1];\ncreg c[1];\ng16 q[0];\nmeasure q -> c;\n'
+    with pytest.raises(CircuitError, match="expand to more than 1000 gates.*at most 1000"):
+        run(qasm, {}, ["counts"], max_expanded_gates=1000)

@@ -25,7 +25,7 @@ _LEADING = re.compile(r"(?:\s+|//[^\n]*|/\*.*?\*/)*", re.DOTALL)
 _VERSION = re.compile(r"OPENQASM\s+(\d+)(\.\d+)?\s*;")
 _COMMENT_OR_STRING = re.compile(r'"[^"\n]*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _INCLUDE = re.compile(r'\binclude\s*"([^"\n]*)"')
-_DEFINITION = re.compile(r"\b(?:gate|opaque)\s+([A-Za-z_][A-Za-z0-9_]*)")
+_DEFINITION = re.compile(r"\bgate\s+([A-Za-z_][A-Za-z0-9_]*)")
 # How deep expressions and blocks may nest. Qiskit's Rust parsers recurse once per level and
 # die with SIGSEGV (no exception) somewhere past 2 000 levels on an 8 MiB stack; the reference
 # OpenQASM 3 importer (ANTLR, Python) runs out of recursion past about 300. No real program
@@ -60,7 +60,8 @@ def _includes(text: str) -> list[str]:
 
 
 def defined_gates(text: str) -> set[str]:
-    """Names the program defines itself with `gate NAME` or `opaque NAME`, comments ignored."""
+    """Names the program defines itself with `gate NAME`, comments ignored (an `opaque` declaration
+    has no body of its own: the library instruction of that name, e.g. `delay`, gives it meaning)."""
     return set(_DEFINITION.findall(_code(text)))
 
 

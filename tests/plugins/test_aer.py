@@ -393,3 +393,9 @@ def test_enormous_expansion_is_refused_by_the_configured_limit():
     qasm = f'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a {{ x a; }}\n{levels}qreg q[1];\ncreg c[1];\ng16 q[0];\nmeasure q -> c;\n'
     with pytest.raises(CircuitError, match="expand to more than 1000 gates.*at most 1000"):
         run(qasm, {}, ["counts"], max_expanded_gates=1000)
+
+
+def test_opaque_delay_as_qiskits_qasm2_exporter_writes_it_runs():
+    qasm = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nopaque delay(param0) q0;\nqreg q[1];\ncreg c[1];\n'
+            "x q[0];\ndelay(100.0) q[0];\nmeasure q[0] -> c[0];\n")
+    assert run(qasm, {"shots": 100}, ["counts"])["counts"] == {"1": 100}

@@ -30,6 +30,7 @@ _METHODS = frozenset(AerSimulator().available_methods())
 _EXPVAL_METHODS = frozenset({"automatic", "statevector", "density_matrix", "stabilizer", "matrix_product_state"})
 # Everything Aer runs natively; anything else (user-defined gates) is unrolled into these.
 _NATIVE = frozenset(AerSimulator().operation_names) | {"barrier"}
+_CONTROL_FLOW = frozenset({"if_else", "while_loop", "for_loop", "switch_case"})
 _NON_UNITARY = frozenset({"measure", "reset", "initialize", "kraus", "superop", "quantum_channel"})
 _INT64 = 2**63
 
@@ -165,6 +166,11 @@ def _counts(simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: 
     options: dict[str, Any] = {"shots": shots}
     if seed is not None:
         options["seed_simulator"] = seed
+    if _operation_names(circuit) & _CONTROL_FLOW:
+        # Aer's own truncation of idle qubits breaks its jumps when every measurement sits in a
+        # branch ("Invalid jump destination: if_0_end"): idle qubits are dropped here instead.
+        circuit = _without_idle_qubits(circuit, keep=set())
+        options["enable_truncation"] = False
     result = _execute(simulator, circuit, **options)
     if "counts" not in result.data(0):
         raise CircuitError("the circuit measures no qubit, so it has no counts")

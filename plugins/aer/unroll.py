@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from qiskit import QuantumCircuit
 from qiskit.circuit import (
     Barrier,
+    BoxOp,
     CircuitInstruction,
     ControlFlowOp,
     Delay,
@@ -30,7 +31,7 @@ from qiskit.circuit import (
 from plugins.aer.errors import CircuitError
 
 # Qiskit's own instruction classes that Aer runs under their names.
-_LIBRARY_CLASSES = (Measure, Reset, Barrier, Delay, Store, ControlFlowOp)
+_LIBRARY_CLASSES = (Measure, Reset, Barrier, Delay, Store, ControlFlowOp)  # box: not in Aer's names
 # How deep gate definitions may call one another (each level is one Python frame here).
 MAX_DEFINITION_DEPTH = 200
 DEFAULT_MAX_EXPANDED_GATES = 50_000
@@ -102,6 +103,13 @@ def _unroll_block(circuit: QuantumCircuit, native: frozenset[str], budget: _Budg
     return out
 
 
+def _definition(operation: Instruction) -> QuantumCircuit | None:
+    try:
+        return operation.definition
+    except Exception as exc:  # noqa: BLE001 - a definition that cannot be built is the program's
+        raise CircuitError(f"cannot run {operation.name!r} on Aer: {getattr(exc, 'message', None) or exc}") from exc
+
+
 def _emit(
     out: QuantumCircuit,
     operation: Instruction,
@@ -121,10 +129,11 @@ def _emit(
     if depth >= MAX_DEFINITION_DEPTH:
         raise CircuitError(f"gate definitions call one another more than {MAX_DEFINITION_DEPTH} deep; at most "
                            f"{MAX_DEFINITION_DEPTH}")
-    try:
-        definition = operation.definition
-    except Exception as exc:  # noqa: BLE001 - a definition that cannot be built is the program's
-        raise CircuitError(f"cannot run {operation.name!r} on Aer: {getattr(exc, 'message', None) or exc}") from exc
+    if isinstance(operation, BoxOp):
+        # Aer has no `box` (Qiskit 2.x's scope): its body runs in its place.
+        definition = operation.blocks[0]
+    else:
+        definition = _definition(operation)
     if definition is None:
         raise CircuitError(
             f"cannot run {operation.name!r} on Aer: it has no definition (an opaque gate, or an "

@@ -399,3 +399,26 @@ def test_opaque_delay_as_qiskits_qasm2_exporter_writes_it_runs():
     qasm = ('OPENQASM 2.0;\ninclude "qelib1.inc";\nopaque delay(param0) q0;\nqreg q[1];\ncreg c[1];\n'
             "x q[0];\ndelay(100.0) q[0];\nmeasure q[0] -> c[0];\n")
     assert run(qasm, {"shots": 100}, ["counts"])["counts"] == {"1": 100}
+
+
+# Valid programs Aer refuses after loading (issue 10, point 3). Aer's idle-qubit truncation
+# breaks its jumps when every measurement sits inside a branch or loop ("Invalid jump
+# destination"; the kind of Qiskit/qiskit-aer#1600); Aer has no `box` (Qiskit/qiskit#13772).
+@pytest.mark.parametrize(
+    "qasm, counts",
+    [
+        ('OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[1];\ncreg c[1];\ncreg o[1];\nx q[0];\n'
+         "if(c==1) measure q[0] -> o[0];\n", {"0 0": 100}),
+        ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nh q[0];\n'
+         "while (c[0] == false) {\n  h q[0];\n  c[0] = measure q[0];\n}\n", {"1": 100}),
+        ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nbit[1] o;\n'
+         "if (c[0] == false) { x q[0]; o[0] = measure q[0]; }\n", {"1 0": 100}),
+        # 50 declared qubits, one used inside the branch: idle ones are still dropped
+        ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[50] q;\nbit[1] c;\nbit[1] o;\n'
+         "if (c[0] == false) { x q[7]; o[0] = measure q[7]; }\n", {"1 0": 100}),
+        ('OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nbox {\n  x q[0];\n}\n'
+         "c[0] = measure q[0];\n", {"1": 100}),
+    ],
+)
+def test_valid_control_flow_aer_refuses_as_loaded_runs(qasm, counts):
+    assert run(qasm, {"shots": 100}, ["counts"])["counts"] == counts

@@ -272,7 +272,7 @@ def test_job_longer_than_the_consumer_timeout_runs_once(faults):
         lab.rabbit.restart()
         deadline = time.monotonic() + 120
         job_id, _ = submit_retrying(client, deadline, SLOW, counts=True,
-                                    metadata={"method": "extended_stabilizer", "shots": 600})
+                                    metadata={"method": "extended_stabilizer", "shots": 300})
         started = time.monotonic()
         job = client.wait(job_id, timeout=600)
         took = time.monotonic() - started

@@ -151,3 +151,50 @@ def test_gate_definitions_that_expand_enormously_fail_naming_the_limit(stack):
     assert job["status"] == "failed"
     assert "expand to more than 50000 gates" in job["error"] and "QSERVER_MAX_EXPANDED_GATES" in job["error"]
     assert job["attempts"] == 1
+
+
+_Q2 = 'OPENQASM 2.0;\ninclude "qelib1.inc";\n'
+_Q3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
+
+
+# Issue 10, point 3: valid programs Aer (or Qiskit after loading) refuses, one per kind.
+@pytest.mark.parametrize(
+    "qasm, counts",
+    [
+        # the only measurement in a branch: Aer's truncation broke its jumps (qiskit-aer#1600's kind)
+        (_Q3 + "qubit[1] q;\nbit[1] c;\nbit[1] o;\nif (c[0] == false) { x q[0]; o[0] = measure q[0]; }\n",
+         {"1 0": 1000}),
+        # a box: Aer has none (Qiskit/qiskit#13772)
+        (_Q3 + "qubit[1] q;\nbit[1] c;\nbox {\n  x q[0];\n}\nc[0] = measure q[0];\n", {"1": 1000}),
+        # a gate named `store`: IndexError in Qiskit (Qiskit/qiskit#16938)
+        (_Q2 + "gate store a { x a; }\nqreg q[1];\ncreg c[1];\nstore q[0];\nmeasure q -> c;\n", {"1": 1000}),
+        # a gate named like an Aer instruction (Qiskit/qiskit-aer#1612's kind)
+        (_Q2 + "gate kraus a { x a; }\nqreg q[1];\ncreg c[1];\nkraus q[0];\nmeasure q -> c;\n", {"1": 1000}),
+        # Qiskit's qasm2 exporter's second Delay, an opaque `delay_<id>`
+        (_Q2 + "opaque delay(param0) q0;\nopaque delay_140(param0) q0;\nqreg q[1];\ncreg c[1];\n"
+         "x q[0];\ndelay(100.0) q[0];\ndelay_140(20.0) q[0];\nmeasure q -> c;\n", {"1": 1000}),
+    ],
+    ids=["measure-only-in-branch", "box", "gate-named-store", "gate-named-kraus", "opaque-delay-id"],
+)
+def test_valid_programs_aer_refuses_as_loaded_run(stack, qasm, counts):
+    job = stack.run(qasm, counts=True)
+    assert job["status"] == "finished", job["error"]
+    assert job["results"]["counts"] == counts
+
+
+@pytest.mark.parametrize(
+    "qasm, words",
+    [
+        (_Q2 + "gate state_preparation(p0,p1) q0 { ry(1.287) q0; }\nqreg q[1];\ncreg c[1];\n"
+         "state_preparation(0.6,0.8j) q[0];\nmeasure q -> c;\n", ["complex-number literal, 0.8j"]),
+        (_Q3 + "qubit[1] q;\nbit[2] c;\nint[4] k = 3;\nswitch (k) { case 3 { x q[0]; } default { } }\n"
+         "c[0] = measure q[0];\n", ["type 'int' are not supported", "`int[4] k = 3;`"]),
+    ],
+    ids=["complex-literal", "int-and-switch"],
+)
+def test_constructs_no_loader_reads_fail_naming_them(stack, qasm, words):
+    job = stack.run(qasm, counts=True)
+    assert job["status"] == "failed"
+    assert job["attempts"] == 1
+    for word in words:
+        assert word in job["error"]

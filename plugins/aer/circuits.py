@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from qiskit import QuantumCircuit, qasm2, qasm3
+from qiskit.circuit import Delay
 from qiskit.exceptions import ExperimentalWarning
 
 from plugins.aer.errors import CircuitError
@@ -34,6 +35,15 @@ MAX_NESTING = 100
 _BRACKETS = re.compile(r"[^()\[\]{}]+")
 _OPENING = np.frombuffer(b"([{", dtype=np.uint8)
 _UNARY_RUN = re.compile(r"(?:[-+~!]\s*){%d,}" % (MAX_NESTING + 1))
+# An imaginary literal as Qiskit's exporters write it (`0.8j`, Python's form) or OpenQASM 3's `0.8im`.
+_COMPLEX_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:[jJ]|im)\b")
+# `gate NAME(params) {` with no qubit between the name and the body.
+_GATE_WITHOUT_QUBITS = re.compile(r"\bgate\s+([A-Za-z_]\w*)\s*(?:\([^)]*\))?\s*\{")
+# Where a loader's message points: qasm2 `<input>:L,C:`, ours `syntax error at L,C`, the
+# reference importer's `L,C: ...`.
+_POSITION = re.compile(r"(?:<input>:|\bat |^)(\d+),\d+")
+# Qiskit's qasm2 exporter writes a second Delay as `opaque delay_<id>(param0) q0;`.
+_OPAQUE_DELAY = re.compile(r"\bopaque\s+(delay_\d+)\s*\(\s*\w+\s*\)\s*\w+\s*;")
 # Never swallow these while trying one loader after another.
 _NOT_LOADER_ERRORS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
@@ -101,6 +111,49 @@ def nesting_depth(code: str) -> int:
     return int((level - floor).max())
 
 
+def refused_construct(text: str, message: str) -> str | None:
+    """What in `text` a loader refused, in words, for its error `message`; None if not found.
+
+    Names the constructs Qiskit's own exporters write and its loaders refuse: complex-number
+    literals (state_preparation, initialize, diagonal arguments) and gates with no qubits
+    (qasm3.dumps' global_phase); otherwise quotes the statement on the line the message
+    points at. Only called once loading has failed.
+    """
+    code = _code(text)
+    complex_literal = _COMPLEX_LITERAL.search(code)
+    if complex_literal is not None:
+        line = code.count("\n", 0, complex_literal.start()) + 1
+        return (
+            f"line {line} has a complex-number literal, {complex_literal.group(0)}, in "
+            f"`{_statement(text, line)}`: OpenQASM has no complex numbers (Qiskit's exporters write "
+            "them as the arguments of state_preparation, initialize and diagonal gates; transpile such "
+            "a circuit to basis gates before exporting it)"
+        )
+    no_qubits = _GATE_WITHOUT_QUBITS.search(code)
+    if no_qubits is not None:
+        line = code.count("\n", 0, no_qubits.start()) + 1
+        return (
+            f"gate {no_qubits.group(1)} (line {line}) is defined on no qubits; an OpenQASM gate acts on at "
+            "least one (Qiskit's OpenQASM 3 exporter writes global_phase so)"
+        )
+    position = _POSITION.search(message)
+    if position is not None:
+        line = int(position.group(1))
+        statement = _statement(text, line)
+        if statement:
+            return f"line {line} is `{statement}`"
+    return None
+
+
+def _statement(text: str, line: int, limit: int = 120) -> str:
+    """Line `line` (1-based) of `text`, stripped and cut to `limit` characters ('' past the end)."""
+    lines = text.split("\n", line)
+    if line < 1 or len(lines) < line:
+        return ""
+    statement = lines[line - 1].strip()
+    return statement if len(statement) <= limit else statement[: limit - 3] + "..."
+
+
 def _message(exc: BaseException) -> str:
     """A loader exception's own message (Qiskit errors keep it in `.message`, unquoted)."""
     message = getattr(exc, "message", None)
@@ -125,13 +178,37 @@ def _load_qasm2(text: str, defined: set[str]) -> QuantumCircuit:
     # program defines itself is its own: Qiskit would otherwise put its library gate of that
     # name in place of the program's definition (swap, cswap, ...: Qiskit/qiskit#13339).
     # A redefinition of a gate of the included qelib1.inc stays an error ("already defined").
+    # Qiskit's own exporter writes each Delay after the first as `opaque delay_<id>(t) q0;`: such
+    # an opaque declaration is the library delay too, as `opaque delay` is.
+    delays = [
+        qasm2.CustomInstruction(name, 1, 1, _delay, builtin=False)
+        for name in set(_OPAQUE_DELAY.findall(_code(text))) - defined
+    ]
     return qasm2.loads(
         text,
         include_path=(),
-        custom_instructions=[ci for ci in qasm2.LEGACY_CUSTOM_INSTRUCTIONS if ci.name not in defined],
+        custom_instructions=[ci for ci in qasm2.LEGACY_CUSTOM_INSTRUCTIONS if ci.name not in defined] + delays,
         custom_classical=qasm2.LEGACY_CUSTOM_CLASSICAL,
         strict=False,
     )
+
+
+def _renamed(text: str, name: str) -> str:
+    """`text` with the identifier `name` renamed, outside string literals, to a name it does not use.
+
+    Qiskit's circuits take any instruction named `store` for their classical store and fail with
+    an IndexError (Qiskit/qiskit#16938); a program's own gate of that name runs under another.
+    """
+    fresh = f"{name}_gate"
+    while re.search(rf"\b{fresh}\b", text):
+        fresh += "_"
+    pattern = re.compile(rf'"[^"\n]*"|\b{name}\b')
+    return pattern.sub(lambda m: m.group(0) if m.group(0).startswith('"') else fresh, text)
+
+
+def _delay(duration: float) -> Delay:
+    """Qiskit's delay of `duration` dt (idle time: nothing to a simulator)."""
+    return Delay(duration, "dt")
 
 
 def _load_qasm3(text: str, header: re.Match[str] | None, defined: set[str]) -> QuantumCircuit:
@@ -170,6 +247,9 @@ def load_circuit(text: str) -> QuantumCircuit:
         raise CircuitError(f"unsupported OpenQASM version {version}: this backend reads 2 and 3")
     check_nesting(text)
     defined = defined_gates(text)
+    if "store" in defined:
+        text = _renamed(text, "store")
+        defined = defined_gates(text)
     try:
         if version == 2:
             return _load_qasm2(text, defined)
@@ -177,7 +257,11 @@ def load_circuit(text: str) -> QuantumCircuit:
     except BaseException as exc:  # noqa: BLE001 - any loader failure is the circuit's fault
         if isinstance(exc, _NOT_LOADER_ERRORS):
             raise
-        raise CircuitError(f"OpenQASM {version} program does not load: {_message(exc)}") from exc
+        message = _message(exc)
+        construct = refused_construct(text, message)
+        if construct is not None:
+            message = f"{message}; {construct}"
+        raise CircuitError(f"OpenQASM {version} program does not load: {message}") from exc
 
 
 def bind_parameters(circuit: QuantumCircuit, parameters: Mapping[str, Any] | None) -> QuantumCircuit:

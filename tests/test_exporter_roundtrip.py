@@ -1,7 +1,7 @@
 """What Qiskit's own exporters write, through the whole stack: the original circuit's distribution.
 
 The same cases and the same check as tests/plugins/test_exporter_roundtrip.py (all of it in
-tests/exporter_circuits.py), with each exporter's text submitted over gRPC as a counts job
+tests/roundtrip/), with each exporter's text submitted over gRPC as a counts job
 (metadata shots SHOTS, seed SEED) and read back over REST: a finished job's counts must be
 within `tvd_bound` of the ORIGINAL circuit's exact distribution; a failed job is right only
 where Qiskit's own loaders refuse the text too and its error names the construct. All jobs are
@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.exporter_circuits import CASES, METADATA, check_job, exportable, exported_or_skip
+from tests.roundtrip.check import (
+    CASES,
+    METADATA,
+    check_job,
+    exportable,
+    exported_or_skip,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::qiskit.exceptions.ExperimentalWarning")
 

@@ -1,6 +1,6 @@
 """What Qiskit's own exporters write, run by the aer backend: the original circuit's distribution.
 
-For every circuit of tests/exporter_circuits.py and each of `qiskit.qasm2.dumps` and
+For every circuit of tests/roundtrip/ and each of `qiskit.qasm2.dumps` and
 `qiskit.qasm3.dumps`: the exporter's text through `plugins.aer.run` (SHOTS shots, fixed seed)
 must give counts within `tvd_bound` of the ORIGINAL circuit's exact distribution, or (only where
 Qiskit's own loaders refuse that text too) a CircuitError/SimulationError naming the construct.
@@ -13,7 +13,13 @@ from __future__ import annotations
 import pytest
 
 from plugins.aer import CircuitError, SimulationError, run
-from tests.exporter_circuits import CASES, METADATA, SHOTS, check_outcome, exported_or_skip
+from tests.roundtrip.check import (
+    CASES,
+    METADATA,
+    SHOTS,
+    check_outcome,
+    exported_or_skip,
+)
 
 # Qiskit warns on each use of its Rust OpenQASM 3 parser; plugins.aer filters that at import,
 # but pytest resets warning filters around every test.

@@ -12,6 +12,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core core
+COPY ops ops
 COPY protos protos
 COPY ingest ingest
 COPY dispatcher dispatcher

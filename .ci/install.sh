@@ -47,4 +47,4 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
 fi
 
 # --- Postgres and RabbitMQ: the same code `qserver up` runs ----------------------------------
-.venv/bin/python -m core.services
+.venv/bin/python -m ops.prereqs

@@ -42,7 +42,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.faultkit import FaultLab
-from core import procs
+from ops import procs
 
 BELL = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'

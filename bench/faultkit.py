@@ -9,7 +9,7 @@ run gets its own:
   process and stopped with ``rabbitmqctl -n <node> stop``;
 * a throwaway Postgres cluster (``initdb --auth=trust``, ``pg_ctl`` on its own port and socket
   directory; run as the ``postgres`` user when we are root, since Postgres refuses root);
-* a QServer stack (``core.stack.up``) with its own ports, state dir, database and queue,
+* a QServer stack (``ops.stack.up``) with its own ports, state dir, database and queue,
   pointing at those two.
 
 Everything lives under one directory and goes away with :meth:`FaultLab.close`.
@@ -32,9 +32,9 @@ from pathlib import Path
 
 import psycopg
 
-from core import procs, services
 from core.settings import Settings
-from core.statedir import paths
+from ops import endpoints, prereqs, procs
+from ops.statedir import paths
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -50,7 +50,7 @@ def _port_free(port: int) -> bool:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
-    return not services.is_listening("127.0.0.1", port, timeout=0.2)
+    return not endpoints.is_listening("127.0.0.1", port, timeout=0.2)
 
 
 def free_port(low: int = 20000, high: int = 30000) -> int:
@@ -162,7 +162,7 @@ class PrivateRabbit:
         """Start the node (a child process) and wait until it serves AMQP; returns seconds."""
         if self.running():
             return 0.0
-        if services.is_listening("127.0.0.1", self.port):
+        if endpoints.is_listening("127.0.0.1", self.port):
             raise ServiceError(f"port {self.port} is taken")
         self.prepare()
         started = time.monotonic()
@@ -179,8 +179,8 @@ class PrivateRabbit:
                     f"rabbitmq-server exited with {self.child.returncode}:\n{_tail(self.log)}"
                 )
             try:
-                services._amqp_answers("127.0.0.1", self.port)
-            except services.NotReady:
+                prereqs._amqp_answers("127.0.0.1", self.port)
+            except endpoints.NotReady:
                 return False
             return True
 
@@ -200,7 +200,7 @@ class PrivateRabbit:
             self.child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._kill()
-        _wait(lambda: not services.is_listening("127.0.0.1", self.port), 10, "RabbitMQ port closed")
+        _wait(lambda: not endpoints.is_listening("127.0.0.1", self.port), 10, "RabbitMQ port closed")
         return time.monotonic() - started
 
     def restart(self) -> float:
@@ -296,7 +296,7 @@ class PrivatePostgres:
         )
 
     def running(self) -> bool:
-        return services.is_listening("127.0.0.1", self.port, timeout=0.5)
+        return endpoints.is_listening("127.0.0.1", self.port, timeout=0.5)
 
     def start(self) -> float:
         started = time.monotonic()
@@ -394,8 +394,8 @@ class FaultLab:
             self.rabbit.start()
 
     def up(self) -> None:
-        """``core.stack.up`` on the private services (and only on them)."""
-        from core import stack
+        """``ops.stack.up`` on the private services (and only on them)."""
+        from ops import stack
 
         self._guard()
         stack.up(self.settings)
@@ -410,12 +410,12 @@ class FaultLab:
         return self
 
     def _guard(self) -> None:
-        # core.services would start the machine's own Postgres/RabbitMQ when nothing listens
+        # ops.endpoints would start the machine's own Postgres/RabbitMQ when nothing listens
         for what, (host, port), mine in (
-            ("Postgres", services.pg_address(self.settings), self.pg.port),
-            ("RabbitMQ", services.amqp_address(self.settings), self.rabbit.port),
+            ("Postgres", prereqs.pg_address(self.settings), self.pg.port),
+            ("RabbitMQ", prereqs.amqp_address(self.settings), self.rabbit.port),
         ):
-            if port != mine or not services.is_listening(host, port):
+            if port != mine or not endpoints.is_listening(host, port):
                 raise ServiceError(f"private {what} on :{mine} is not running; not starting the stack")
 
     def service_pid(self, name: str) -> int | None:
@@ -431,7 +431,7 @@ class FaultLab:
         paths(self.settings).pid("dispatcher").unlink(missing_ok=True)
 
     def restart_dispatcher(self, sig: int = signal.SIGTERM) -> float:
-        """Stop the dispatcher (``sig``) and start it again with ``core.stack.up``."""
+        """Stop the dispatcher (``sig``) and start it again with ``ops.stack.up``."""
         started = time.monotonic()
         self.stop_dispatcher(sig)
         self.up()
@@ -446,7 +446,7 @@ class FaultLab:
 
     def close(self, keep: bool = False) -> None:
         """Stop the stack and both services; remove everything unless ``keep``."""
-        from core import stack
+        from ops import stack
 
         if self.client is not None:
             self.client.http.close()

@@ -35,8 +35,8 @@ import httpx
 import psycopg
 
 from bench.cpu import cpu_profile
-from core import stack as stack_ops
 from core.settings import Settings
+from ops import stack as stack_ops
 from tests.client import Stack
 
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'

@@ -8,7 +8,6 @@ that a developer has running with `qserver up`.
 from __future__ import annotations
 
 import os
-
 from pathlib import Path
 
 import psycopg
@@ -24,7 +23,7 @@ TEST_ENV = {
     "QSERVER_RAY_HEAD_PORT": "6381",
     "QSERVER_RAY_DASHBOARD_PORT": "8266",
     "QSERVER_STATE_DIR": "/tmp/qserver-test",
-    # TLS on 443 as the upstream client expects it (a dev CA made by core.certs)
+    # TLS on 443 as the upstream client expects it (a dev CA made by ops.certs)
     "QSERVER_NGINX_TLS_PORT": "443",
     # the dispatcher's janitor runs every few seconds (retention stays 30 days)
     "QSERVER_JANITOR_INTERVAL_S": "3",
@@ -53,8 +52,8 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     """A running stack (started once per session, stopped at the end) and a client for it."""
-    from core import certs
-    from core import stack as stack_ops
+    from ops import certs
+    from ops import stack as stack_ops
     from tests.client import Stack
 
     stack_ops.down(settings)

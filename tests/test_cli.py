@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QSERVER = [sys.executable, "-m", "core.cli"]
+QSERVER = [sys.executable, "-m", "ops.cli"]
 
 
 def qserver(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

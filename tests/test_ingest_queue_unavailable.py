@@ -11,8 +11,8 @@ import pytest
 
 from core import queue, schema, store
 from protos.generated import jobs_pb2_grpc
-from tests.client import chunks, properties
 from tests.circuits import BELL
+from tests.client import chunks, properties
 
 
 async def _submit(settings, pool, channel):

@@ -66,9 +66,9 @@ def test_job_survives_a_killed_dispatcher_and_its_result_lands_once(stack, setti
     import os
     import signal
 
-    from core import procs
-    from core import stack as stack_ops
-    from core.statedir import paths
+    from ops import procs
+    from ops import stack as stack_ops
+    from ops.statedir import paths
 
     job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 80})
     wait_for_status(stack, job_id, "running")

@@ -9,6 +9,7 @@ import pytest
 
 from tests.circuits import BELL, BELL_QASM3, GHZ5
 
+
 def test_bell_counts_quasi_dist_and_expval(stack):
     job = stack.run(
         BELL, counts=True, quasi_dist=True, expval=True,

@@ -12,7 +12,6 @@ from tests.client import chunks, properties
 from tests.conftest import count_jobs
 
 
-
 def refused(stack, messages) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         stack.add_job_stream(messages)

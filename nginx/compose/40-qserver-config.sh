@@ -26,7 +26,7 @@ if [ -f "$QSERVER_TLS_DIR/server.crt" ] && [ -f "$QSERVER_TLS_DIR/server.key" ];
     case "$QSERVER_TLS_DIR" in *"|"*|*'$'*|*'"'*)
         echo "$0: QSERVER_TLS_DIR must not contain | \$ or \"" >&2; exit 1;;
     esac
-    # The same TLS server `qserver up` renders (core/proxy.py): string.Template placeholders,
+    # The same TLS server `qserver up` renders (ops/proxy.py): string.Template placeholders,
     # and $$ for nginx's own variables.
     sed -e "s|\$tls_listen|443|" \
         -e "s|\$tls_cert|$QSERVER_TLS_DIR/server.crt|" \

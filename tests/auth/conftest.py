@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-
 from psycopg.rows import dict_row
 
 from api.app import create_app

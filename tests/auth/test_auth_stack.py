@@ -23,7 +23,7 @@ SECRET = "test-secret-" + "x" * 40
 @pytest.fixture(scope="module")
 def auth_stack():
     from core import auth
-    from core import stack as stack_ops
+    from ops import stack as stack_ops
     from tests.conftest import _drop_database
 
     settings = Settings(
@@ -50,7 +50,7 @@ def auth_stack():
 def submit(settings: Settings, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QSERVER_")}
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", "submit", "examples/bell.qasm", "--counts",
+        [sys.executable, "-m", "ops.cli", "submit", "examples/bell.qasm", "--counts",
          "--grpc-port", str(settings.nginx_grpc_port), "--http-port", str(settings.nginx_http_port), *extra],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )

@@ -81,9 +81,9 @@ class Homelab:
 def homelab(homelab_settings):
     from ray.cluster_utils import Cluster
 
-    from core import stack as stack_ops
-    from core.rayhead import ray_env
-    from core.services import free_port
+    from ops import stack as stack_ops
+    from ops.endpoints import free_port
+    from ops.rayhead import ray_env
     from tests.client import Stack
     from tests.conftest import _drop_database
 

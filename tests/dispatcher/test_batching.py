@@ -14,7 +14,12 @@ from core.domain import BUILTIN_PLUGIN, JobSpec, ResultType
 from core.settings import Settings
 from core.store import ClaimedJob
 from dispatcher.placement import (
-    WORKER_BYTES, Node, batch_memory_bytes, job_cpus, runs_in_batch, task_options,
+    WORKER_BYTES,
+    Node,
+    batch_memory_bytes,
+    job_cpus,
+    runs_in_batch,
+    task_options,
 )
 
 GIB = 1024**3
@@ -125,8 +130,8 @@ def test_ray_nodes_let_any_worker_use_all_their_cpus():
     set at `ray start` lets a large job's Aer use every CPU its task was granted."""
     import os
 
-    from core.nodes import NodeSpec
-    from core.rayhead import node_env
+    from ops.nodes import NodeSpec
+    from ops.rayhead import node_env
 
     assert node_env({"A": "1"}, NodeSpec(num_cpus=3)) == {"A": "1", "OMP_NUM_THREADS": "3"}
     assert node_env({}, NodeSpec())["OMP_NUM_THREADS"] == str(os.cpu_count())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import uuid
 
-import pytest
 from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -18,7 +17,7 @@ from api.distribution import NAME_PATTERN, check_plugin_name
 from api.errors import InvalidName
 from core.domain import parse_job_id
 from core.errors import InvalidJob
-from core.nodes import NODE_TAG, NodeError, check_tag
+from ops.nodes import NODE_TAG, NodeError, check_tag
 from tests.fuzz.strategies import ANY_CHAR
 
 RUNS = hsettings(max_examples=300, deadline=None)

@@ -1,4 +1,4 @@
-"""core/certs.py and `qserver certs`: a development CA, a server certificate it signs, real TLS."""
+"""ops/certs.py and `qserver certs`: a development CA, a server certificate it signs, real TLS."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from cryptography import x509
 from typer.testing import CliRunner
 
-from core import certs, cli
 from core.settings import Settings
+from ops import certs, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,7 +155,7 @@ def test_a_name_the_certificate_lacks_is_refused(tmp_path):
 
 def test_cli_certs_writes_into_the_tls_dir_and_says_how_to_trust_it(tmp_path, monkeypatch):
     settings = Settings(state_dir=tmp_path / "state")
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
     result = CliRunner().invoke(
         cli.app, ["certs", "--host", "localhost", "--host", "10.1.2.3"], catch_exceptions=False
     )
@@ -170,7 +170,7 @@ def test_cli_certs_refuses_to_replace_a_real_certificate(tmp_path, monkeypatch):
     settings = Settings(state_dir=tmp_path / "state", tls_dir=tmp_path / "real")
     settings.tls_path.mkdir()
     (settings.tls_path / "server.crt").write_text("real")
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
     result = CliRunner().invoke(cli.app, ["certs"], catch_exceptions=False)
     assert result.exit_code == 2
     assert "--force" in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core import cli
+from ops import cli
 
 BELL = Path(__file__).resolve().parents[2] / "examples" / "bell.qasm"
 runner = CliRunner()
@@ -17,7 +17,7 @@ runner = CliRunner()
 @pytest.fixture
 def qserver(stack, settings, monkeypatch):
     """Run `qserver ARGS` against the test stack; returns click's Result."""
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
 
     def invoke(*args: str):
         return runner.invoke(cli.app, list(args), catch_exceptions=False)

@@ -22,13 +22,13 @@ import pytest
 import typer
 import yaml
 
-from core import certs, cli, proxy, services
 from core.settings import MIB, Settings
+from ops import certs, cli, prereqs, proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yml"
 README = ROOT / "README.md"
-NGINX = services.find_program("nginx")
+NGINX = prereqs.find_program("nginx")
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, ${NAME:+alt}
 VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")

@@ -7,10 +7,10 @@ import subprocess
 
 import pytest
 
-from core import proxy, services, statedir
 from core.settings import MIB, Settings
+from ops import prereqs, proxy, statedir
 
-NGINX = services.find_program("nginx")
+NGINX = prereqs.find_program("nginx")
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)"
 )
@@ -90,7 +90,7 @@ def test_ipv6_bind_is_bracketed(settings):
 
 @pytest.fixture
 def tls_settings(settings) -> Settings:
-    from core import certs
+    from ops import certs
 
     tls = settings.model_copy(update={"nginx_tls_port": 18443})
     certs.make_dev_certs(tls.tls_path, ["localhost", "127.0.0.1"])
@@ -140,7 +140,7 @@ def test_tls_on_an_ipv6_bind_is_bracketed(tls_settings):
 
 def test_probe_names_the_certificate_host(tmp_path):
     """The name a probe verifies: localhost on loopback, else the address, else the cert's name."""
-    from core import certs
+    from ops import certs
 
     dev = certs.make_dev_certs(tmp_path / "dev", ["localhost", "127.0.0.1", "10.0.0.5"])
     assert proxy.tls_server_name(dev.server_cert, "127.0.0.1") == "localhost"

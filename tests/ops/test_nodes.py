@@ -21,9 +21,10 @@ from psycopg.types.json import Jsonb
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core import cli, nodes, procs, rayhead, schema, services
+from core import schema
 from core.domain import TAG_CAPACITY
 from core.settings import Settings
+from ops import cli, endpoints, nodes, procs, rayhead
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -115,7 +116,7 @@ def test_up_starts_its_head_with_the_version_labels(tmp_path, monkeypatch):
             started.append(cmd)
 
     monkeypatch.setattr(rayhead.subprocess, "Popen", FakePopen)
-    settings = Settings(state_dir=tmp_path / "s", ray_head_port=services.free_port())
+    settings = Settings(state_dir=tmp_path / "s", ray_head_port=endpoints.free_port())
     rayhead.launch(settings, {})
     rayhead.launch(settings, {}, nodes.NodeSpec(tags=("lab",)))
     plain, tagged = (_parse(cmd[2:]) for cmd in started)
@@ -217,7 +218,7 @@ def test_the_join_environment_keeps_token_auth_on():
 @pytest.fixture
 def node_cli(state, monkeypatch, tmp_path):
     """`qserver node ...` with ``state`` settings, a token file and no real `ray start`."""
-    monkeypatch.setattr(cli, "_settings", lambda: state)
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: state)
     token = tmp_path / "token"
     token.write_text("secret")
     joined = []
@@ -258,8 +259,8 @@ def test_join_with_the_same_versions(node_cli, monkeypatch):
 
 def test_join_without_a_database_needs_force(node_cli, monkeypatch):
     monkeypatch.setenv("QSERVER_DATABASE_URL", "postgresql://q@127.0.0.1:1/qserver")
-    state = Settings(state_dir=cli._settings().state_dir)  # reads the unreachable URL
-    monkeypatch.setattr(cli, "_settings", lambda: state)
+    state = Settings(state_dir=cli.common.settings_or_exit().state_dir)  # reads the unreachable URL
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: state)
     result, joined = node_cli("join", "10.0.0.1:6380", "--token-file", str(node_cli.token))
     assert result.exit_code == 1
     assert "could not check the versions against the head: Postgres did not answer" in result.output
@@ -354,8 +355,8 @@ def test_head_versions_without_a_nodes_table(scratch_dsn):
 
 def test_node_status_lists_the_table(db, scratch_dsn, monkeypatch, tmp_path):
     settings = Settings(state_dir=tmp_path / "s", database_url=scratch_dsn)
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
-    monkeypatch.setattr(cli, "out", Console(width=200, soft_wrap=True))  # one line per node
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
+    monkeypatch.setattr(cli.node, "out", Console(width=200, soft_wrap=True))  # one line per node
     result = runner.invoke(cli.app, ["node", "status"], catch_exceptions=False)
     assert result.exit_code == 0 and "the dispatcher hasn't reported" in result.stdout
     _node(db, "a" * 56, "10.0.0.1", hostname="head", tags=["lab"], cpus_total=8, cpus_free=6,
@@ -383,20 +384,20 @@ print(json.dumps([{"alive": n["Alive"], "resources": n["Resources"], "labels": n
 
 def _qserver(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args],
+        [sys.executable, "-m", "ops.cli", *args],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
     )
 
 
 def test_live_head_and_tagged_node(scratch_dsn):
     root = Path(tempfile.mkdtemp(prefix="qsn", dir="/tmp"))  # short: Ray's sockets live below
-    port = services.free_port()
+    port = endpoints.free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QSERVER_"))}
     base |= {"QSERVER_DATABASE_URL": scratch_dsn, "RAY_USAGE_STATS_ENABLED": "0"}
     head_env = base | {
         "QSERVER_STATE_DIR": str(root / "h"),
         "QSERVER_RAY_HEAD_PORT": str(port),
-        "QSERVER_RAY_DASHBOARD_PORT": str(services.free_port()),
+        "QSERVER_RAY_DASHBOARD_PORT": str(endpoints.free_port()),
     }
     node_env = base | {"QSERVER_STATE_DIR": str(root / "n")}
     head_settings = Settings(state_dir=root / "h", ray_head_port=port)

@@ -1,4 +1,4 @@
-"""core/stack.py and its helpers without a running stack: env, paths, failures, idempotent down."""
+"""ops/stack.py and its helpers without a running stack: env, paths, failures, idempotent down."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import stat
 
 import pytest
 
-from core import rayhead, services, stack, statedir
 from core.settings import Settings
+from ops import endpoints, rayhead, stack, statedir
 
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    ports = [services.free_port() for _ in range(6)]
+    ports = [endpoints.free_port() for _ in range(6)]
     return Settings(
         state_dir=tmp_path / "state",
         ingest_port=ports[0],
@@ -73,7 +73,7 @@ def test_a_service_that_dies_is_reported_with_its_log_tail(settings):
     pid = stack._start_service(settings, name, stack.child_env(settings))
     assert statedir.paths(settings).pid(name).read_text() == str(pid)
     with pytest.raises(statedir.ComponentFailed) as failed:
-        stack._wait(settings, name, pid, lambda: (_ for _ in ()).throw(services.NotReady("no")))
+        stack._wait(settings, name, pid, lambda: (_ for _ in ()).throw(endpoints.NotReady("no")))
     assert failed.value.component == name
     assert "exited with code 1" in failed.value.reason
     assert f"No module named {name}" in failed.value.log_tail
@@ -103,4 +103,4 @@ def test_a_port_held_by_a_stranger_is_refused(settings):
     ],
 )
 def test_only_this_machine_gets_packages_installed(host, local):
-    assert services.is_local(host) is local
+    assert endpoints.is_local(host) is local

@@ -1,7 +1,7 @@
 """nginx's TLS server for real, without the stack: stand-in api and ingest behind our own nginx.
 
 A tiny HTTP server answers the api's health route and a gRPC server answers Jobs/HealthCheck;
-core/proxy.py starts our nginx in front of them on free ports with a development certificate,
+ops/proxy.py starts our nginx in front of them on free ports with a development certificate,
 and its TLS probes (what `qserver up` waits for) must pass: REST over HTTP/1.1 and gRPC over
 HTTP/2 on the one TLS port, both verified against our CA.
 """
@@ -18,11 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import grpc
 import pytest
 
-from core import certs, proxy, services
 from core.settings import Settings
+from ops import certs, endpoints, prereqs, proxy
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
-NGINX = services.find_program("nginx")
+NGINX = prereqs.find_program("nginx")
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
 
 
@@ -65,7 +65,7 @@ def upstreams():
 @pytest.fixture
 def settings(tmp_path, upstreams) -> Settings:
     api_port, ingest_port = upstreams
-    http_port, grpc_port, tls_port = (services.free_port() for _ in range(3))
+    http_port, grpc_port, tls_port = (endpoints.free_port() for _ in range(3))
     return Settings(
         state_dir=tmp_path / "state",
         nginx_bind="127.0.0.1",
@@ -97,7 +97,7 @@ def _alpn(port: int, offered: list[str], ca) -> str | None:
 def test_tls_serves_rest_and_grpc_on_one_port(settings, nginx):
     made = certs.make_dev_certs(settings.tls_path, ["localhost", "127.0.0.1"])
     nginx()
-    services.wait_until(proxy.probe(settings), timeout=20, interval=0.2)  # what `up` waits for
+    endpoints.wait_until(proxy.probe(settings), timeout=20, interval=0.2)  # what `up` waits for
     files = proxy.tls(settings)
     assert files is not None and files.ca == made.ca_cert
     # REST over TLS: a requests-like client offers http/1.1 only and gets it
@@ -108,14 +108,14 @@ def test_tls_serves_rest_and_grpc_on_one_port(settings, nginx):
     assert _alpn(settings.nginx_tls_port, ["h2", "http/1.1"], made.ca_cert) == "h2"
     assert _alpn(settings.nginx_tls_port, ["http/1.1"], made.ca_cert) == "http/1.1"
     # the plain ports still work next to it
-    services.http_health("127.0.0.1", settings.nginx_http_port)
-    services.grpc_health("127.0.0.1", settings.nginx_grpc_port)
+    endpoints.http_health("127.0.0.1", settings.nginx_http_port)
+    endpoints.grpc_health("127.0.0.1", settings.nginx_grpc_port)
 
 
 def test_the_api_sees_https_as_the_scheme(settings, nginx):
     made = certs.make_dev_certs(settings.tls_path, ["localhost"])
     nginx()
-    services.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
+    endpoints.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
     context = ssl.create_default_context(cafile=str(made.ca_cert))
     with socket.create_connection(("127.0.0.1", settings.nginx_tls_port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as conn:
@@ -130,22 +130,22 @@ def test_the_api_sees_https_as_the_scheme(settings, nginx):
 def test_grpc_refuses_a_server_it_does_not_trust(settings, nginx, tmp_path):
     certs.make_dev_certs(settings.tls_path, ["localhost"])
     nginx()
-    services.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
+    endpoints.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
     other = certs.make_dev_certs(tmp_path / "other-ca", ["localhost"])
     stranger = proxy.Tls(other.server_cert, other.server_key, other.ca_cert)
-    with pytest.raises(services.NotReady, match="UNAVAILABLE"):
+    with pytest.raises(endpoints.NotReady, match="UNAVAILABLE"):
         proxy.grpc_tls_health(stranger, "127.0.0.1", settings.nginx_tls_port, timeout=2)
-    with pytest.raises(services.NotReady, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(endpoints.NotReady, match="CERTIFICATE_VERIFY_FAILED"):
         proxy.https_health(stranger, "127.0.0.1", settings.nginx_tls_port)
 
 
 def test_certificates_made_while_nginx_runs_are_served_after_a_reload(settings, nginx):
     nginx()
-    services.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
-    assert not services.is_listening("127.0.0.1", settings.nginx_tls_port)
+    endpoints.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
+    assert not endpoints.is_listening("127.0.0.1", settings.nginx_tls_port)
     certs.make_dev_certs(settings.tls_path, ["localhost"])
     nginx()  # `qserver up` again: reload with the TLS server
-    services.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
+    endpoints.wait_until(proxy.probe(settings), timeout=20, interval=0.2)
 
 
 def test_a_tls_port_held_by_a_stranger_is_refused(settings, nginx):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import grpc
 
-from core import certs, procs, services
-from core.services import NotReady, connect_host, grpc_health, host_port, http_health
 from core.settings import MIB, Settings
-from core.statedir import ComponentFailed, paths
+from ops import certs, endpoints, prereqs, procs
+from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
+from ops.statedir import ComponentFailed, paths
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "nginx.conf.template"
@@ -189,7 +189,7 @@ def start(settings: Settings, nginx: str) -> int:
 
     def refuse_taken(port_list: list[int]) -> None:
         for port in port_list:
-            if services.is_listening(settings.nginx_bind, port):
+            if endpoints.is_listening(settings.nginx_bind, port):
                 raise ComponentFailed(
                     "nginx", f"port {host_port(settings.nginx_bind, port)} is already in use"
                 )
@@ -224,7 +224,7 @@ def stop(settings: Settings) -> None:
     pid = nginx_pid(settings)
     if pid is None:
         return
-    nginx = services.find_program("nginx")
+    nginx = prereqs.find_program("nginx")
     if nginx and paths(settings).nginx_conf.exists():
         subprocess.run(
             nginx_command(settings, "-s", "quit", nginx=nginx), capture_output=True, check=False

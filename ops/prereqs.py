@@ -1,31 +1,32 @@
-"""The machine under the stack: Postgres, RabbitMQ, nginx from Debian packages; addresses; probes.
+"""The stack's prerequisites: Postgres, RabbitMQ and nginx from Debian packages.
 
 `qserver up` uses Postgres and RabbitMQ where something already listens at the addresses in
 the settings; on a local address with nothing listening it installs them with apt and starts
-them without systemd. Everything here is synchronous; process helpers live in core/procs.py.
+them without systemd.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import os
 import shutil
 import socket
 import subprocess
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
-import grpc
 import psycopg
-from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from core.settings import Settings
-from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
+from ops.endpoints import (
+    NotReady,
+    connect_host,
+    host_port,
+    is_listening,
+    is_local,
+    wait_until,
+)
 
 _APT_ENV = {
     "DEBIAN_FRONTEND": "noninteractive",
@@ -35,78 +36,9 @@ _APT_ENV = {
 }
 
 
-class NotReady(Exception):
-    """A readiness probe did not pass yet (retried until its deadline)."""
-
-
 class SetupError(RuntimeError):
     """A prerequisite of the stack could not be installed or started."""
 
-
-# --- addresses -------------------------------------------------------------------------------
-
-
-def connect_host(host: str) -> str:
-    """The address to dial for a server bound to ``host`` (a wildcard means this machine)."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "::1"
-    return host
-
-
-def is_local(host: str) -> bool:
-    """True for this machine: localhost, a loopback address, or a wildcard bind address."""
-    if host in ("", "localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
-
-
-def host_port(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when a TCP connection to ``host:port`` succeeds."""
-    try:
-        with socket.create_connection((connect_host(host), port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def free_port() -> int:
-    """A TCP port that nothing listens on right now (the kernel's choice)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(check: Callable[[], None], *, timeout: float, interval: float = 0.5) -> None:
-    """Call ``check`` until it stops raising NotReady; other exceptions propagate at once.
-
-    Raises:
-        TimeoutError: still not ready after ``timeout`` seconds (the last NotReady as cause).
-    """
-    retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=wait_fixed(interval),
-        retry=retry_if_exception_type(NotReady),
-        reraise=False,
-    )
-    try:
-        retrying(check)
-    except RetryError as error:
-        last = error.last_attempt.exception()
-        raise TimeoutError(f"not ready after {timeout:.0f} s: {last}") from last
-
-
-# --- packages ----------------------------------------------------------------------------------
 
 _apt_updated = False
 
@@ -313,38 +245,7 @@ def ensure_prerequisites(settings: Settings) -> str:
 # --- probes ------------------------------------------------------------------------------------
 
 
-def grpc_health(host: str, port: int, timeout: float = 3.0) -> None:
-    """Jobs/HealthCheck at host:port answers "OK", else NotReady."""
-    target = host_port(connect_host(host), port)
-    try:
-        with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
-            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(
-                jobs_pb2.HealthCheckInput(), timeout=timeout
-            )
-    except grpc.RpcError as error:
-        raise NotReady(
-            f"gRPC HealthCheck at {target}: {error.code().name} {error.details()}"
-        ) from None
-    if reply.status != "OK":
-        raise NotReady(f"gRPC HealthCheck at {target} answered {reply.status!r}")
-
-
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_health(host: str, port: int, timeout: float = 3.0) -> None:
-    """GET /api/v1/health at host:port answers {"status": "OK"}, else NotReady."""
-    url = f"http://{host_port(connect_host(host), port)}/api/v1/health"
-    try:
-        with NO_PROXY.open(url, timeout=timeout) as response:
-            body = json.loads(response.read() or b"{}")
-    except (OSError, ValueError) as error:  # URLError, HTTPError, timeouts, bad JSON
-        raise NotReady(f"GET {url}: {error}") from None
-    if body.get("status") != "OK":
-        raise NotReady(f"GET {url} answered {body}")
-
-
-if __name__ == "__main__":  # .ci/install.sh: `python -m core.services`
+if __name__ == "__main__":  # .ci/install.sh: `python -m ops.prereqs`
     from core.settings import get_settings
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -12,13 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from core import nodes, procs, services
-from core.nodes import NodeSpec
 from core.settings import Settings
-from core.statedir import ComponentFailed, open_log, paths
+from ops import endpoints, nodes, prereqs, procs
+from ops.nodes import NodeSpec
+from ops.statedir import ComponentFailed, open_log, paths
 
 # core never imports ray (import-linter contract): everything here goes through the `ray` CLI
-# and /proc, so a `qserver` process stays light and free of Ray's version constraints.
+# and psutil, so a `qserver` process stays light and free of Ray's version constraints.
 
 START_TIMEOUT = 120.0  # seconds `ray start --head` may take
 
@@ -68,7 +68,7 @@ def ray_env(settings: Settings) -> dict[str, str]:
 
 def _ray_program() -> str:
     beside = Path(sys.executable).with_name("ray")
-    return str(beside) if beside.exists() else (services.find_program("ray") or "ray")
+    return str(beside) if beside.exists() else (prereqs.find_program("ray") or "ray")
 
 
 def gcs_pid(settings: Settings) -> int | None:
@@ -123,14 +123,14 @@ def launch(
     """Run `ray start --head` in the background; None when our head already runs.
 
     ``spec`` adds tags, CPUs/GPUs/memory and fixed ports (`qserver node start --head`); every
-    head carries the version labels (core/nodes.py) that `qserver node join` compares with.
+    head carries the version labels (ops/nodes.py) that `qserver node join` compares with.
 
     Raises:
         ComponentFailed: the head port is held by something else.
     """
     if gcs_pid(settings) is not None:
         return None
-    if services.is_listening("127.0.0.1", settings.ray_head_port):
+    if endpoints.is_listening("127.0.0.1", settings.ray_head_port):
         raise ComponentFailed(
             "ray", f"port {settings.ray_head_port} is in use by a process that is not our Ray head"
         )
@@ -147,8 +147,8 @@ def launch(
         f"--dashboard-port={settings.ray_dashboard_port}",
         f"--temp-dir={p.ray_temp}",
         # Ray's fixed defaults (10001, 52365) would clash with a second stack on this machine.
-        f"--ray-client-server-port={services.free_port()}",
-        f"--dashboard-agent-listen-port={services.free_port()}",
+        f"--ray-client-server-port={endpoints.free_port()}",
+        f"--dashboard-agent-listen-port={endpoints.free_port()}",
         *_QUIET,
         *nodes.ray_start_args(spec or NodeSpec()),
     ]
@@ -235,7 +235,7 @@ def join_node(
 ) -> str | None:
     """`ray start --address=HEAD` for this machine, detached in its own session; waits for it.
 
-    ``env`` carries the token (core/nodes.py join_env). Returns the node IP Ray chose.
+    ``env`` carries the token (ops/nodes.py join_env). Returns the node IP Ray chose.
 
     Raises:
         ComponentFailed: `ray start` failed, did not return in time, or left no raylet.
@@ -250,7 +250,7 @@ def join_node(
         f"--address={head_address}",
         f"--temp-dir={temp}",
         # Ray's fixed default (52365) would clash with another node on this machine.
-        f"--dashboard-agent-listen-port={services.free_port()}",
+        f"--dashboard-agent-listen-port={endpoints.free_port()}",
         *_QUIET,
         *nodes.ray_start_args(spec),
     ]

@@ -4,7 +4,7 @@
 stops what ``up`` started (never Postgres or RabbitMQ, which may serve others); ``status``
 says what runs. Nothing is hard-coded: ports, paths and names come from ``Settings``, so a
 test session can run its own stack next to a developer's. Every file lives under
-``settings.state_dir`` (core/statedir.py); the Ray head is core/rayhead.py, nginx core/proxy.py,
+``settings.state_dir`` (ops/statedir.py); the Ray head is ops/rayhead.py, nginx ops/proxy.py,
 and the python services (ingest, api, dispatcher) are started here.
 """
 
@@ -21,11 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from core import procs, proxy, rayhead, schema, services
-from core.rayhead import ray_address, ray_env
-from core.services import NotReady, connect_host, grpc_health, host_port, http_health
+from core import schema
 from core.settings import Settings
-from core.statedir import ComponentFailed, open_log, paths
+from ops import endpoints, prereqs, procs, proxy, rayhead
+from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
+from ops.rayhead import ray_address, ray_env
+from ops.statedir import ComponentFailed, open_log, paths
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("ingest", "api", "dispatcher")
@@ -94,7 +95,7 @@ def _wait(settings: Settings, name: str, pid: int | None, probe) -> None:
         probe()
 
     try:
-        services.wait_until(check, timeout=TIMEOUTS.get(name, 60.0))
+        endpoints.wait_until(check, timeout=TIMEOUTS.get(name, 60.0))
     except TimeoutError as error:
         raise ComponentFailed(name, str(error), log, procs.log_tail(log)) from None
 
@@ -123,7 +124,7 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
     if pid is not None:
         return pid
     address = _service_address(settings, name)
-    if address and services.is_listening(*address):
+    if address and endpoints.is_listening(*address):
         raise ComponentFailed(
             name, f"port {host_port(*address)} is already in use by a process `up` did not start"
         )
@@ -173,7 +174,7 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
 
     Raises:
         ComponentFailed: a part did not come up (its name, the reason, its log tail).
-        services.SetupError: Postgres, RabbitMQ or nginx could not be installed or started.
+        prereqs.SetupError: Postgres, RabbitMQ or nginx could not be installed or started.
     """
     console = console or Console(stderr=True)
     started = time.monotonic()
@@ -184,7 +185,7 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     def done(name: str, where: str) -> None:
         console.print(f"[green]✓[/] {name:<10} {where}  [dim]{time.monotonic() - started:.1f} s[/]")
 
-    nginx = services.ensure_prerequisites(settings)
+    nginx = prereqs.ensure_prerequisites(settings)
     done("postgres", _pg_where(settings))
     done("rabbitmq", _amqp_where(settings))
 
@@ -244,15 +245,15 @@ def down(settings: Settings) -> None:
 
 def status(settings: Settings) -> list[ComponentStatus]:
     """Each component: running or not, its pid, its address."""
-    pg_host, pg_port = services.pg_address(settings)
-    amqp_host, amqp_port = services.amqp_address(settings)
+    pg_host, pg_port = prereqs.pg_address(settings)
+    amqp_host, amqp_port = prereqs.amqp_address(settings)
     result = [
         ComponentStatus(
-            "postgres", services.is_listening(pg_host, pg_port), None, _pg_where(settings)
+            "postgres", endpoints.is_listening(pg_host, pg_port), None, _pg_where(settings)
         ),
         ComponentStatus(
             "rabbitmq",
-            services.is_listening(amqp_host, amqp_port),
+            endpoints.is_listening(amqp_host, amqp_port),
             None,
             _amqp_where(settings),
             settings.queue_name,
@@ -310,14 +311,14 @@ def _read(path: Path) -> str:
 
 def _pg_where(settings: Settings) -> str:
     return (
-        host_port(*services.pg_address(settings))
+        host_port(*prereqs.pg_address(settings))
         + "/"
         + (settings.database_url.path or "/").lstrip("/")
     )
 
 
 def _amqp_where(settings: Settings) -> str:
-    return host_port(*services.amqp_address(settings))
+    return host_port(*prereqs.amqp_address(settings))
 
 
 def _print_where(settings: Settings, console: Console, seconds: float) -> None:

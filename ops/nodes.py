@@ -3,7 +3,7 @@
 A node offers its tags as Ray custom resources (``tag:NAME``, core/domain.py) and carries its
 versions as Ray node labels, which the dispatcher copies into ``nodes.versions``; ``qserver node
 join`` reads the head's row back and refuses a machine whose QServer, Python or Ray differ. The
-processes are started in core/rayhead.py; everything here is plain data and SQL (no Ray import).
+processes are started in ops/rayhead.py; everything here is plain data and SQL (no Ray import).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core.domain import TAG_CAPACITY, tag_resource
-from core.services import host_port, is_local
 from core.settings import Settings
-from core.statedir import paths
+from ops.endpoints import is_local
+from ops.statedir import paths
 
 # --- labels -----------------------------------------------------------------------------------
 # Ray 2.60 node labels follow Kubernetes' syntax: a key is [prefix/]name, a value is at most 63

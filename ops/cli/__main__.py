@@ -1,0 +1,7 @@
+"""`python -m ops.cli`: the `qserver` command."""
+
+import sys
+
+from ops.cli import app
+
+sys.exit(app())

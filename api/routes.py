@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api.deps import AdminDep, CallerDep, ConnDep, JobIdDep, PoolDep, SettingsDep, WaitersDep
+from api.deps import (
+    AdminDep,
+    CallerDep,
+    ConnDep,
+    JobIdDep,
+    PoolDep,
+    SettingsDep,
+    WaitersDep,
+)
 from api.errors import NoResults
 from api.models import (
     Backend,
@@ -165,13 +173,13 @@ async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> 
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
 async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
     """Enabled backends, 20 a page: those with pointer > cursor; each says if it needs a GPU."""
-    return await store.list_backends_json(conn, cursor=cursor)
+    return await store.list_backends(conn, cursor=cursor)
 
 
 @router.get("/backend/{name}", response_model=Backend, responses=_MISSING, tags=["backends"])
 async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
     """One backend by name; 404 when unknown or when its plugin was removed."""
-    return await store.require_backend_json(conn, name=name)
+    return await store.require_backend(conn, name=name)
 
 
 @router.get("/cluster", response_model=Cluster, responses=_ADMIN, tags=["cluster"])

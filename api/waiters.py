@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 
 import psycopg
 
+from core import store
+
 log = logging.getLogger(__name__)
-CHANNEL = "qserver_job_done"
 
 
 class JobWaiters:
@@ -76,7 +77,7 @@ class JobWaiters:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await store.listen(conn, store.JOB_DONE_CHANNEL)
                     self._wake_all()
                     async for note in conn.notifies():
                         self._wake(note.payload)

@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import psycopg
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic import command
 from psycopg import sql
 from sqlalchemy import create_engine, text
 

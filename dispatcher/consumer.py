@@ -32,7 +32,12 @@ from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
 from dispatcher.cluster import ClusterView
 from dispatcher.placement import (
-    Decision, batch_memory_bytes, decide, job_cpus, runs_in_batch, task_options,
+    Decision,
+    batch_memory_bytes,
+    decide,
+    job_cpus,
+    runs_in_batch,
+    task_options,
 )
 
 log = logging.getLogger(__name__)

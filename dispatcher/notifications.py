@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from core import store
 from core.settings import Settings
 from dispatcher import plugins
 
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
     from dispatcher.service import Dispatcher
 
 log = logging.getLogger(__name__)
-CANCEL_CHANNEL = "qserver_cancel"
-PLUGINS_CHANNEL = "qserver_plugins"
 
 
 async def _cancel_missed(pool: AsyncConnectionPool, dispatcher: "Dispatcher") -> None:
@@ -27,11 +26,9 @@ async def _cancel_missed(pool: AsyncConnectionPool, dispatcher: "Dispatcher") ->
     if not ids:
         return
     async with pool.connection() as conn:
-        rows = await (
-            await conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'canceled'", (ids,))
-        ).fetchall()
-    for row in rows:
-        dispatcher.cancel(row["id"])
+        canceled = await store.canceled_among(conn, job_ids=ids)
+    for job_id in canceled:
+        dispatcher.cancel(job_id)
 
 
 async def listen(settings: Settings, pool: AsyncConnectionPool, dispatcher: "Dispatcher") -> None:
@@ -40,13 +37,13 @@ async def listen(settings: Settings, pool: AsyncConnectionPool, dispatcher: "Dis
     while True:
         try:
             async with await psycopg.AsyncConnection.connect(settings.database_dsn, autocommit=True) as conn:
-                await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                await conn.execute(f"LISTEN {PLUGINS_CHANNEL}")
+                await store.listen(conn, store.CANCEL_CHANNEL)
+                await store.listen(conn, store.PLUGINS_CHANNEL)
                 await _cancel_missed(pool, dispatcher)
                 async for note in conn.notifies():
-                    if note.channel == CANCEL_CHANNEL:
+                    if note.channel == store.CANCEL_CHANNEL:
                         dispatcher.cancel(uuid.UUID(note.payload))
-                    elif note.channel == PLUGINS_CHANNEL:
+                    elif note.channel == store.PLUGINS_CHANNEL:
                         task = asyncio.create_task(plugins.prebuild(settings, pool, note.payload))
                         background.add(task)
                         task.add_done_callback(background.discard)

@@ -10,6 +10,7 @@ from psycopg_pool import AsyncConnectionPool
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster import executor
+from core import store
 from core.domain import BUILTIN_PLUGIN
 from core.settings import Settings
 from dispatcher.placement import plugin_runtime_env
@@ -27,7 +28,7 @@ async def prebuild(settings: Settings, pool: AsyncConnectionPool, name: str) -> 
     if name == BUILTIN_PLUGIN:
         return
     async with pool.connection() as conn:
-        row = await (await conn.execute("SELECT version FROM plugins WHERE name = %s", (name,))).fetchone()
+        row = await store.get_plugin(conn, name=name)
     if row is None:
         return
     env = plugin_runtime_env(name, row["version"], settings)
@@ -52,5 +53,5 @@ async def prebuild(settings: Settings, pool: AsyncConnectionPool, name: str) -> 
 async def prebuild_all(settings: Settings, pool: AsyncConnectionPool) -> None:
     """Build the runtime_envs of every admitted third-party plugin (at dispatcher start)."""
     async with pool.connection() as conn:
-        rows = await (await conn.execute("SELECT name FROM plugins WHERE NOT builtin")).fetchall()
-    await asyncio.gather(*(prebuild(settings, pool, row["name"]) for row in rows))
+        names = await store.third_party_plugins(conn)
+    await asyncio.gather(*(prebuild(settings, pool, name) for name in names))

@@ -21,6 +21,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from core import store
 from core.domain import TAG_CAPACITY, tag_resource
 from core.settings import Settings
 from ops.endpoints import is_local
@@ -187,19 +188,6 @@ class CheckUnavailable(RuntimeError):
     """The head's versions could not be read; the message says why."""
 
 
-# The head row: the node at HEAD_ADDRESS's host (``address`` may be "ip" or "ip:port"), else the
-# alive node seen last. A row without versions does not count: nothing to compare with.
-HEAD_VERSIONS_SQL = """
-SELECT node_id, address, alive, versions, matched
-  FROM (SELECT *, (address = %(host)s OR hostname IS NOT DISTINCT FROM %(host)s
-                   OR left(address, length(%(prefix)s)) = %(prefix)s) AS matched
-          FROM nodes) AS candidates
- WHERE versions <> '{}'::jsonb AND (matched OR alive)
- ORDER BY matched DESC, alive DESC, last_seen DESC
- LIMIT 1
-"""
-
-
 def split_address(address: str) -> tuple[str, int]:
     """``host:port`` (IPv6 in brackets) -> (host, port).
 
@@ -225,7 +213,7 @@ def head_versions(dsn: str, head_host: str, *, timeout: float = 5.0) -> HeadVers
     prefix = (f"[{head_host}]" if ":" in head_host else head_host) + ":"
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), row_factory=dict_row) as conn:
-            row = conn.execute(HEAD_VERSIONS_SQL, {"host": head_host, "prefix": prefix}).fetchone()
+            row = store.head_node_versions_sync(conn, host=head_host, prefix=prefix)
     except psycopg.errors.UndefinedTable:
         raise CheckUnavailable(
             "the database has no `nodes` table yet (run `qserver db upgrade` or `qserver up` on the head)"
@@ -344,14 +332,6 @@ def node_info_file(settings: Settings) -> Path:
 
 # --- `qserver node status` --------------------------------------------------------------------------
 
-NODES_SQL = """
-SELECT node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total, gpus_free,
-       memory_total, memory_free, jobs_running, versions, last_seen
-  FROM nodes
- ORDER BY alive DESC, address, node_id
-"""
-
-
 def list_nodes(dsn: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
     """Every row of the dispatcher's ``nodes`` table, alive first.
 
@@ -360,7 +340,7 @@ def list_nodes(dsn: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
     """
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), row_factory=dict_row) as conn:
-            return conn.execute(NODES_SQL).fetchall()
+            return store.list_nodes_sync(conn)
     except psycopg.errors.UndefinedTable:
         raise CheckUnavailable(
             "the database has no `nodes` table yet (run `qserver db upgrade`)"

@@ -89,7 +89,7 @@ async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
         created.append(job_id)
         if status == "pending":
             return job_id
-        assert await store.claim_job(aconn, job_id=job_id) is not None
+        assert await store.claim_jobs(aconn, job_ids=[job_id]) != []
         if status == "finished":
             done = await asyncio.to_thread(
                 store.finish_job_sync, sconn, job_id=job_id, results=results or {}, node_id=node_id

@@ -55,7 +55,7 @@ async def test_cancel_pending(
     assert history(db, job_id) == [{"status": "canceled", "results": None}]
     # the dispatcher's claim of the queued id finds nothing to run
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as a:
-        assert await store.claim_job(a, job_id=job_id) is None
+        assert await store.claim_jobs(a, job_ids=[job_id]) == []
     assert status_of(db, job_id) == "canceled"
 
 

@@ -414,7 +414,7 @@ async def test_fake_plugin_from_pypi(
         async with await psycopg.AsyncConnection.connect(
             dsn, autocommit=True, row_factory=dict_row
         ) as aconn:
-            claimed = await store.claim_job(aconn, job_id=job_id)
+            (claimed,) = await store.claim_jobs(aconn, job_ids=[job_id])
         assert claimed is not None and claimed.plugin == "fake-plugin"
         refused = await client.delete(f"{V1}/plugin/fake-plugin")
         assert refused.status_code == 409

@@ -78,7 +78,7 @@ async def _make_jobs(dsn: str, owner: str | None) -> list[uuid.UUID]:
             if status == "canceled":
                 await store.cancel_job(conn, job_id=job_id)
             if status in ("running", "finished", "failed"):
-                assert await store.claim_job(conn, job_id=job_id) is not None
+                assert await store.claim_jobs(conn, job_ids=[job_id]) != []
             if status == "finished":
                 results = {"counts": {"00": 6, "11": 4}, "quasi_dist": {"0": 0.6, "3": 0.4}}
                 assert store.finish_job_sync(sconn, job_id=job_id, results=results, node_id="node-1")

@@ -1,0 +1,152 @@
+"""Every SQL statement of QServer, one module per aggregate: keyword-only functions over psycopg 3
+connections.
+
+- connect: the async pool and sync connections;
+- jobs: submission, claiming, parking, start, heartbeat, cancel, delete, retention;
+- outcomes: a finished, failed or batch outcome written, and recovery of orphaned jobs;
+- reads: jobs, results and history for the api;
+- cluster: nodes and what the cluster offers;
+- plugins: plugins and backends;
+- keys: API keys.
+
+Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
+redelivered queue message can never run a job twice to completion, and a terminal status is
+never left. History rows are written by the database itself (migration 0002) when a job reaches
+a terminal status. Async functions serve ingest, dispatcher and api; the ``*_sync`` ones serve
+executors and the CLI. Rows come back as dicts (``dict_row``). Callers use ``store.NAME``: this
+module names every public function of the aggregates.
+"""
+
+from __future__ import annotations
+
+from core.store.cluster import (
+    cluster_capabilities,
+    head_node_versions_sync,
+    jobs_running_by_node,
+    known_nodes,
+    list_nodes,
+    list_nodes_sync,
+    save_nodes,
+)
+from core.store.connect import (
+    CANCEL_CHANNEL,
+    JOB_DONE_CHANNEL,
+    PAGE_SIZE,
+    PLUGINS_CHANNEL,
+    connect_sync,
+    listen,
+    open_pool,
+)
+from core.store.jobs import (
+    ClaimedJob,
+    cancel_job,
+    canceled_among,
+    claim_jobs,
+    delete_expired_jobs,
+    delete_expired_jobs_sync,
+    delete_job,
+    delete_pending_job,
+    heartbeat_sync,
+    insert_job,
+    mark_started_sync,
+    park_job,
+    parked_jobs,
+    requeue_job,
+    running_jobs,
+    set_job_memory,
+    stale_pending_jobs,
+    stale_running_jobs,
+)
+from core.store.keys import (
+    get_api_key,
+    insert_api_key_sync,
+    list_api_keys_sync,
+    revoke_api_key_sync,
+    touch_api_key,
+)
+from core.store.outcomes import (
+    fail_job,
+    fail_job_sync,
+    finish_job_sync,
+    record_outcomes_sync,
+    recover_orphans,
+    running_job_ids,
+)
+from core.store.plugins import (
+    admit_plugin,
+    backend_needs_gpu,
+    enable_builtin_plugin,
+    get_backend,
+    get_plugin,
+    list_backends,
+    remove_plugin,
+    require_backend,
+    third_party_plugins,
+)
+from core.store.reads import (
+    get_job,
+    get_job_status,
+    get_results,
+    list_history,
+    list_jobs,
+)
+
+__all__ = [
+    "CANCEL_CHANNEL",
+    "ClaimedJob",
+    "JOB_DONE_CHANNEL",
+    "PAGE_SIZE",
+    "PLUGINS_CHANNEL",
+    "admit_plugin",
+    "backend_needs_gpu",
+    "cancel_job",
+    "canceled_among",
+    "claim_jobs",
+    "cluster_capabilities",
+    "connect_sync",
+    "delete_expired_jobs",
+    "delete_expired_jobs_sync",
+    "delete_job",
+    "delete_pending_job",
+    "enable_builtin_plugin",
+    "fail_job",
+    "fail_job_sync",
+    "finish_job_sync",
+    "get_api_key",
+    "get_backend",
+    "get_job",
+    "get_job_status",
+    "get_plugin",
+    "get_results",
+    "head_node_versions_sync",
+    "heartbeat_sync",
+    "insert_api_key_sync",
+    "insert_job",
+    "jobs_running_by_node",
+    "known_nodes",
+    "list_api_keys_sync",
+    "list_backends",
+    "list_history",
+    "list_jobs",
+    "list_nodes",
+    "list_nodes_sync",
+    "listen",
+    "mark_started_sync",
+    "open_pool",
+    "park_job",
+    "parked_jobs",
+    "record_outcomes_sync",
+    "recover_orphans",
+    "remove_plugin",
+    "requeue_job",
+    "require_backend",
+    "revoke_api_key_sync",
+    "running_job_ids",
+    "running_jobs",
+    "save_nodes",
+    "set_job_memory",
+    "stale_pending_jobs",
+    "stale_running_jobs",
+    "third_party_plugins",
+    "touch_api_key",
+]

@@ -1,0 +1,51 @@
+"""Connections to Postgres: the async pool (ingest, dispatcher, api) and plain sync
+connections (executors, the CLI). Rows come back as dicts (``dict_row``)."""
+
+from __future__ import annotations
+
+import psycopg
+import psycopg.sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+PAGE_SIZE = 20  # rows a page of every keyset-paged listing
+
+
+async def open_pool(
+    dsn: str, *, max_size: int = 8, min_size: int = 1, checkout_timeout_s: float = 10.0
+) -> AsyncConnectionPool:
+    """An open async pool whose connections return dict rows and are checked on checkout
+    (one that broke, e.g. in a Postgres restart, is replaced before anyone uses it; the check
+    costs a round trip per checkout, and skipping it for recently used connections let a
+    submission fail across a restart: tests/faults).
+
+    Raises:
+        psycopg_pool.PoolTimeout: the database was not reachable within 30 s.
+    """
+    pool = AsyncConnectionPool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+        check=AsyncConnectionPool.check_connection,
+        timeout=checkout_timeout_s,  # then PoolTimeout: the caller answers "unavailable"
+        open=False,
+    )
+    await pool.open(wait=True, timeout=30)
+    return pool
+
+
+def connect_sync(dsn: str) -> psycopg.Connection:
+    """A plain autocommit connection with dict rows (for the executor)."""
+    return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
+
+
+# The channels the schema's triggers notify on (migrations 0003 and 0007); each payload is text.
+JOB_DONE_CHANNEL = "qserver_job_done"  # a job reached a terminal status: its id
+CANCEL_CHANNEL = "qserver_cancel"  # a running job was canceled: its id
+PLUGINS_CHANNEL = "qserver_plugins"  # a plugin was admitted: its name
+
+
+async def listen(conn: psycopg.AsyncConnection, channel: str) -> None:
+    """LISTEN on ``channel`` (one of the *_CHANNEL names) over an autocommit connection."""
+    await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))

@@ -1,0 +1,329 @@
+"""A job's life before its outcome: submission, claiming, parking, requeueing, start and heartbeat,
+cancel, delete, retention. Every status change is one guarded UPDATE."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from core.domain import JobSpec, ResultType
+from core.errors import Conflict, JobNotFound, TooManyPending
+from core.store.reads import JOB_COLUMNS, get_job_status, job_json, owned_by
+
+
+async def insert_job(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    spec: JobSpec,
+    owner: str | None = None,
+    max_pending: int | None = None,
+) -> None:
+    """Store a new pending job, its result types and QASM text in one statement.
+
+    ``owner`` is the user who submitted it (None with authentication off). With
+    ``max_pending``, the INSERT itself checks that ``owner`` has fewer pending jobs
+    (one statement; concurrent submissions of one user may overshoot by their number).
+
+    Raises:
+        TooManyPending: ``owner`` already has ``max_pending`` pending jobs; nothing stored.
+    """
+    capped = owner is not None and max_pending is not None
+    cur = await conn.execute(
+        _INSERT_CAPPED if capped else _INSERT,
+        {
+            "id": job_id, "backend": spec.backend, "qasm": spec.qasm,
+            "metadata": Jsonb(spec.metadata), "owner": owner, "max": max_pending,
+            "counts": ResultType.COUNTS in spec.result_types,
+            "quasi_dist": ResultType.QUASI_DIST in spec.result_types,
+            "expval": ResultType.EXPVAL in spec.result_types,
+        },
+    )
+    if cur.rowcount != 1:
+        raise TooManyPending(
+            f"user {owner} already has {max_pending} pending jobs, the most a user may have"
+            " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
+        )
+
+
+# One statement (one round trip, its own transaction): the job and its result types.
+_INSERT = """
+WITH job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
+    VALUES (%(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s)
+    RETURNING id
+)
+INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
+"""
+_INSERT_CAPPED = """
+WITH job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
+    SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
+     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND status = 'pending'
+                                   LIMIT %(max)s) AS p) < %(max)s
+    RETURNING id
+)
+INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
+"""
+
+
+async def delete_pending_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
+    """Remove a job whose queue message could not be published. True if it was removed."""
+    cur = await conn.execute("DELETE FROM jobs WHERE id = %s AND status = 'pending'", (job_id,))
+    return cur.rowcount == 1
+
+
+# --- dispatching ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job the dispatcher has moved from pending to running: what the executor needs."""
+
+    id: uuid.UUID
+    backend: str
+    plugin: str | None
+    plugin_version: str | None
+    qasm: str
+    metadata: dict[str, Any]
+    result_types: tuple[str, ...]
+    attempts: int
+    needs_gpu: bool = False
+    memory_bytes: int | None = None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Node tags the job asked for (metadata ``tags``), sorted."""
+        return tuple(sorted(set(self.metadata.get("tags") or ())))
+
+
+_CLAIM = """
+WITH claimed AS (
+    UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1,
+                    waiting_for = NULL
+     WHERE id = ANY(%s) AND status = 'pending'
+    RETURNING id, target_simulator, qasm, metadata, attempts, memory_bytes
+)
+SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
+       coalesce(b.needs_gpu, false) AS needs_gpu
+  FROM claimed c
+  JOIN result_types rt ON rt.job_id = c.id
+  LEFT JOIN backends b ON b.backend_name = c.target_simulator
+  LEFT JOIN plugins p ON p.name = b.plugin
+"""
+
+
+_RUNNING = """
+SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
+       rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
+       coalesce(b.needs_gpu, false) AS needs_gpu
+  FROM jobs c
+  JOIN result_types rt ON rt.job_id = c.id
+  LEFT JOIN backends b ON b.backend_name = c.target_simulator
+  LEFT JOIN plugins p ON p.name = b.plugin
+ WHERE c.id = ANY(%s) AND c.status = 'running'
+"""
+
+
+async def claim_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
+    """Move those of ``job_ids`` that are pending to running, in one statement; return them
+    (in no particular order). The others (canceled, already claimed, deleted) are left alone."""
+    cur = await conn.execute(_CLAIM, (job_ids,))
+    return [_claimed(row) for row in await cur.fetchall()]
+
+
+async def running_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
+    """Those of ``job_ids`` that are running, as claimed jobs (a restarted dispatcher adopts them)."""
+    cur = await conn.execute(_RUNNING, (job_ids,))
+    return [_claimed(row) for row in await cur.fetchall()]
+
+
+def _claimed(row: dict[str, Any]) -> ClaimedJob:
+    return ClaimedJob(
+        id=row["id"],
+        backend=row["target_simulator"],
+        plugin=row["plugin"],
+        plugin_version=row["plugin_version"],
+        qasm=row["qasm"],
+        metadata=row["metadata"],
+        result_types=tuple(rt.value for rt in ResultType if row[rt.value]),
+        attempts=row["attempts"],
+        needs_gpu=row["needs_gpu"],
+        memory_bytes=row["memory_bytes"],
+    )
+
+
+async def park_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, waiting_for: str) -> bool:
+    """Give a claimed job back: pending again (this claim not counted), saying what it waits for.
+
+    Used when no node that can run it is online right now; the dispatcher publishes it
+    again when the cluster changes.
+    """
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'pending', start_time = NULL, attempts = attempts - 1,"
+        " waiting_for = %s WHERE id = %s AND status = 'running'",
+        (waiting_for, job_id),
+    )
+    return cur.rowcount == 1
+
+
+async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
+    """Pending jobs waiting for a node, oldest first."""
+    cur = await conn.execute(
+        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NOT NULL ORDER BY pointer"
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
+    """A running job whose worker or node died goes back to pending (its attempt counted)."""
+    cur = await conn.execute(
+        "UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL, waiting_for = NULL"
+        " WHERE id = %s AND status = 'running'",
+        (job_id,),
+    )
+    return cur.rowcount == 1
+
+
+async def stale_pending_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[uuid.UUID]:
+    """Pending jobs (not parked for a node) submitted more than ``older_than_s`` seconds ago."""
+    cur = await conn.execute(
+        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NULL"
+        " AND submission_date < now() - make_interval(secs => %s) ORDER BY pointer LIMIT 10000",
+        (older_than_s,),
+    )
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, memory_bytes: int) -> None:
+    """Record the memory a job asks Ray for (bytes)."""
+    await conn.execute("UPDATE jobs SET memory_bytes = %s WHERE id = %s", (memory_bytes, job_id))
+
+
+def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> None:
+    """The executor has started the job on ``node_id`` (its first heartbeat)."""
+    conn.execute(
+        "UPDATE jobs SET node_id = %s, heartbeat_at = now() WHERE id = %s AND status = 'running'",
+        (node_id, job_id),
+    )
+
+
+def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
+    """The executor still works on the job."""
+    conn.execute("UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND status = 'running'", (job_id,))
+
+
+async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[dict[str, Any]]:
+    """Running jobs whose heartbeat (or start, before the first beat) is older than
+    ``older_than_s``: {id, node_id, attempts}."""
+    cur = await conn.execute(
+        "SELECT id, node_id, attempts FROM jobs WHERE status = 'running'"
+        " AND coalesce(heartbeat_at, start_time) < now() - make_interval(secs => %s)",
+        (older_than_s,),
+    )
+    return await cur.fetchall()
+
+
+_CANCEL = f"""
+WITH canceled AS (
+    UPDATE jobs SET status = 'canceled', finish_time = now(), waiting_for = NULL
+     WHERE id = %s AND status IN ('pending', 'running') {{mine}}
+    RETURNING *
+)
+SELECT {JOB_COLUMNS}
+  FROM canceled j
+  LEFT JOIN result_types rt ON rt.job_id = j.id
+  LEFT JOIN results r ON r.job_id = j.id
+"""
+
+
+async def cancel_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any]:
+    """Move a pending or running job to canceled (one guarded UPDATE); the job JSON after it.
+
+    Whichever of cancel and the executor's finish (guarded on ``status = 'running'``)
+    commits first wins; the history trigger writes one row for the winner. Triggers
+    notify ``qserver_cancel`` for a job that was running, so its Ray work is stopped.
+
+    With ``owner``, another user's job is not found.
+
+    Raises:
+        JobNotFound: no job has that id (or it is another user's).
+        Conflict: the job is already finished, failed or canceled.
+    """
+    mine, param = owned_by("owner", owner)
+    cur = await conn.execute(_CANCEL.format(mine=mine), (job_id, *param))
+    row = await cur.fetchone()
+    if row is not None:
+        return job_json(row)
+    status = await get_job_status(conn, job_id=job_id, owner=owner)
+    if status is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise Conflict(
+        f"job {job_id} is already {status['status']}; only pending or running jobs can be canceled"
+    )
+
+
+async def delete_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> None:
+    """Delete a job that is not running, with its result types and results (cascade).
+
+    One statement guarded on ``status <> 'running'``; the history row, if any, stays.
+    With ``owner``, another user's job is not found.
+
+    Raises:
+        JobNotFound: no job has that id (or it is another user's).
+        Conflict: the job is running.
+    """
+    mine, param = owned_by("owner", owner)
+    cur = await conn.execute(
+        f"DELETE FROM jobs WHERE id = %s AND status <> 'running'{mine}", (job_id, *param)
+    )
+    if cur.rowcount == 1:
+        return
+    if await get_job_status(conn, job_id=job_id, owner=owner) is None:
+        raise JobNotFound(f"job {job_id} not found")
+    raise Conflict(f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})")
+
+
+_EXPIRED = """
+DELETE FROM jobs
+ WHERE status IN ('finished', 'failed', 'canceled')
+   AND finish_time < now() - make_interval(secs => %s)
+"""
+
+
+def _expiry_seconds(older_than_days: float) -> float:
+    if not older_than_days >= 0:
+        raise ValueError(f"older_than_days must be >= 0, got {older_than_days!r}")
+    return older_than_days * 86400.0
+
+
+async def delete_expired_jobs(conn: psycopg.AsyncConnection, *, older_than_days: float) -> int:
+    """Delete jobs in a terminal status that finished more than ``older_than_days`` ago.
+
+    Their result types and results go with them (cascade); history rows stay; pending
+    and running jobs are never touched. Returns how many jobs were deleted.
+    """
+    cur = await conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
+    return cur.rowcount
+
+
+def delete_expired_jobs_sync(conn: psycopg.Connection, *, older_than_days: float) -> int:
+    """``delete_expired_jobs`` over a sync connection (for ``qserver janitor``)."""
+    cur = conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
+    return cur.rowcount
+
+
+async def canceled_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of ``job_ids`` are canceled (the dispatcher's check after it missed notifications)."""
+    cur = await conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'canceled'", (job_ids,))
+    return [row["id"] for row in await cur.fetchall()]

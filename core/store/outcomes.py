@@ -1,0 +1,173 @@
+"""What an execution ends as, written: finished with results, failed, a batch's outcomes in one
+statement; and the recovery of jobs whose worker vanished."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+_FINISH = """
+UPDATE jobs SET status = 'finished', finish_time = now(), node_id = %s, error = NULL
+ WHERE id = %s AND status = 'running'
+"""
+_INSERT_RESULTS = """
+INSERT INTO results (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)
+ON CONFLICT (job_id) DO NOTHING
+"""
+_FAIL = """
+UPDATE jobs SET status = 'failed', finish_time = now(), error = %s,
+       node_id = coalesce(%s, node_id)
+ WHERE id = %s AND status = ANY(%s)
+"""
+
+
+def finish_job_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, results: dict[str, Any], node_id: str | None
+) -> bool:
+    """Record a job's results and mark it finished, if it is still running.
+
+    ``results`` maps result type names to JSON-ready values. Returns False (and
+    writes nothing) when the job was canceled, failed or deleted meanwhile.
+    """
+    with conn.transaction():
+        cur = conn.execute(_FINISH, (node_id, job_id))
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            _INSERT_RESULTS,
+            (
+                job_id,
+                _jsonb_or_none(results.get("counts")),
+                _jsonb_or_none(results.get("quasi_dist")),
+                _jsonb_or_none(results.get("expval")),
+            ),
+        )
+    return True
+
+
+_RECORD_MANY = """
+WITH done_input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[])
+        AS t(id, counts, quasi_dist, expval)
+), done AS (
+    UPDATE jobs j SET status = 'finished', finish_time = now(), node_id = %(node)s, error = NULL
+      FROM done_input i
+     WHERE j.id = i.id AND j.status = 'running'
+    RETURNING j.id
+), saved AS (
+    INSERT INTO results (job_id, counts, quasi_dist, expval)
+    SELECT i.id, i.counts, i.quasi_dist, i.expval FROM done_input i JOIN done d ON d.id = i.id
+    ON CONFLICT (job_id) DO NOTHING
+), failed AS (
+    UPDATE jobs j SET status = 'failed', finish_time = now(), error = t.error,
+           node_id = coalesce(%(node)s, j.node_id)
+      FROM unnest(%(failed_ids)s::uuid[], %(errors)s::text[]) AS t(id, error)
+     WHERE j.id = t.id AND j.status = 'running'
+    RETURNING j.id
+)
+SELECT id FROM done UNION ALL SELECT id FROM failed
+"""
+
+
+def record_outcomes_sync(
+    conn: psycopg.Connection,
+    *,
+    finished: list[tuple[uuid.UUID, dict[str, Any]]],
+    failed: list[tuple[uuid.UUID, str]],
+    node_id: str | None,
+) -> set[uuid.UUID]:
+    """Record many jobs' outcomes in one statement (one transaction, one round trip).
+
+    Args:
+        finished: (job id, {result type: JSON-ready value}) per job that finished.
+        failed: (job id, error text) per job that failed.
+        node_id: the node that ran them.
+
+    Returns:
+        The ids written; a job missing from it was no longer running (canceled or deleted
+        meanwhile) and nothing of it was written.
+
+    Raises:
+        psycopg.DataError: Postgres refused a result value (nothing is written then).
+    """
+    cur = conn.execute(
+        _RECORD_MANY,
+        {
+            "ids": [job_id for job_id, _ in finished],
+            "counts": [_jsonb_or_none(results.get("counts")) for _, results in finished],
+            "quasi": [_jsonb_or_none(results.get("quasi_dist")) for _, results in finished],
+            "expval": [_jsonb_or_none(results.get("expval")) for _, results in finished],
+            "failed_ids": [job_id for job_id, _ in failed],
+            "errors": [error for _, error in failed],
+            "node": node_id,
+        },
+    )
+    return {row["id"] for row in cur.fetchall()}
+
+
+def fail_job_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None
+) -> bool:
+    """Mark a running job failed with ``error``. False if it was no longer running."""
+    cur = conn.execute(_FAIL, (error, node_id, job_id, ["running"]))
+    return cur.rowcount == 1
+
+
+async def fail_job(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    error: str,
+    node_id: str | None = None,
+    from_statuses: tuple[str, ...] = ("running",),
+) -> bool:
+    """Mark a job failed with ``error`` if its status is one of ``from_statuses``."""
+    cur = await conn.execute(_FAIL, (error, node_id, job_id, list(from_statuses)))
+    return cur.rowcount == 1
+
+
+def _jsonb_or_none(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+_RECOVER = """
+WITH failed AS (
+    UPDATE jobs SET status = 'failed', finish_time = now(),
+           error = format('worker lost: the job was running when the dispatcher stopped, '
+                          'and it has had %%s attempts', attempts)
+     WHERE status = 'running' AND attempts >= %(max_attempts)s AND id = ANY(%(ids)s)
+    RETURNING id
+), requeued AS (
+    UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL
+     WHERE status = 'running' AND attempts < %(max_attempts)s AND id = ANY(%(ids)s)
+    RETURNING id
+)
+SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM requeued
+"""
+
+
+async def running_job_ids(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
+    """Ids of all running jobs."""
+    cur = await conn.execute("SELECT id FROM jobs WHERE status = 'running'")
+    return [row["id"] for row in await cur.fetchall()]
+
+
+async def recover_orphans(
+    conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID], max_attempts: int
+) -> dict[str, list[uuid.UUID]]:
+    """Running jobs among ``job_ids`` whose Ray work is gone (their worker, node or owner died).
+
+    Each goes back to pending (to be published again) or, after ``max_attempts`` runs,
+    ends failed with "worker lost". Assumes one dispatcher per database.
+
+    Returns:
+        {"requeued": [job ids], "failed": [job ids]}
+    """
+    cur = await conn.execute(_RECOVER, {"max_attempts": max_attempts, "ids": list(job_ids)})
+    outcome: dict[str, list[uuid.UUID]] = {"requeued": [], "failed": []}
+    for row in await cur.fetchall():
+        outcome[row["outcome"]].append(row["id"])
+    return outcome

@@ -1,0 +1,120 @@
+"""Reading jobs, results and history for the api (keyset paging, owner filters)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+
+from core.store.connect import PAGE_SIZE
+
+JOB_COLUMNS = """
+j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
+j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes, j.owner,
+rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
+r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval
+"""
+JOB_FROM = """
+FROM jobs j
+LEFT JOIN result_types rt ON rt.job_id = j.id
+LEFT JOIN results r ON r.job_id = j.id
+"""
+
+
+def job_json(row: dict[str, Any]) -> dict[str, Any]:
+    job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_"))}
+    job["result_types"] = {
+        "counts": bool(row["rt_counts"]),
+        "quasi_dist": bool(row["rt_quasi_dist"]),
+        "expval": bool(row["rt_expval"]),
+    }
+    job["results"] = {
+        "counts": row["r_counts"],
+        "quasi_dist": row["r_quasi_dist"],
+        "expval": row["r_expval"],
+    }
+    return job
+
+
+def owned_by(column: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
+    """An extra ``AND column = owner`` condition and its parameter; nothing for owner None (all)."""
+    return ("", ()) if owner is None else (f" AND {column} = %s", (owner,))
+
+
+async def get_job(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """The job as the contract's job JSON (with result_types and results), or None.
+
+    With ``owner``, another user's job is None too (the api answers 404 for both).
+    """
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(f"SELECT {JOB_COLUMNS} {JOB_FROM} WHERE j.id = %s{mine}", (job_id, *param))
+    row = await cur.fetchone()
+    return None if row is None else job_json(row)
+
+
+async def list_jobs(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
+) -> list[dict[str, Any]]:
+    """Jobs with pointer > cursor (keyset paging), PAGE_SIZE a page, in submission order.
+
+    With ``owner``, only that user's jobs.
+    """
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(
+        f"SELECT {JOB_COLUMNS} {JOB_FROM} WHERE j.pointer > %s{mine} ORDER BY j.pointer LIMIT %s",
+        (cursor, *param, PAGE_SIZE),
+    )
+    return [job_json(row) for row in await cur.fetchall()]
+
+
+async def get_results(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """The results row {id, job_id, counts, quasi_dist, expval}, or None if there is none.
+
+    With ``owner``, None also for another user's job.
+    """
+    if owner is None:
+        cur = await conn.execute(
+            "SELECT id, job_id, counts, quasi_dist, expval FROM results WHERE job_id = %s", (job_id,)
+        )
+    else:
+        cur = await conn.execute(
+            "SELECT r.id, r.job_id, r.counts, r.quasi_dist, r.expval FROM results r"
+            " JOIN jobs j ON j.id = r.job_id WHERE r.job_id = %s AND j.owner = %s",
+            (job_id, owner),
+        )
+    return await cur.fetchone()
+
+
+async def get_job_status(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+) -> dict[str, Any] | None:
+    """{status, error} of a job, or None if it does not exist (or, with ``owner``, is another's)."""
+    mine, param = owned_by("owner", owner)
+    cur = await conn.execute(f"SELECT status, error FROM jobs WHERE id = %s{mine}", (job_id, *param))
+    return await cur.fetchone()
+
+
+async def list_history(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
+) -> list[dict[str, Any]]:
+    """History rows with pointer > cursor (keyset paging), PAGE_SIZE a page, in pointer order.
+
+    ``results`` is always an object ({counts, quasi_dist, expval}, null where absent).
+    With ``owner``, only that user's rows.
+    """
+    mine, param = owned_by("owner", owner)
+    cur = await conn.execute(
+        "SELECT id, pointer, job_id, target_simulator, status, metadata, error, node_id,"
+        " attempts, submission_date, start_time, finish_time, result_types, results, owner"
+        f" FROM history WHERE pointer > %s{mine} ORDER BY pointer LIMIT %s",
+        (cursor, *param, PAGE_SIZE),
+    )
+    rows = await cur.fetchall()
+    for row in rows:
+        row["results"] = row["results"] or {"counts": None, "quasi_dist": None, "expval": None}
+    return rows

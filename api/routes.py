@@ -32,6 +32,7 @@ from api.models import (
 from core import store
 from core.domain import JobStatus
 from core.errors import JobNotFound
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ Cursor = Annotated[
     Query(
         ge=0,
         le=2**63 - 1,
-        description="the last pointer you have seen; the page holds the next 20 rows",
+        description=f"the last pointer you have seen; the page holds the next {store.PAGE_SIZE} rows",
     ),
 ]
 
@@ -73,9 +74,10 @@ WaitSeconds = Annotated[
     float,
     Query(
         ge=0,
-        le=30,
         description="seconds to wait for a pending or running job to end before answering "
-        "(0: answer at once); the answer leaves as soon as the job ends",
+        "(0: answer at once); the answer leaves as soon as the job ends. A longer wait is cut to "
+        "the server's QSERVER_MAX_RESULT_WAIT_S "
+        f"(default {Settings.model_fields['max_result_wait_s'].default:g} s)",
     ),
 ]
 
@@ -154,7 +156,7 @@ def _why(status: str, error: str | None) -> str:
 
 @router.get("/jobs", response_model=list[Job], responses={**_AUTH, **_BAD}, tags=["jobs"])
 async def list_jobs(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """Jobs in submission order, 20 a page: those with pointer > cursor (a user's: their own)."""
+    """Jobs in submission order, a page at a time (see ``cursor``): those with pointer > cursor (a user's: their own)."""
     return await store.list_jobs(conn, cursor=cursor, owner=caller.owner_filter)
 
 
@@ -162,7 +164,7 @@ async def list_jobs(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> lis
     "/history", response_model=list[HistoryEntry], responses={**_AUTH, **_BAD}, tags=["jobs"]
 )
 async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """One row per job that reached a terminal status, 20 a page: those with pointer > cursor.
+    """One row per job that reached a terminal status, a page at a time: those with pointer > cursor.
 
     Each row holds the job's result types and results as they were then, and outlives
     the job. A user sees their own rows.
@@ -172,7 +174,7 @@ async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> 
 
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
 async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """Enabled backends, 20 a page: those with pointer > cursor; each says if it needs a GPU."""
+    """Enabled backends, a page at a time: those with pointer > cursor; each says if it needs a GPU."""
     return await store.list_backends(conn, cursor=cursor)
 
 

@@ -29,6 +29,8 @@ from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 NGINX_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "nginx.conf.template"
 TLS_TEMPLATE = Path(__file__).resolve().parents[1] / "nginx" / "tls-server.conf.template"
+# The REST and gRPC location bodies every server includes (also the compose image's).
+LOCATIONS = Path(__file__).resolve().parents[1] / "nginx" / "locations"
 
 
 # --- TLS ---------------------------------------------------------------------------------------
@@ -106,9 +108,11 @@ def render_nginx_conf(settings: Settings) -> str:
             tls_listen=host_port(settings.nginx_bind, settings.nginx_tls_port),
             tls_cert=str(files.cert),
             tls_key=str(files.key),
+            locations=str(LOCATIONS),
         ).rstrip("\n")
     return string.Template(NGINX_TEMPLATE.read_text()).substitute(
         prefix=str(prefix),
+        locations=str(LOCATIONS),
         tls_server=tls_server,
         user_directive=user,
         client_max_body_size=str(settings.max_qasm_bytes + MIB),

@@ -15,10 +15,10 @@ set -eu
 : "${QSERVER_NGINX_TEMPLATES:=/etc/nginx/qserver}"
 : "${QSERVER_NGINX_CONF_D:=/etc/nginx/conf.d}"
 NGINX_CLIENT_MAX_BODY_SIZE=$((QSERVER_MAX_QASM_BYTES + 1048576))
-export QSERVER_API_UPSTREAM QSERVER_INGEST_UPSTREAM NGINX_CLIENT_MAX_BODY_SIZE
+export QSERVER_API_UPSTREAM QSERVER_INGEST_UPSTREAM NGINX_CLIENT_MAX_BODY_SIZE QSERVER_NGINX_TEMPLATES
 
 # Only our variables: nginx's own ($host, $remote_addr, ...) stay as they are.
-envsubst '${QSERVER_API_UPSTREAM} ${QSERVER_INGEST_UPSTREAM} ${NGINX_CLIENT_MAX_BODY_SIZE}' \
+envsubst '${QSERVER_API_UPSTREAM} ${QSERVER_INGEST_UPSTREAM} ${NGINX_CLIENT_MAX_BODY_SIZE} ${QSERVER_NGINX_TEMPLATES}' \
     < "$QSERVER_NGINX_TEMPLATES/qserver.conf.template" > "$QSERVER_NGINX_CONF_D/qserver.conf"
 
 tls_conf="$QSERVER_NGINX_CONF_D/qserver-tls.conf"
@@ -31,6 +31,7 @@ if [ -f "$QSERVER_TLS_DIR/server.crt" ] && [ -f "$QSERVER_TLS_DIR/server.key" ];
     sed -e "s|\$tls_listen|443|" \
         -e "s|\$tls_cert|$QSERVER_TLS_DIR/server.crt|" \
         -e "s|\$tls_key|$QSERVER_TLS_DIR/server.key|" \
+        -e "s|\$locations|$QSERVER_NGINX_TEMPLATES/locations|" \
         -e 's|\$\$|$|g' \
         "$QSERVER_NGINX_TEMPLATES/tls-server.conf.template" > "$tls_conf"
     echo "$0: TLS on: REST and gRPC on 443 with $QSERVER_TLS_DIR/server.crt"

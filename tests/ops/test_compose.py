@@ -348,6 +348,8 @@ def _render_compose_nginx(tmp_path: Path, tls_dir: Path) -> Path:
     for source in _copy_sources(ROOT / "nginx" / "Dockerfile"):
         if source.endswith(".template"):
             shutil.copy(ROOT / "nginx" / source, templates)
+        elif (ROOT / "nginx" / source).is_dir():  # the shared location bodies
+            shutil.copytree(ROOT / "nginx" / source, templates / source)
     env = {
         "PATH": "/usr/bin:/bin",
         "QSERVER_API_UPSTREAM": "127.0.0.1:18000",

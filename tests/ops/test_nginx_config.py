@@ -53,8 +53,18 @@ def test_config_listens_where_settings_say(settings):
     assert re.search(r"listen 127\.0\.0\.1:15051 http2;", conf)
     assert "server 127.0.0.1:18000;" in conf  # the api upstream
     assert "server 127.0.0.1:15052;" in conf  # ingest bound to 0.0.0.0 is dialled on loopback
-    assert "grpc_pass grpc://qserver_ingest;" in conf
-    assert "proxy_pass http://qserver_api;" in conf
+    assert f'include "{proxy.LOCATIONS}/grpc.conf";' in conf
+    assert f'include "{proxy.LOCATIONS}/rest.conf";' in conf
+
+
+def test_every_server_shares_the_location_bodies():
+    assert "grpc_pass grpc://qserver_ingest;" in (proxy.LOCATIONS / "grpc.conf").read_text()
+    assert "proxy_pass http://qserver_api;" in (proxy.LOCATIONS / "rest.conf").read_text()
+    templates = [proxy.NGINX_TEMPLATE, proxy.TLS_TEMPLATE, proxy.NGINX_TEMPLATE.parent / "compose" / "qserver.conf.template"]
+    for template in templates:
+        text = template.read_text()
+        assert "grpc_pass" not in text and "proxy_pass" not in text, template
+        assert "/rest.conf" in text and "/grpc.conf" in text, template
 
 
 def test_body_limit_is_the_qasm_limit_plus_one_mib(settings):
@@ -120,10 +130,8 @@ def test_one_tls_server_serves_grpc_and_rest(tls_settings):
     assert f'ssl_certificate_key "{tls_dir}/server.key";' in conf
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
     tls_server = conf[conf.index("ssl http2;") :]
-    assert re.search(r"location /Jobs/ \{\s*grpc_pass grpc://qserver_ingest;", tls_server)
-    assert re.search(
-        r"location / \{\s*proxy_pass http://qserver_api;\s*proxy_http_version 1\.1;", tls_server
-    )
+    assert re.search(r'location /Jobs/ \{\s*include "[^"]*/grpc\.conf";', tls_server)
+    assert re.search(r'location / \{\s*include "[^"]*/rest\.conf";', tls_server)
     assert "$tls_" not in conf and "$$" not in conf
     assert proxy.ports(tls_settings) == [18080, 15051, 18443]
 

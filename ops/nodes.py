@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import platform
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -211,15 +212,10 @@ def head_versions(dsn: str, head_host: str, *, timeout: float = 5.0) -> HeadVers
         CheckUnavailable: Postgres is unreachable, or has no ``nodes`` table yet.
     """
     prefix = (f"[{head_host}]" if ":" in head_host else head_host) + ":"
-    try:
-        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), row_factory=dict_row) as conn:
-            row = store.head_node_versions_sync(conn, host=head_host, prefix=prefix)
-    except psycopg.errors.UndefinedTable:
-        raise CheckUnavailable(
-            "the database has no `nodes` table yet (run `qserver db upgrade` or `qserver up` on the head)"
-        ) from None
-    except psycopg.Error as error:
-        raise CheckUnavailable(f"Postgres did not answer: {_one_line(error)}") from None
+    row = _read_nodes(
+        dsn, timeout, lambda conn: store.head_node_versions_sync(conn, host=head_host, prefix=prefix),
+        hint="run `qserver db upgrade` or `qserver up` on the head",
+    )
     if row is None:
         return None
     return HeadVersions(
@@ -338,13 +334,20 @@ def list_nodes(dsn: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
     Raises:
         CheckUnavailable: Postgres is unreachable or has no ``nodes`` table.
     """
+    return _read_nodes(dsn, timeout, store.list_nodes_sync, hint="run `qserver db upgrade`")
+
+
+def _read_nodes(dsn: str, timeout: float, read: Callable[[psycopg.Connection], Any], *, hint: str) -> Any:
+    """``read(conn)`` over a short-lived connection to ``dsn``.
+
+    Raises:
+        CheckUnavailable: Postgres is unreachable, or has no ``nodes`` table (``hint`` says what to run).
+    """
     try:
         with psycopg.connect(dsn, connect_timeout=max(1, int(timeout)), row_factory=dict_row) as conn:
-            return store.list_nodes_sync(conn)
+            return read(conn)
     except psycopg.errors.UndefinedTable:
-        raise CheckUnavailable(
-            "the database has no `nodes` table yet (run `qserver db upgrade`)"
-        ) from None
+        raise CheckUnavailable(f"the database has no `nodes` table yet ({hint})") from None
     except psycopg.Error as error:
         raise CheckUnavailable(f"Postgres did not answer: {_one_line(error)}") from None
 

@@ -12,14 +12,17 @@ import math
 import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from core.errors import InvalidJob
 
 
 class JobStatus(str, enum.Enum):
-    """A job's lifecycle: pending -> running -> finished | failed | canceled."""
+    """A job's lifecycle: pending -> running -> finished | failed | canceled; TRANSITIONS lists
+    every change the store makes."""
 
     PENDING = "pending"
     RUNNING = "running"
@@ -33,6 +36,52 @@ class JobStatus(str, enum.Enum):
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
+
+# Every status change the store makes, as {from: the statuses it may move to}; each is one
+# guarded UPDATE (core/store/jobs.py, outcomes.py), built with core.store.jobs.Move, which
+# refuses at import a change this table does not allow. A terminal status is never left.
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType({
+    # claimed by the dispatcher; canceled before it ran
+    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    # its outcome written; canceled; pending again: parked for a node, requeued after its
+    # worker or node died, or recovered from a dispatcher that stopped mid-job
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PENDING}
+    ),
+    JobStatus.FINISHED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+})
+
+
+def can_move(source: JobStatus, target: JobStatus) -> bool:
+    """True when a job in status ``source`` may move to ``target`` (TRANSITIONS)."""
+    return target in TRANSITIONS[source]
+
+
+class Outcome(str, enum.Enum):
+    """What one execution of a job ended as, as the worker, the runner and the dispatcher
+    report it (cluster/messages.Report). The values are the words of the logs."""
+
+    FINISHED = "finished"  # results written; the job is finished
+    FAILED = "failed"  # the error written; the job is failed
+    DROPPED = "dropped"  # nothing written: the job was no longer running (canceled, deleted)
+    NEEDS_MEMORY = "needs_memory"  # nothing written: the circuit needs more memory than granted
+    CANCELED = "canceled"  # its Ray work was stopped because the job was canceled
+    TIMED_OUT = "timed_out"  # its Ray work was stopped after the job's timeout
+    LOST = "lost"  # the worker, warm executor or node running it died
+    ERROR = "error"  # Ray could not run it (a runtime_env that failed to build, out of memory)
+    UNKNOWN = "unknown"  # the runner has no record of the job
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """What a circuit needs that its worker was not granted: ``memory_bytes`` in all (the
+    worker and the simulation's state), the Aer ``method`` it runs with, its ``active_qubits``."""
+
+    memory_bytes: int
+    method: str
+    active_qubits: int
 
 
 class ResultType(str, enum.Enum):

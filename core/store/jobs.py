@@ -1,18 +1,71 @@
 """A job's life before its outcome: submission, claiming, parking, requeueing, start and heartbeat,
-cancel, delete, retention. Every status change is one guarded UPDATE."""
+cancel, delete, retention. Every status change is one guarded UPDATE, built with :class:`Move`
+from core.domain.TRANSITIONS."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core.domain import JobSpec, ResultType
+from core.domain import TERMINAL_STATUSES, JobSpec, JobStatus, ResultType, can_move
 from core.errors import Conflict, JobNotFound, TooManyPending
 from core.store.reads import JOB_COLUMNS, get_job_status, job_json, owned_by
+
+
+PENDING, RUNNING, CANCELED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.CANCELED
+
+
+def status_in(statuses: Iterable[JobStatus], alias: str = "") -> str:
+    """The SQL condition "status is one of ``statuses``": ``status = 'running'`` or
+    ``status IN ('pending', 'running')`` (``alias`` qualifies the column: ``j.status``)."""
+    wanted = set(statuses)
+    names = [f"'{status.value}'" for status in JobStatus if status in wanted]
+    if not names:
+        raise ValueError("status_in needs at least one status")
+    column = f"{alias}.status" if alias else "status"
+    return f"{column} = {names[0]}" if len(names) == 1 else f"{column} IN ({', '.join(names)})"
+
+
+@dataclass(frozen=True)
+class Move:
+    """One guarded status change, from any of ``sources`` to ``target``, as SQL: :attr:`set`
+    goes in the UPDATE's SET list, :meth:`where` in its WHERE clause. Every status change of
+    the store is made of one; they are built at import.
+
+    Raises:
+        ValueError: (at construction) ``sources`` is empty, or core.domain.TRANSITIONS does
+            not allow one of them to move to ``target``.
+    """
+
+    sources: tuple[JobStatus, ...]
+    target: JobStatus
+
+    def __post_init__(self) -> None:
+        refused = [source.value for source in self.sources if not can_move(source, self.target)]
+        if refused or not self.sources:
+            raise ValueError(
+                f"no status change {refused or '[]'} -> {self.target.value} in core.domain.TRANSITIONS"
+            )
+
+    @property
+    def set(self) -> str:
+        """``status = 'TARGET'``, for the SET list."""
+        return f"status = '{self.target.value}'"
+
+    def where(self, alias: str = "") -> str:
+        """The guard: the job's status is one of the sources."""
+        return status_in(self.sources, alias)
+
+
+CLAIM = Move((PENDING,), RUNNING)
+PARK = Move((RUNNING,), PENDING)
+REQUEUE = Move((RUNNING,), PENDING)
+CANCEL = Move((PENDING, RUNNING), CANCELED)
 
 
 async def insert_job(
@@ -60,11 +113,11 @@ WITH job AS (
 INSERT INTO result_types (job_id, counts, quasi_dist, expval)
 SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
 """
-_INSERT_CAPPED = """
+_INSERT_CAPPED = f"""
 WITH job AS (
     INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
     SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
-     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND status = 'pending'
+     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING])}
                                    LIMIT %(max)s) AS p) < %(max)s
     RETURNING id
 )
@@ -75,7 +128,7 @@ SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
 
 async def delete_pending_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
     """Remove a job whose queue message could not be published. True if it was removed."""
-    cur = await conn.execute("DELETE FROM jobs WHERE id = %s AND status = 'pending'", (job_id,))
+    cur = await conn.execute(f"DELETE FROM jobs WHERE id = %s AND {status_in([PENDING])}", (job_id,))
     return cur.rowcount == 1
 
 
@@ -103,11 +156,11 @@ class ClaimedJob:
         return tuple(sorted(set(self.metadata.get("tags") or ())))
 
 
-_CLAIM = """
+_CLAIM = f"""
 WITH claimed AS (
-    UPDATE jobs SET status = 'running', start_time = now(), attempts = attempts + 1,
+    UPDATE jobs SET {CLAIM.set}, start_time = now(), attempts = attempts + 1,
                     waiting_for = NULL
-     WHERE id = ANY(%s) AND status = 'pending'
+     WHERE id = ANY(%s) AND {CLAIM.where()}
     RETURNING id, target_simulator, qasm, metadata, attempts, memory_bytes
 )
 SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
@@ -119,7 +172,7 @@ SELECT c.*, rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_v
 """
 
 
-_RUNNING = """
+_RUNNING = f"""
 SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
        rt.counts, rt.quasi_dist, rt.expval, b.plugin, p.version AS plugin_version,
        coalesce(b.needs_gpu, false) AS needs_gpu
@@ -127,7 +180,7 @@ SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
   JOIN result_types rt ON rt.job_id = c.id
   LEFT JOIN backends b ON b.backend_name = c.target_simulator
   LEFT JOIN plugins p ON p.name = b.plugin
- WHERE c.id = ANY(%s) AND c.status = 'running'
+ WHERE c.id = ANY(%s) AND {status_in([RUNNING], "c")}
 """
 
 
@@ -159,24 +212,26 @@ def _claimed(row: dict[str, Any]) -> ClaimedJob:
     )
 
 
+_PARK = (
+    f"UPDATE jobs SET {PARK.set}, start_time = NULL, attempts = attempts - 1,"
+    f" waiting_for = %s WHERE id = %s AND {PARK.where()}"
+)
+
+
 async def park_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, waiting_for: str) -> bool:
     """Give a claimed job back: pending again (this claim not counted), saying what it waits for.
 
     Used when no node that can run it is online right now; the dispatcher publishes it
     again when the cluster changes.
     """
-    cur = await conn.execute(
-        "UPDATE jobs SET status = 'pending', start_time = NULL, attempts = attempts - 1,"
-        " waiting_for = %s WHERE id = %s AND status = 'running'",
-        (waiting_for, job_id),
-    )
+    cur = await conn.execute(_PARK, (waiting_for, job_id))
     return cur.rowcount == 1
 
 
 async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
     """Pending jobs waiting for a node, oldest first."""
     cur = await conn.execute(
-        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NOT NULL ORDER BY pointer"
+        f"SELECT id FROM jobs WHERE {status_in([PENDING])} AND waiting_for IS NOT NULL ORDER BY pointer"
     )
     return [row["id"] for row in await cur.fetchall()]
 
@@ -184,8 +239,8 @@ async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
 async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
     """A running job whose worker or node died goes back to pending (its attempt counted)."""
     cur = await conn.execute(
-        "UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL, waiting_for = NULL"
-        " WHERE id = %s AND status = 'running'",
+        f"UPDATE jobs SET {REQUEUE.set}, start_time = NULL, node_id = NULL, waiting_for = NULL"
+        f" WHERE id = %s AND {REQUEUE.where()}",
         (job_id,),
     )
     return cur.rowcount == 1
@@ -194,7 +249,7 @@ async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bo
 async def stale_pending_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[uuid.UUID]:
     """Pending jobs (not parked for a node) submitted more than ``older_than_s`` seconds ago."""
     cur = await conn.execute(
-        "SELECT id FROM jobs WHERE status = 'pending' AND waiting_for IS NULL"
+        f"SELECT id FROM jobs WHERE {status_in([PENDING])} AND waiting_for IS NULL"
         " AND submission_date < now() - make_interval(secs => %s) ORDER BY pointer LIMIT 10000",
         (older_than_s,),
     )
@@ -209,21 +264,23 @@ async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, me
 def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> None:
     """The executor has started the job on ``node_id`` (its first heartbeat)."""
     conn.execute(
-        "UPDATE jobs SET node_id = %s, heartbeat_at = now() WHERE id = %s AND status = 'running'",
+        f"UPDATE jobs SET node_id = %s, heartbeat_at = now() WHERE id = %s AND {status_in([RUNNING])}",
         (node_id, job_id),
     )
 
 
 def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
     """The executor still works on the job."""
-    conn.execute("UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND status = 'running'", (job_id,))
+    conn.execute(
+        f"UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND {status_in([RUNNING])}", (job_id,)
+    )
 
 
 async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[dict[str, Any]]:
     """Running jobs whose heartbeat (or start, before the first beat) is older than
     ``older_than_s``: {id, node_id, attempts}."""
     cur = await conn.execute(
-        "SELECT id, node_id, attempts FROM jobs WHERE status = 'running'"
+        f"SELECT id, node_id, attempts FROM jobs WHERE {status_in([RUNNING])}"
         " AND coalesce(heartbeat_at, start_time) < now() - make_interval(secs => %s)",
         (older_than_s,),
     )
@@ -232,8 +289,8 @@ async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: flo
 
 _CANCEL = f"""
 WITH canceled AS (
-    UPDATE jobs SET status = 'canceled', finish_time = now(), waiting_for = NULL
-     WHERE id = %s AND status IN ('pending', 'running') {{mine}}
+    UPDATE jobs SET {CANCEL.set}, finish_time = now(), waiting_for = NULL
+     WHERE id = %s AND {CANCEL.where()} {{mine}}
     RETURNING *
 )
 SELECT {JOB_COLUMNS}
@@ -276,7 +333,7 @@ async def delete_job(
 ) -> None:
     """Delete a job that is not running, with its result types and results (cascade).
 
-    One statement guarded on ``status <> 'running'``; the history row, if any, stays.
+    One statement guarded on the job not running; the history row, if any, stays.
     With ``owner``, another user's job is not found.
 
     Raises:
@@ -285,7 +342,7 @@ async def delete_job(
     """
     mine, param = owned_by("owner", owner)
     cur = await conn.execute(
-        f"DELETE FROM jobs WHERE id = %s AND status <> 'running'{mine}", (job_id, *param)
+        f"DELETE FROM jobs WHERE id = %s AND NOT {status_in([RUNNING])}{mine}", (job_id, *param)
     )
     if cur.rowcount == 1:
         return
@@ -294,9 +351,9 @@ async def delete_job(
     raise Conflict(f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})")
 
 
-_EXPIRED = """
+_EXPIRED = f"""
 DELETE FROM jobs
- WHERE status IN ('finished', 'failed', 'canceled')
+ WHERE {status_in(TERMINAL_STATUSES)}
    AND finish_time < now() - make_interval(secs => %s)
 """
 
@@ -325,5 +382,7 @@ def delete_expired_jobs_sync(conn: psycopg.Connection, *, older_than_days: float
 
 async def canceled_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Which of ``job_ids`` are canceled (the dispatcher's check after it missed notifications)."""
-    cur = await conn.execute("SELECT id FROM jobs WHERE id = ANY(%s) AND status = 'canceled'", (job_ids,))
+    cur = await conn.execute(
+        f"SELECT id FROM jobs WHERE id = ANY(%s) AND {status_in([CANCELED])}", (job_ids,)
+    )
     return [row["id"] for row in await cur.fetchall()]

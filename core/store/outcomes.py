@@ -1,5 +1,6 @@
 """What an execution ends as, written: finished with results, failed, a batch's outcomes in one
-statement; and the recovery of jobs whose worker vanished."""
+statement; and the recovery of jobs whose worker vanished. Every status change is one guarded
+UPDATE, built with core.store.jobs.Move from core.domain.TRANSITIONS."""
 
 from __future__ import annotations
 
@@ -9,18 +10,28 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-_FINISH = """
-UPDATE jobs SET status = 'finished', finish_time = now(), node_id = %s, error = NULL
- WHERE id = %s AND status = 'running'
+from core.domain import JobStatus
+from core.store.jobs import Move, status_in
+
+RUNNING = JobStatus.RUNNING
+FINISH = Move((RUNNING,), JobStatus.FINISHED)
+FAIL = Move((RUNNING,), JobStatus.FAILED)
+# a job whose Ray work is gone: pending again, or failed after its last attempt
+RECOVER = Move((RUNNING,), JobStatus.PENDING)
+GIVE_UP = Move((RUNNING,), JobStatus.FAILED)
+
+_FINISH = f"""
+UPDATE jobs SET {FINISH.set}, finish_time = now(), node_id = %s, error = NULL
+ WHERE id = %s AND {FINISH.where()}
 """
 _INSERT_RESULTS = """
 INSERT INTO results (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)
 ON CONFLICT (job_id) DO NOTHING
 """
-_FAIL = """
-UPDATE jobs SET status = 'failed', finish_time = now(), error = %s,
+_FAIL = f"""
+UPDATE jobs SET {FAIL.set}, finish_time = now(), error = %s,
        node_id = coalesce(%s, node_id)
- WHERE id = %s AND status = ANY(%s)
+ WHERE id = %s AND {FAIL.where()}
 """
 
 
@@ -48,24 +59,24 @@ def finish_job_sync(
     return True
 
 
-_RECORD_MANY = """
+_RECORD_MANY = f"""
 WITH done_input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[])
         AS t(id, counts, quasi_dist, expval)
 ), done AS (
-    UPDATE jobs j SET status = 'finished', finish_time = now(), node_id = %(node)s, error = NULL
+    UPDATE jobs j SET {FINISH.set}, finish_time = now(), node_id = %(node)s, error = NULL
       FROM done_input i
-     WHERE j.id = i.id AND j.status = 'running'
+     WHERE j.id = i.id AND {FINISH.where("j")}
     RETURNING j.id
 ), saved AS (
     INSERT INTO results (job_id, counts, quasi_dist, expval)
     SELECT i.id, i.counts, i.quasi_dist, i.expval FROM done_input i JOIN done d ON d.id = i.id
     ON CONFLICT (job_id) DO NOTHING
 ), failed AS (
-    UPDATE jobs j SET status = 'failed', finish_time = now(), error = t.error,
+    UPDATE jobs j SET {FAIL.set}, finish_time = now(), error = t.error,
            node_id = coalesce(%(node)s, j.node_id)
       FROM unnest(%(failed_ids)s::uuid[], %(errors)s::text[]) AS t(id, error)
-     WHERE j.id = t.id AND j.status = 'running'
+     WHERE j.id = t.id AND {FAIL.where("j")}
     RETURNING j.id
 )
 SELECT id FROM done UNION ALL SELECT id FROM failed
@@ -112,7 +123,7 @@ def fail_job_sync(
     conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None
 ) -> bool:
     """Mark a running job failed with ``error``. False if it was no longer running."""
-    cur = conn.execute(_FAIL, (error, node_id, job_id, ["running"]))
+    cur = conn.execute(_FAIL, (error, node_id, job_id))
     return cur.rowcount == 1
 
 
@@ -122,10 +133,9 @@ async def fail_job(
     job_id: uuid.UUID,
     error: str,
     node_id: str | None = None,
-    from_statuses: tuple[str, ...] = ("running",),
 ) -> bool:
-    """Mark a job failed with ``error`` if its status is one of ``from_statuses``."""
-    cur = await conn.execute(_FAIL, (error, node_id, job_id, list(from_statuses)))
+    """Mark a running job failed with ``error``. False if it was no longer running."""
+    cur = await conn.execute(_FAIL, (error, node_id, job_id))
     return cur.rowcount == 1
 
 
@@ -133,16 +143,16 @@ def _jsonb_or_none(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
 
 
-_RECOVER = """
+_RECOVER = f"""
 WITH failed AS (
-    UPDATE jobs SET status = 'failed', finish_time = now(),
+    UPDATE jobs SET {GIVE_UP.set}, finish_time = now(),
            error = format('worker lost: the job was running when the dispatcher stopped, '
                           'and it has had %%s attempts', attempts)
-     WHERE status = 'running' AND attempts >= %(max_attempts)s AND id = ANY(%(ids)s)
+     WHERE {GIVE_UP.where()} AND attempts >= %(max_attempts)s AND id = ANY(%(ids)s)
     RETURNING id
 ), requeued AS (
-    UPDATE jobs SET status = 'pending', start_time = NULL, node_id = NULL
-     WHERE status = 'running' AND attempts < %(max_attempts)s AND id = ANY(%(ids)s)
+    UPDATE jobs SET {RECOVER.set}, start_time = NULL, node_id = NULL
+     WHERE {RECOVER.where()} AND attempts < %(max_attempts)s AND id = ANY(%(ids)s)
     RETURNING id
 )
 SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM requeued
@@ -151,7 +161,7 @@ SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM 
 
 async def running_job_ids(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
     """Ids of all running jobs."""
-    cur = await conn.execute("SELECT id FROM jobs WHERE status = 'running'")
+    cur = await conn.execute(f"SELECT id FROM jobs WHERE {status_in([RUNNING])}")
     return [row["id"] for row in await cur.fetchall()]
 
 

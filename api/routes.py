@@ -102,12 +102,11 @@ async def get_job_result(
         while True:
             ended.clear()
             async with pool.connection() as conn:
-                results = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
-                if results is not None:
-                    return results
-                row = await store.get_job_status(conn, job_id=job_id, owner=caller.owner_filter)
+                row = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
             if row is None:
                 raise JobNotFound(f"job {job_id} not found")
+            if row["results"] is not None:
+                return row["results"]
             remaining = deadline - loop.time()
             if JobStatus(row["status"]).is_terminal() or remaining <= 0:
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")

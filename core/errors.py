@@ -57,5 +57,9 @@ class TooManyPending(QServerError):
     """The user already has the most pending jobs a user may have (gRPC RESOURCE_EXHAUSTED)."""
 
 
+class HeadersTooLarge(QServerError):
+    """The request's gRPC metadata is over QSERVER_GRPC_MAX_HEADER_BYTES (gRPC RESOURCE_EXHAUSTED)."""
+
+
 class UnsafeSettings(QServerError):
     """The settings would expose the service unsafely, e.g. authentication off on a public bind; refused at start."""

@@ -12,6 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIB = 1024 * 1024
 
 
+# What nginx (large_client_header_buffers) and ingest's gRPC server (grpc.max_metadata_size) let
+# through as request headers: far above grpc_max_header_bytes, so that ingest itself answers
+# oversized metadata with a status that names the limit (not UNAVAILABLE, which clients retry).
+GRPC_HEADER_TRANSPORT_BYTES = 256 * 1024
+
+
 class Settings(BaseSettings):
     """QServer settings; each field is read from ``QSERVER_<FIELD>`` (case-insensitive).
 
@@ -144,6 +150,12 @@ class Settings(BaseSettings):
     max_shots: int = Field(1_000_000, ge=1)
     max_observables: int = Field(1_000, ge=1, description="Most PUBs and Pauli terms per PUB.")
     max_metadata_bytes: int = Field(1 * MIB, ge=2)
+    grpc_max_header_bytes: int = Field(
+        16 * 1024, ge=1024, le=GRPC_HEADER_TRANSPORT_BYTES // 2,
+        description="Largest gRPC request metadata (headers, e.g. an API key) ingest accepts; more "
+        "is refused RESOURCE_EXHAUSTED naming this limit. nginx and gRPC itself carry up to "
+        "GRPC_HEADER_TRANSPORT_BYTES so that the refusal, not a dropped stream, reaches the client.",
+    )
     max_timeout_s: float = Field(24 * 3600.0, gt=0)
     dispatcher_prefetch: int = Field(
         256, ge=1, description="Jobs the dispatcher holds at once (claimed or about to be)."

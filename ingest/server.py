@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 
 import grpc
 import psycopg
-from google.protobuf.message import DecodeError
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from google.protobuf.message import DecodeError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core import auth, queue, schema, store
@@ -26,13 +26,14 @@ from core.errors import (
     BackendDisabled,
     BackendNotFound,
     ClusterCannotRun,
+    HeadersTooLarge,
     InvalidJob,
     QServerError,
     QueueUnavailable,
     TooManyPending,
     Unauthenticated,
 )
-from core.settings import Settings
+from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,24 @@ _STATUS = {
     QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     TooManyPending: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    HeadersTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+# HTTP/2's accounting of a header list (RFC 9113, 6.5.2: SETTINGS_MAX_HEADER_LIST_SIZE): each
+# field counts its name's and value's octets plus 32.
+_HEADER_OVERHEAD = 32
+
+
+def check_header_size(metadata, limit: int) -> None:
+    """Refuse request metadata (pairs of name, str or bytes value) over ``limit`` bytes.
+
+    Raises:
+        HeadersTooLarge: naming the size and the limit.
+    """
+    size = sum(len(name) + len(value) + _HEADER_OVERHEAD for name, value in metadata or ())
+    if size > limit:
+        raise HeadersTooLarge(
+            f"the request's gRPC metadata is {size} bytes; at most {limit} (QSERVER_GRPC_MAX_HEADER_BYTES)"
+        )
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -65,7 +83,8 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
     properties, metadata or program), NOT_FOUND (unknown backend),
     FAILED_PRECONDITION (backend disabled), UNAVAILABLE (queue did not confirm),
     UNAUTHENTICATED (authentication on: no, a wrong or a revoked key; checked before
-    anything is read), RESOURCE_EXHAUSTED (the user's cap on pending jobs).
+    anything is read), RESOURCE_EXHAUSTED (the user's cap on pending jobs; metadata over
+    QSERVER_GRPC_MAX_HEADER_BYTES, checked first of all).
     """
 
     def __init__(
@@ -87,6 +106,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
     async def AddJob(self, request_iterator, context):  # noqa: N802
         started = time.perf_counter()
         try:
+            check_header_size(context.invocation_metadata(), self._settings.grpc_max_header_bytes)
             caller = await self._caller(context)
             spec = await self._read_submission(request_iterator)
             job_id = uuid.uuid4()
@@ -232,6 +252,9 @@ def build_server(
         options=[
             ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            # headers up to this reach AddJob, which refuses those over grpc_max_header_bytes
+            ("grpc.max_metadata_size", GRPC_HEADER_TRANSPORT_BYTES),
+            ("grpc.absolute_max_metadata_size", GRPC_HEADER_TRANSPORT_BYTES),
         ],
     )
     jobs_pb2_grpc.add_JobsServicer_to_server(JobsService(settings, pool, channel, keys), server)

@@ -166,3 +166,27 @@ def test_disabled_backend_is_refused(stack, db):
         assert count_jobs(db) == before
     finally:
         db.execute("DELETE FROM backends WHERE backend_name = 'off1'")
+
+
+# Issue 12, point 8: metadata over QSERVER_GRPC_MAX_HEADER_BYTES (16 KiB) is refused by ingest
+# naming the limit, through nginx too; nginx's 8 KiB default used to reset the stream
+# (UNAVAILABLE, which clients retry).
+@pytest.mark.parametrize("kib", [17, 32, 64])
+def test_oversized_metadata_is_resource_exhausted_naming_the_limit(stack, db, kib):
+    before = count_jobs(db)
+    with pytest.raises(grpc.RpcError) as info:
+        stack.stub.AddJob(
+            iter([properties(counts=True), *chunks(BELL)]), timeout=30,
+            metadata=[("x-padding", "p" * (kib * 1024))],
+        )
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
+    assert "QSERVER_GRPC_MAX_HEADER_BYTES" in info.value.details()
+    assert "at most 16384" in info.value.details()
+    assert count_jobs(db) == before
+
+
+def test_metadata_under_the_limit_is_accepted(stack):
+    job_id = stack.stub.AddJob(
+        iter([properties(counts=True), *chunks(BELL)]), timeout=30, metadata=[("x-padding", "p" * 8192)],
+    ).id
+    assert stack.wait(job_id)["status"] == "finished"

@@ -73,21 +73,24 @@ async def list_jobs(
 async def get_results(
     conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
 ) -> dict[str, Any] | None:
-    """The results row {id, job_id, counts, quasi_dist, expval}, or None if there is none.
+    """A job's status, error and results in ONE statement (one snapshot: a job seen finished is
+    seen with its results, which are written in the same transaction), or None if the job does
+    not exist (with ``owner``: or is another user's).
 
-    With ``owner``, None also for another user's job.
+    Returns {status, error, results}, ``results`` the row {id, job_id, counts, quasi_dist,
+    expval} or None when the job has none.
     """
-    if owner is None:
-        cur = await conn.execute(
-            "SELECT id, job_id, counts, quasi_dist, expval FROM results WHERE job_id = %s", (job_id,)
-        )
-    else:
-        cur = await conn.execute(
-            "SELECT r.id, r.job_id, r.counts, r.quasi_dist, r.expval FROM results r"
-            " JOIN jobs j ON j.id = r.job_id WHERE r.job_id = %s AND j.owner = %s",
-            (job_id, owner),
-        )
-    return await cur.fetchone()
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(
+        "SELECT j.status, j.error, r.id, r.job_id, r.counts, r.quasi_dist, r.expval"
+        f" FROM jobs j LEFT JOIN results r ON r.job_id = j.id WHERE j.id = %s{mine}",
+        (job_id, *param),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    status, error = row.pop("status"), row.pop("error")
+    return {"status": status, "error": error, "results": row if row["id"] is not None else None}
 
 
 async def get_job_status(

@@ -84,7 +84,7 @@ async def test_wait_on_unknown_job_is_404_at_once(client: httpx.AsyncClient) -> 
     assert response.json() == {"detail": f"job {job_id} not found"}
 
 
-@pytest.mark.parametrize("wait_s", ["-1", "31", "soon", "nan"])
+@pytest.mark.parametrize("wait_s", ["-1", "soon", "nan"])
 async def test_bad_wait_is_400_naming_it(client: httpx.AsyncClient, make_job: MakeJob, wait_s: str) -> None:
     job_id = await make_job(status="pending")
     response = await client.get(f"{V1}/job/result/{job_id}", params={"wait_s": wait_s})

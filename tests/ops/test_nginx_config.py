@@ -155,3 +155,13 @@ def test_probe_names_the_certificate_host(tmp_path):
     assert proxy.tls_server_name(dev.server_cert, "10.0.0.5") == "10.0.0.5"
     real = certs.make_dev_certs(tmp_path / "real", ["qserver.example.org"])
     assert proxy.tls_server_name(real.server_cert, "127.0.0.1") == "qserver.example.org"
+
+
+def test_nginx_passes_the_headers_ingest_refuses_itself(settings):
+    from core.settings import GRPC_HEADER_TRANSPORT_BYTES
+
+    size = f"{GRPC_HEADER_TRANSPORT_BYTES // 1024}k"
+    assert f"large_client_header_buffers 2 {size};" in proxy.render_nginx_conf(settings)
+    compose = (proxy.NGINX_TEMPLATE.parent / "compose" / "qserver.conf.template").read_text()
+    assert f"large_client_header_buffers 2 {size};" in compose
+    assert settings.grpc_max_header_bytes <= GRPC_HEADER_TRANSPORT_BYTES // 2

@@ -19,7 +19,9 @@ COPY dispatcher dispatcher
 COPY cluster cluster
 COPY plugins plugins
 COPY api api
-RUN pip install . \
+# the `qserver` CLI submits with the client package (qserver-client, client/)
+COPY client client
+RUN pip install ./client . \
     && useradd --create-home --uid 1000 qserver \
     && mkdir -p /var/lib/qserver/tls \
     && chown -R qserver:qserver /var/lib/qserver \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up this machine for QServer; safe to run again. Used by README's first command and .ci/run.
-#   - .venv with Python 3.11 and the project (`pip install -e '.[dev]'`)
+#   - .venv with Python 3.11, the client (`pip install -e ./client`) and the project
+#     (`pip install -e '.[dev]'`)
 #   - nginx, Postgres and RabbitMQ from Debian packages where missing; Postgres and RabbitMQ
 #     started (without systemd) when nothing answers at the addresses in QSERVER_* settings.
 set -euo pipefail
@@ -32,12 +33,13 @@ if [ ! -x .venv/bin/python ]; then
         "$PYTHON" -m venv .venv
     fi
 fi
-# Reinstall only when pyproject.toml changed since the last install.
+# Reinstall only when a pyproject.toml changed since the last install.
 STAMP=.venv/.qserver-installed
-WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
+WANT=$(cat pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x .venv/bin/qserver ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    # qserver-client first: the CLI, the tests and the benchmarks import it
+    .venv/bin/python -m pip install -q -e ./client -e '.[dev]'
     echo "$WANT" > "$STAMP"
 fi
 

@@ -1,7 +1,7 @@
 """Chaos: a few hundred jobs while the dispatcher restarts, RabbitMQ restarts and Ray workers die.
 
 A separate command, not part of CI (minutes). It starts its own private RabbitMQ and Postgres
-and a stack on them (bench/faultkit.py: never the machine's shared services), then
+and a stack on them (ops/faultlab.py: never the machine's shared services), then
 
     .venv/bin/python -m bench.chaos --jobs 300
 
@@ -41,8 +41,9 @@ import grpc
 from rich.console import Console
 from rich.table import Table
 
-from bench.faultkit import FaultLab
 from ops import procs
+from ops.faultlab import FaultLab
+from qserver_client import SubmitError
 
 BELL = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
@@ -85,7 +86,7 @@ def submit(lab: FaultLab, run: Run, qasm: str, metadata: dict, kind: str, patien
     while True:
         try:
             job_id = lab.client.submit(qasm, counts=True, metadata=metadata)
-        except grpc.RpcError as error:
+        except SubmitError as error:
             with run.lock:
                 run.refusals[error.code().name] += 1
             if error.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:

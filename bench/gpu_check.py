@@ -37,7 +37,10 @@ def main() -> int:
     print(f"Bell on GPU: {bell} in {time.perf_counter() - started:.3f} s")
     ok = set(bell["counts"]) <= {"00", "11"} and abs(bell["expval"][0] - 1.0) < 1e-9
     qubits = 24
-    wide = f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{qubits}];\ncreg c[{qubits}];\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
+    wide = (
+        f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{qubits}];\ncreg c[{qubits}];\n'
+        "h q;\nt q;\nh q;\nmeasure q -> c;\n"
+    )
     started = time.perf_counter()
     counts = aer.run(wide, {"shots": 100}, ["counts"], device="GPU")["counts"]
     print(f"{qubits} qubits on GPU: {sum(counts.values())} shots in {time.perf_counter() - started:.3f} s")

@@ -16,7 +16,7 @@ import json
 import time
 
 from core.settings import get_settings
-from tests.client import Stack
+from qserver_client import Client
 
 
 def circuit(qubits: int) -> str:
@@ -34,12 +34,12 @@ def main() -> None:
     parser.add_argument("--to", dest="high", type=int, default=31)
     args = parser.parse_args()
     settings = get_settings()
-    stack = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    client = Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
     rows = []
     print(f"{'qubits':>6} {'status':>9} {'memory GiB':>11} {'seconds':>8}  error")
     for qubits in range(args.low, args.high + 1):
         started = time.perf_counter()
-        job = stack.wait(stack.submit(circuit(qubits), counts=True, metadata={"shots": 100}), timeout=3600)
+        job = client.run(circuit(qubits), counts=True, metadata={"shots": 100}, timeout=3600)
         seconds = time.perf_counter() - started
         memory = (job.get("memory_bytes") or 0) / 1024**3
         rows.append({"qubits": qubits, "status": job["status"], "memory_bytes": job.get("memory_bytes"),
@@ -47,6 +47,7 @@ def main() -> None:
         print(f"{qubits:>6} {job['status']:>9} {memory:>11.2f} {seconds:>8.1f}  {job['error'] or ''}")
         if job["status"] != "finished":
             break
+    client.close()
     print(json.dumps(rows))
 
 

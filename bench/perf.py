@@ -37,7 +37,7 @@ import psycopg
 from bench.cpu import cpu_profile
 from core.settings import Settings
 from ops import stack as stack_ops
-from tests.client import Stack
+from qserver_client import Client
 
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 TARGETS = {
@@ -67,7 +67,8 @@ def small_circuit(rng: random.Random) -> str:
     n = rng.randint(2, 5)
     gates = [f"h q[{rng.randrange(n)}];" if rng.random() < 0.5 else f"cx q[{i}],q[{i + 1}];"
              for i in (rng.randrange(n - 1) for _ in range(rng.randint(2, 8)))]
-    return f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{n}];\ncreg c[{n}];\n' + "\n".join(gates) + "\nmeasure q -> c;\n"
+    head = f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{n}];\ncreg c[{n}];\n'
+    return head + "\n".join(gates) + "\nmeasure q -> c;\n"
 
 
 def qv_circuit(qubits: int, depth: int, seed: int = 7) -> str:
@@ -77,9 +78,10 @@ def qv_circuit(qubits: int, depth: int, seed: int = 7) -> str:
     for _ in range(depth):
         order = list(range(qubits))
         rng.shuffle(order)
-        for a, b in zip(order[::2], order[1::2]):
+        for a, b in zip(order[::2], order[1::2], strict=False):  # an odd qubit out sits a layer out
             for q in (a, b):
-                lines.append(f"u({rng.uniform(0, 3.14):.4f},{rng.uniform(0, 3.14):.4f},{rng.uniform(0, 3.14):.4f}) q[{q}];")
+                angles = ",".join(f"{rng.uniform(0, 3.14):.4f}" for _ in range(3))
+                lines.append(f"u({angles}) q[{q}];")
             lines.append(f"cx q[{a}],q[{b}];")
     lines.append("measure q -> c;")
     return "\n".join(lines) + "\n"
@@ -105,27 +107,16 @@ def floor_run(qasms: list[str], threads: int = 1, method: str = "automatic") -> 
     return times
 
 
-def wait_result(stack: Stack, job_id: str, wait_s: float = 10.0) -> None:
-    """GET /job/result/{id}?wait_s= until it answers 200 (raises if the job failed). The
-    service pushes the answer when the job ends (LISTEN/NOTIFY), so no client polls."""
-    while True:
-        response = stack.result(job_id, wait_s=wait_s)
-        if response.status_code == 200:
-            return
-        detail = response.json().get("detail", "")
-        if "failed" in detail or "canceled" in detail:
-            raise RuntimeError(detail)
-
-
-def latency(stack: Stack, jobs: int) -> tuple[list[float], list[dict]]:
+def latency(client: Client, jobs: int) -> tuple[list[float], list[dict]]:
     """Seconds from submission to readable result, one client waiting on each result; and per job
     the wall-clock instants (epoch s) of submission, its answer and the result seen."""
     times, marks = [], []
     for _ in range(jobs):
         started, wall = time.perf_counter(), time.time()
-        job_id = stack.submit(BELL, counts=True, metadata={"shots": 1000})
+        job_id = client.submit(BELL, counts=True, metadata={"shots": 1000})
         accepted = time.time()
-        wait_result(stack, job_id)
+        # GET /job/result/{id}?wait_s=: the service answers when the job ends (LISTEN/NOTIFY)
+        client.wait_result(job_id)
         times.append(time.perf_counter() - started)
         marks.append({"id": job_id, "submit": wall, "accepted": accepted, "seen": time.time()})
     return times, marks
@@ -167,16 +158,16 @@ def throughput(settings: Settings, work: list[tuple[str, dict]], clients: int) -
     shares = [work[i::clients] for i in range(clients)]
     errors: list[BaseException] = []
 
-    def client(share: list[tuple[str, dict]]) -> None:
-        stack = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    def one_client(share: list[tuple[str, dict]]) -> None:
         try:
-            ids = [stack.submit(text, **props) for text, props in share]
-            for job_id in ids:
-                wait_result(stack, job_id)
+            with Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port) as client:
+                ids = [client.submit(text, **props) for text, props in share]
+                for job_id in ids:
+                    client.wait_result(job_id)
         except BaseException as error:  # reported after the run
             errors.append(error)
 
-    threads = [threading.Thread(target=client, args=(share,)) for share in shares]
+    threads = [threading.Thread(target=one_client, args=(share,)) for share in shares]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -247,12 +238,12 @@ def main() -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS qserver_bench WITH (FORCE)")
     stack_ops.up(settings)
-    stack = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    client = Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
     rng = random.Random(1)
     report: dict = {}
     try:
-        latency(stack, 20)  # warm the path
-        ours, marks = latency(stack, args.latency_jobs)
+        latency(client, 20)  # warm the path
+        ours, marks = latency(client, args.latency_jobs)
         stages = latency_stages(settings, marks)
         floor = floor_run([BELL] * args.latency_jobs)
         report["a_p50_ms"], report["a_p95_ms"] = pct(ours, 0.5) * 1e3, pct(ours, 0.95) * 1e3
@@ -275,7 +266,7 @@ def main() -> None:
         if not args.skip_large:
             qv = qv_circuit(24, 24)
             started = time.perf_counter()
-            wait_result(stack, stack.submit(qv, counts=True, metadata={"method": "statevector"}), 30)
+            client.wait_result(client.submit(qv, counts=True, metadata={"method": "statevector"}))
             ours_large = time.perf_counter() - started
             floor_large = floor_run([qv], threads=os.cpu_count() or 1, method="statevector")[0]
             report["c_seconds"], report["c_floor_seconds"] = ours_large, floor_large
@@ -287,7 +278,7 @@ def main() -> None:
             report["e_jobs_per_s"] = throughput(settings, counts_only, args.clients)
         report["e_within_10pct"] = report["e_jobs_per_s"] >= 0.9 * report["b_jobs_per_s"]
     finally:
-        stack.http.close()
+        client.close()
         stack_ops.down(settings)
     print(f"\n{'measure':<28}{'value':>12}  target")
     for name, value in report.items():

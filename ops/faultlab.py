@@ -1,6 +1,7 @@
 """Private RabbitMQ and Postgres instances, and a QServer stack on them, for fault injection.
 
-Fault tests (tests/faults) and ``bench/chaos.py`` stop, restart and kill RabbitMQ and Postgres.
+Fault tests (tests/faults) and ``bench/chaos.py`` (both use it; it lives here, with the
+other tools that start services, so that neither imports the other) stop, restart and kill RabbitMQ and Postgres.
 They must never touch the machine's shared services (5432/5672, which other stacks use), so each
 run gets its own:
 
@@ -35,6 +36,7 @@ import psycopg
 from core.settings import Settings
 from ops import endpoints, prereqs, procs
 from ops.statedir import paths
+from qserver_client import Client
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
@@ -374,7 +376,7 @@ class FaultLab:
         # short: Ray's unix socket paths must stay under ~107 bytes
         self.settings = stack_settings(self.rabbit, self.pg, self.root / "state", **settings_extra)
         self.timings: dict[str, float] = {}
-        self.client = None
+        self.client: Client | None = None  # set by start(): a client of the lab's stack
 
     def _timed(self, what: str, fn, *args) -> float:
         started = time.monotonic()
@@ -400,13 +402,12 @@ class FaultLab:
         self._guard()
         stack.up(self.settings)
 
-    def start(self) -> "FaultLab":
-        from tests.client import Stack
-
+    def start(self) -> FaultLab:
+        """Start both services and the stack; ``client`` then talks to the stack."""
         self.start_services()
         self._timed("stack up", self.up)
         s = self.settings
-        self.client = Stack("127.0.0.1", s.nginx_grpc_port, s.nginx_http_port)
+        self.client = Client("127.0.0.1", s.nginx_grpc_port, s.nginx_http_port)
         return self
 
     def _guard(self) -> None:
@@ -449,8 +450,7 @@ class FaultLab:
         from ops import stack
 
         if self.client is not None:
-            self.client.http.close()
-            self.client.channel.close()
+            self.client.close()
         try:
             stack.down(self.settings)
         finally:

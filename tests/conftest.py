@@ -41,6 +41,19 @@ HOMELAB_STATE_DIR = Path("/tmp/qserver-homelab")
 os.environ["RAY_AUTH_MODE"] = "token"
 os.environ["RAY_AUTH_TOKEN_PATH"] = str(HOMELAB_STATE_DIR / "ray_auth_token")
 
+# Fixtures that start services (a whole stack, a Ray cluster, private Postgres and RabbitMQ):
+# every test that needs one, directly or through another fixture, is marked `stack`, so
+# `pytest -m "not stack"` is the fast tier (it still needs Postgres and RabbitMQ running).
+SERVICE_FIXTURES = frozenset({"stack", "homelab", "lab", "faults", "auth_stack"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark with `stack` each test whose fixture closure starts services."""
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+
+
 @pytest.fixture(scope="session")
 def settings():
     """The settings of the stack under test."""
@@ -62,8 +75,7 @@ def stack(settings):
     stack_ops.up(settings)
     client = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
     yield client
-    client.http.close()
-    client.channel.close()
+    client.close()
     stack_ops.down(settings)
 
 

@@ -1,5 +1,5 @@
 """Fault injection on private services: a RabbitMQ node and a Postgres cluster of our own
-(bench/faultkit.py), never the machine's shared ones on 5432/5672, and a QServer stack on them.
+(ops/faultlab.py), never the machine's shared ones on 5432/5672, and a QServer stack on them.
 
 One lab per session (~20-30 s to start on a 2-core machine: Postgres initdb + start ~1 s,
 RabbitMQ ~4-5 s, the stack ~13-21 s; ~5-8 s to close); each test starts from both services
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bench.faultkit import FaultLab
+from ops.faultlab import FaultLab
 
 TIMINGS: dict[str, float] = {}  # what the lab took, shown in the terminal summary
 

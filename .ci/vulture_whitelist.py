@@ -1,0 +1,29 @@
+"""Names vulture (.ci/run) reports as unused that are used: by name, by a framework, or by a
+fixture's side effect. Each group says who uses it. Vulture matches names, not places.
+
+Regenerate candidates with ``.venv/bin/vulture --make-whitelist``; keep each entry justified.
+"""
+
+from vulture.whitelist_utils import Whitelist
+
+_ = Whitelist()
+
+# http.server.BaseHTTPRequestHandler reads these (tests/ops/test_tls_proxy.py)
+_.protocol_version
+_.do_GET
+_.log_message
+
+# fixtures asked for their side effect (set-up, clean-up), never read in the test body
+_.aer_enabled_afterwards  # tests/api/test_plugins.py
+_.cold_pip_cache  # tests/api/test_plugins.py
+_.scratch_data  # tests/fuzz/test_api_schemathesis.py
+_.clean_jobs  # tests/fuzz/test_ingest_fuzz.py
+_.kwargs  # tests/ops/test_nodes.py: a stand-in with the real function's signature
+
+# public API of qserver-client (client/), for its users
+_.health
+
+# TODO(issue 11): no user today, in files other work of issue 11 is changing; delete the code
+# (or use it) and remove the entry.
+_.JobResults  # core/domain.py
+_.current_revision  # core/schema.py

@@ -10,25 +10,21 @@ outcomes of a batch are written in one statement (``store.record_outcomes_sync``
 
 Only jobs that are cheap by construction go this way (dispatcher/placement.py,
 ``runs_in_batch``); a job whose circuit turns out larger than ``budget_bytes`` is
-handed back untouched (status "slow") and runs as its own Ray task, which can be
+handed back untouched (Outcome.NEEDS_MEMORY) and runs as its own Ray task, which can be
 given more memory, timed out and canceled on its own.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import time
 import uuid
+from dataclasses import replace
 from typing import Any
 
-import psycopg
-
 from cluster import executor
-from core import store
-from core.settings import get_settings
-
-log = logging.getLogger(__name__)
+from cluster.messages import Report, Work
+from cluster.workerdb import WorkerDb
+from core.domain import Outcome
 
 
 class Executor:
@@ -36,103 +32,57 @@ class Executor:
 
     Args:
         budget_bytes: the most memory a job of a batch may need (plugins.aer.sizing); a
-            job that needs more is returned with status "slow" and nothing written.
+            job that needs more comes back NEEDS_MEMORY, with nothing written.
     """
 
     def __init__(self, budget_bytes: int) -> None:
         self._budget = budget_bytes
-        self._conn: psycopg.Connection | None = None
-        self._node_id = executor._node_id()
+        self._db = WorkerDb(synchronous_commit=False)
+        self._node_id = executor.node_id()
         executor.warm_up(0.0)
 
     def ready(self) -> dict[str, Any]:
         """{"pid", "node_id"} of this executor (answers once it is warm)."""
         return {"pid": os.getpid(), "node_id": self._node_id}
 
-    def run_batch(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def run_batch(self, works: list[Work]) -> list[Report]:
         """Run claimed jobs and record their outcomes in one write.
 
         Args:
-            jobs: claimed jobs as dicts, as ``cluster.executor.run_job`` takes them.
+            works: claimed jobs, as ``cluster.executor.run_job`` takes them; each runs with
+                this executor's memory budget.
 
         Returns:
-            One outcome per job, in order: {"job_id", "status", "run_ms", "node_id"} with status
-            "finished" or "failed" (written), "dropped" (no longer running: canceled or deleted
-            meanwhile, nothing written) or "slow" (it needs more than this executor's memory
+            One Report per job, in order: FINISHED or FAILED (written), DROPPED (no longer
+            running: canceled or deleted meanwhile, nothing written; ``database`` names this
+            executor's database) or NEEDS_MEMORY (it needs more than this executor's memory
             budget; nothing written, the dispatcher runs it as a task of its own).
+
+        Raises:
+            psycopg.OperationalError: Postgres stayed unreachable for the batch's write.
         """
         finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
         failed: list[tuple[uuid.UUID, str]] = []
-        outcomes: list[dict[str, Any]] = []
-        for job in jobs:
-            job_id = uuid.UUID(job["id"])
-            started = time.perf_counter()
-            status = "finished"
-            try:
-                results = executor.compute({**job, "memory_bytes": self._budget})
-                executor.check_storable(results)
-                finished.append((job_id, results))
-            except executor.MoreMemory:
-                status = "slow"
-            except Exception as exc:  # noqa: BLE001 - every failure becomes a failed job
-                failed.append((job_id, executor.error_message(exc)))
-                status = "failed"
-            outcomes.append({
-                "job_id": job["id"], "status": status, "node_id": self._node_id,
-                "run_ms": (time.perf_counter() - started) * 1e3,
-            })
-        written = self._record(finished, failed)
-        for outcome in outcomes:
-            if outcome["status"] in ("finished", "failed") and uuid.UUID(outcome["job_id"]) not in written:
-                outcome["status"] = "dropped"
-                outcome["database"] = self.database()
-        return outcomes
+        reports: list[Report] = []
+        for work in works:
+            if work.memory_bytes != self._budget:
+                work = replace(work, memory_bytes=self._budget)
+            report, results = executor.execute(work, self._node_id)
+            if report.outcome is Outcome.FINISHED:
+                finished.append((work.job_id, results))
+            elif report.outcome is Outcome.FAILED:
+                failed.append((work.job_id, report.error))
+            reports.append(report)
+        written = self._db.record(finished=finished, failed=failed, node_id=self._node_id)
+        for i, report in enumerate(reports):
+            if report.outcome not in (Outcome.FINISHED, Outcome.FAILED):
+                continue
+            if report.job_id not in written:
+                reports[i] = replace(report, outcome=Outcome.DROPPED, database=self.database())
+            elif written[report.job_id] is not None and report.error is None:  # results refused
+                reports[i] = replace(report, outcome=Outcome.FAILED, error=written[report.job_id])
+        return reports
 
     def database(self) -> str:
         """host:port/dbname of this executor's database."""
-        info = self._db().info
-        return f"{info.host}:{info.port}/{info.dbname}"
-
-    def _db(self) -> psycopg.Connection:
-        """This executor's connection, reopened if it broke. Its commits do not wait for the
-        WAL flush (synchronous_commit off, about 0.2 ms a batch here): should Postgres crash
-        within the moment after, the jobs are still running in the database, and the
-        dispatcher's reaper runs them again. Results are recomputable; submissions (ingest)
-        and claims (dispatcher) keep waiting for the flush."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = store.connect_sync(get_settings().database_dsn)
-            self._conn.execute("SET synchronous_commit = off")
-        return self._conn
-
-    @executor.retry_db_write
-    def _record(
-        self, finished: list[tuple[uuid.UUID, dict[str, Any]]], failed: list[tuple[uuid.UUID, str]]
-    ) -> set[uuid.UUID]:
-        """Write the batch's outcomes; the ids written. A broken connection is reopened and
-        the write retried (safe: every write is guarded on status = 'running'). Results
-        Postgres refuses fail their own job, not the batch."""
-        if not finished and not failed:
-            return set()
-        try:
-            try:
-                return store.record_outcomes_sync(self._db(), finished=finished, failed=failed, node_id=self._node_id)
-            except psycopg.DataError:
-                return self._record_one_by_one(finished, failed)
-        except psycopg.OperationalError:
-            self._conn = None
-            raise
-
-    def _record_one_by_one(
-        self, finished: list[tuple[uuid.UUID, dict[str, Any]]], failed: list[tuple[uuid.UUID, str]]
-    ) -> set[uuid.UUID]:
-        conn, written = self._db(), set()
-        for job_id, results in finished:
-            try:
-                if store.finish_job_sync(conn, job_id=job_id, results=results, node_id=self._node_id):
-                    written.add(job_id)
-            except psycopg.DataError as exc:
-                failed.append((job_id, f"the results could not be stored: {str(exc).strip()}"))
-        for job_id, error in failed:
-            if store.fail_job_sync(conn, job_id=job_id, error=error, node_id=self._node_id):
-                written.add(job_id)
-        return written
+        return self._db.database()

@@ -20,15 +20,15 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
 import ray
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from psycopg_pool import AsyncConnectionPool
 
 from cluster import batch, executor
+from cluster.messages import Report, Work
 from core import queue, store
-from core.domain import BUILTIN_PLUGIN
+from core.domain import BUILTIN_PLUGIN, JobStatus, Outcome
 from core.settings import Settings
 from dispatcher.cluster import ClusterView
 from dispatcher.placement import (
@@ -62,9 +62,9 @@ def job_timeout(job: store.ClaimedJob, settings: Settings) -> float:
     return min(float(asked), settings.max_timeout_s) if asked else settings.max_timeout_s
 
 
-def failure_reason(job: store.ClaimedJob, outcome: dict[str, Any], settings: Settings) -> str:
-    """The ``error`` text of a job whose runner outcome is "lost" or "error"."""
-    kind, error = outcome.get("kind"), outcome.get("error", "")
+def failure_reason(job: store.ClaimedJob, report: Report, settings: Settings) -> str:
+    """The ``error`` text of a job whose run ended LOST or ERROR."""
+    kind, error = report.kind, report.error or ""
     if kind == "runtime_env":
         what = (
             f"the GPU simulator ({', '.join(settings.gpu_pip_packages)})" if job.needs_gpu
@@ -179,10 +179,10 @@ class Dispatcher:
 
     async def _run_batch(self, index: int, batch: list[store.ClaimedJob]) -> None:
         started = time.perf_counter()
-        payloads = [self._payload(job, self._budget) for job in batch]
+        works = [self._work(job, self._budget) for job in batch]
         try:
-            outcomes = await asyncio.wait_for(
-                asyncio.ensure_future(self._executors[index].run_batch.remote(payloads)),
+            reports = await asyncio.wait_for(
+                asyncio.ensure_future(self._executors[index].run_batch.remote(works)),
                 timeout=self._settings.max_timeout_s,
             )
         except Exception as error:  # the executor died (or hung): its jobs run again
@@ -190,24 +190,24 @@ class Dispatcher:
             self._executors[index] = self._replace_executor(index)
             for job in batch:
                 try:
-                    await self._lost(job, {"status": "lost", "kind": "worker", "error": f"warm executor lost: {error}"})
+                    lost = Report(job.id, Outcome.LOST, kind="worker", error=f"warm executor lost: {error}")
+                    await self._lost(job, lost)
                 finally:
                     self._done_small(job)
             return
         counted: dict[str, int] = {}
-        for job, outcome in zip(batch, outcomes):
-            status = outcome["status"]
-            counted[status] = counted.get(status, 0) + 1
-            if status == "slow":  # too large for a warm executor: a task of its own
+        for job, report in zip(batch, reports, strict=True):
+            counted[report.outcome.value] = counted.get(report.outcome.value, 0) + 1
+            if report.outcome is Outcome.NEEDS_MEMORY:  # too large for a warm executor: a task of its own
                 self._spawn(self._run(job))
                 continue
             try:
-                if status == "dropped":
-                    await self._check_dropped(job, outcome)
+                if report.outcome is Outcome.DROPPED:
+                    await self._check_dropped(job, report)
             finally:
                 self._done_small(job)
         log.info(
-            "batch of %d jobs on node %s in %.1f ms: %s", len(batch), outcomes[0]["node_id"] if outcomes else "-",
+            "batch of %d jobs on node %s in %.1f ms: %s", len(batch), reports[0].node_id if reports else "-",
             (time.perf_counter() - started) * 1e3, ", ".join(f"{n} {s}" for s, n in sorted(counted.items())),
         )
 
@@ -243,7 +243,7 @@ class Dispatcher:
         try:
             while True:
                 if adopted:
-                    outcome = await self._runner.wait.remote(str(job.id))
+                    report = await self._runner.wait.remote(job.id)
                     adopted = False
                 else:
                     decision = decide(job, memory, self._view.nodes)
@@ -251,65 +251,57 @@ class Dispatcher:
                         await self._not_now(job, decision)
                         return
                     cpus = job_cpus(job, memory, self._view.nodes, self._settings)
-                    outcome = await self._runner.run.remote(
-                        self._payload(job, memory, cpus), task_options(job, self._settings, memory, cpus),
+                    report = await self._runner.run.remote(
+                        self._work(job, memory, cpus), task_options(job, self._settings, memory, cpus),
                         limit - (time.perf_counter() - started),
                     )
-                if outcome["status"] != "needs_memory":
+                if report.outcome is not Outcome.NEEDS_MEMORY:
                     break
+                need = report.memory
                 log.info("job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
-                         job.id, outcome["memory_bytes"], outcome["method"], outcome["active_qubits"])
-                memory = outcome["memory_bytes"]
+                         job.id, need.memory_bytes, need.method, need.active_qubits)
+                memory = need.memory_bytes
                 async with self._pool.connection() as conn:
                     await store.set_job_memory(conn, job_id=job.id, memory_bytes=memory)
-            await self._outcome(job, outcome, limit, started)
+            await self._outcome(job, report, limit, started)
         except Exception as error:  # the runner itself died: its tasks died with it
-            await self._lost(job, {"status": "lost", "kind": "worker", "error": f"the runner died: {error}"})
+            await self._lost(job, Report(job.id, Outcome.LOST, kind="worker", error=f"the runner died: {error}"))
         finally:
             self._inflight.discard(job.id)
             if holds_slot:
                 self._slots.release()
 
-    async def _outcome(self, job: store.ClaimedJob, outcome: dict, limit: float, started: float) -> None:
-        status = outcome["status"]
-        if status in ("finished", "failed", "dropped"):
+    async def _outcome(self, job: store.ClaimedJob, report: Report, limit: float, started: float) -> None:
+        outcome = report.outcome
+        if outcome in (Outcome.FINISHED, Outcome.FAILED, Outcome.DROPPED):
             log.info(
-                "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s", job.id, status,
-                outcome["run_ms"], (time.perf_counter() - started) * 1e3, outcome["node_id"],
+                "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s", job.id, outcome.value,
+                report.run_ms, (time.perf_counter() - started) * 1e3, report.node_id,
             )
-            if status == "dropped":
-                await self._check_dropped(job, outcome)
-        elif status == "canceled":
+            if outcome is Outcome.DROPPED:
+                await self._check_dropped(job, report)
+        elif outcome is Outcome.CANCELED:
             log.info("job_id=%s canceled; its Ray work was stopped", job.id)
             self._rewarm(job)
-        elif status == "timed_out":
+        elif outcome is Outcome.TIMED_OUT:
             await self._fail(job, f"timed out after {limit:g} s")
             log.info("job_id=%s timed out after %g s; its Ray task was stopped", job.id, limit)
             self._rewarm(job)
-        elif status == "lost":
-            await self._lost(job, outcome)
-        else:  # "error", "unknown"
+        elif outcome is Outcome.LOST:
+            await self._lost(job, report)
+        else:  # ERROR, UNKNOWN
             reason = (
-                failure_reason(job, outcome, self._settings) if status == "error"
+                failure_reason(job, report, self._settings) if outcome is Outcome.ERROR
                 else "worker lost: the runner has no record of the job"
             )
             log.warning("job_id=%s failed: %s", job.id, reason)
             await self._fail(job, reason)
 
-    def _payload(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> dict:
-        payload = {
-            "threads": cpus,
-            "id": str(job.id),
-            "backend": job.backend,
-            "plugin": job.plugin,
-            "qasm": job.qasm,
-            "metadata": job.metadata,
-            "result_types": list(job.result_types),
-            "memory_bytes": memory,
-        }
-        if job.needs_gpu:
-            payload["device"] = self._settings.aer_gpu_device
-        return payload
+    def _work(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> Work:
+        """What a worker gets for ``job``: ``memory`` bytes, ``cpus`` threads, the GPU device
+        for a backend that needs one."""
+        device = self._settings.aer_gpu_device if job.needs_gpu else "CPU"
+        return Work(job=job, memory_bytes=memory, threads=cpus, device=device)
 
     async def _not_now(self, job: store.ClaimedJob, decision: Decision) -> None:
         """A job no node can run now: park it (pending, waiting_for) or fail it."""
@@ -328,15 +320,15 @@ class Dispatcher:
         except Exception:
             log.exception("job_id=%s could not record the failure", job.id)
 
-    async def _lost(self, job: store.ClaimedJob, outcome: dict) -> None:
+    async def _lost(self, job: store.ClaimedJob, report: Report) -> None:
         """The worker or node running the job died: run it again, up to settings.max_attempts."""
-        reason = failure_reason(job, outcome, self._settings)
+        reason = failure_reason(job, report, self._settings)
         self._rewarm(job)
         if job.attempts >= self._settings.max_attempts:
             log.warning("job_id=%s lost on attempt %d, the last: %s", job.id, job.attempts, reason)
             await self._fail(job, f"{reason} (attempt {job.attempts} of {self._settings.max_attempts})")
             return
-        dead = NODE_ID.search(outcome.get("error", "")) if outcome.get("kind") == "node" else None
+        dead = NODE_ID.search(report.error or "") if report.kind == "node" else None
         if dead:  # placement must not send the job back to the node that just died
             self._view.mark_dead(dead.group(1))
         async with self._pool.connection() as conn:
@@ -345,22 +337,22 @@ class Dispatcher:
             await queue.publish_job(self.publisher, self._settings.queue_name, job.id)
             log.warning("job_id=%s lost on attempt %d (%s): queued again", job.id, job.attempts, reason)
 
-    async def _check_dropped(self, job: store.ClaimedJob, outcome: dict) -> None:
+    async def _check_dropped(self, job: store.ClaimedJob, report: Report) -> None:
         """The executor found the job no longer running. Normally it was canceled meanwhile;
         if it is still running here, the node writes to another database: fail the job."""
         async with self._pool.connection() as conn:
             row = await store.get_job_status(conn, job_id=job.id)
-        if row is not None and row["status"] == "running":
+        if row is not None and row["status"] == JobStatus.RUNNING:
             await self._fail(
                 job,
-                f"node {outcome['node_id']} could not record the job: its executors use the "
-                f"database {outcome.get('database')}; set QSERVER_DATABASE_URL on that node to "
+                f"node {report.node_id} could not record the job: its executors use the "
+                f"database {report.database}; set QSERVER_DATABASE_URL on that node to "
                 "this QServer's database",
             )
 
     def cancel(self, job_id: uuid.UUID) -> None:
         """Stop the Ray work of a job canceled while running (the runner ends its worker)."""
-        self._runner.cancel.remote(str(job_id))
+        self._runner.cancel.remote(job_id)
         log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
 
     def inflight(self) -> list[uuid.UUID]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from importlib.metadata import version
 from pathlib import Path
 
@@ -92,7 +91,7 @@ async def adopt_or_requeue(
     """Jobs a previous dispatcher left running: those the runner still holds are adopted
     (waited on again); the others lost their Ray work and go back to the queue, or end
     failed after max_attempts."""
-    held = {uuid.UUID(job_id) for job_id in await runner.jobs.remote()}
+    held = set(await runner.jobs.remote())
     async with pool.connection() as conn:
         adopted = await store.running_jobs(conn, job_ids=list(held))
         gone = [job_id for job_id in await store.running_job_ids(conn) if job_id not in held]
@@ -125,7 +124,7 @@ async def reaper_loop(settings: Settings, pool: AsyncConnectionPool, runner, dis
                 stale = await store.stale_running_jobs(conn, older_than_s=settings.heartbeat_stale_s)
             if not stale:
                 continue
-            alive = set(dispatcher.inflight()) | {uuid.UUID(j) for j in await runner.jobs.remote()}
+            alive = set(dispatcher.inflight()) | set(await runner.jobs.remote())
             lost = [row["id"] for row in stale if row["id"] not in alive]
             await _recover(settings, pool, dispatcher, lost, "reaper: running jobs without a heartbeat")
         except asyncio.CancelledError:

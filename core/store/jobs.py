@@ -5,8 +5,8 @@ from core.domain.TRANSITIONS."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -15,7 +15,6 @@ from psycopg.types.json import Jsonb
 from core.domain import TERMINAL_STATUSES, JobSpec, JobStatus, ResultType, can_move
 from core.errors import Conflict, JobNotFound, TooManyPending
 from core.store.reads import JOB_COLUMNS, get_job_status, job_json, owned_by
-
 
 PENDING, RUNNING, CANCELED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.CANCELED
 

@@ -21,6 +21,7 @@ from tests.conftest import fresh_database
 
 DSN = "postgresql://postgres@127.0.0.1:5432/qserver_test_status_machine"
 BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
+RESULTS = {"counts": {"11": 1}}
 P, R, FI, FA, C = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED)
 
 Operation = Callable[[psycopg.AsyncConnection, psycopg.Connection, uuid.UUID], Awaitable[Any]]
@@ -47,9 +48,9 @@ OPERATIONS: dict[str, tuple[JobStatus, Operation]] = {
     "requeue_job": (P, lambda a, s, j: store.requeue_job(a, job_id=j)),
     "recover_orphans (requeued)": (P, lambda a, s, j: store.recover_orphans(a, job_ids=[j], max_attempts=99)),
     "recover_orphans (failed)": (FA, lambda a, s, j: store.recover_orphans(a, job_ids=[j], max_attempts=1)),
-    "finish_job_sync": (FI, _sync(lambda s, j: store.finish_job_sync(s, job_id=j, results={"counts": {"11": 1}}, node_id="n"))),
+    "finish_job_sync": (FI, _sync(lambda s, j: store.finish_job_sync(s, job_id=j, results=RESULTS, node_id="n"))),
     "record_outcomes_sync (finished)": (
-        FI, _sync(lambda s, j: store.record_outcomes_sync(s, finished=[(j, {"counts": {"11": 1}})], failed=[], node_id="n")),
+        FI, _sync(lambda s, j: store.record_outcomes_sync(s, finished=[(j, RESULTS)], failed=[], node_id="n")),
     ),
     "record_outcomes_sync (failed)": (
         FA, _sync(lambda s, j: store.record_outcomes_sync(s, finished=[], failed=[(j, "boom")], node_id="n")),

@@ -82,7 +82,7 @@ def dsn():
     yield from fresh_database("postgresql://postgres@127.0.0.1:5432/qserver_test_batch")
 
 
-async def _claimed(dsn: str, qasms: list[str], metadata=None) -> list[dict]:
+async def _claimed(dsn: str, qasms: list[str], metadata=None) -> list[ClaimedJob]:
     pool = await store.open_pool(dsn)
     ids = []
     async with pool.connection() as conn:
@@ -93,35 +93,42 @@ async def _claimed(dsn: str, qasms: list[str], metadata=None) -> list[dict]:
                 qasm=qasm))
         jobs = {j.id: j for j in await store.claim_jobs(conn, job_ids=ids)}
     await pool.close()
-    return [{"id": str(i), "backend": "aer", "plugin": jobs[i].plugin, "qasm": jobs[i].qasm,
-             "metadata": jobs[i].metadata, "result_types": list(jobs[i].result_types)} for i in ids]
+    return [jobs[i] for i in ids]
 
 
 def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
     """The actor class called in-process (no Ray): finished, failed, too large, canceled meanwhile."""
     from cluster.batch import Executor
+    from cluster.messages import Work
+    from core.domain import Outcome
     from core.settings import get_settings
 
     monkeypatch.setenv("QSERVER_DATABASE_URL", dsn)
     get_settings.cache_clear()
     wide = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[20];\nh q;\nt q;\nmeasure q[0] -> c[0];\n'
     wide = wide.replace("qreg q[20];", "qreg q[20];\ncreg c[1];")
-    payloads = asyncio.run(_claimed(dsn, [BELL, "OPENQASM 2.0;\nqreg q[1];\nfoo q[0];\n", wide, BELL]))
+    budget = batch_memory_bytes(Settings(batch_max_qubits=16))
+    claimed = asyncio.run(_claimed(dsn, [BELL, "OPENQASM 2.0;\nqreg q[1];\nfoo q[0];\n", wide, BELL]))
+    ids = [job.id for job in claimed]
     with store.connect_sync(dsn) as conn:
-        conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (payloads[3]["id"],))
-        executor = Executor(batch_memory_bytes(Settings(batch_max_qubits=16)))
-        outcomes = executor.run_batch(payloads)
-        assert [o["status"] for o in outcomes] == ["finished", "failed", "slow", "dropped"]
-        rows = {str(r["id"]): r for r in conn.execute(
+        conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (ids[3],))
+        executor = Executor(budget)
+        reports = executor.run_batch([Work(job=job, memory_bytes=budget) for job in claimed])
+        assert [r.outcome for r in reports] == [
+            Outcome.FINISHED, Outcome.FAILED, Outcome.NEEDS_MEMORY, Outcome.DROPPED
+        ]
+        assert [r.job_id for r in reports] == ids
+        assert reports[2].memory.active_qubits == 20 and reports[2].memory.memory_bytes > budget
+        rows = {r["id"]: r for r in conn.execute(
             "SELECT j.id, j.status, j.error, r.counts FROM jobs j LEFT JOIN results r ON r.job_id = j.id")}
-    assert rows[payloads[0]["id"]]["status"] == "finished"
-    assert set(rows[payloads[0]["id"]]["counts"]) == {"00", "11"}
-    assert sum(rows[payloads[0]["id"]]["counts"].values()) == 1000
-    assert rows[payloads[1]["id"]]["status"] == "failed"
-    assert "foo" in rows[payloads[1]["id"]]["error"]
-    assert rows[payloads[2]["id"]]["status"] == "running"  # handed back untouched
-    assert rows[payloads[3]["id"]]["status"] == "canceled" and rows[payloads[3]["id"]]["counts"] is None
-    assert outcomes[3]["database"].endswith("/qserver_test_batch")
+    assert rows[ids[0]]["status"] == "finished"
+    assert set(rows[ids[0]]["counts"]) == {"00", "11"}
+    assert sum(rows[ids[0]]["counts"].values()) == 1000
+    assert rows[ids[1]]["status"] == "failed"
+    assert "foo" in rows[ids[1]]["error"] and "foo" in reports[1].error
+    assert rows[ids[2]]["status"] == "running"  # handed back untouched
+    assert rows[ids[3]]["status"] == "canceled" and rows[ids[3]]["counts"] is None
+    assert reports[3].database.endswith("/qserver_test_batch")
     get_settings.cache_clear()
 
 

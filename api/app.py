@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import docs, errors, plugins
+from api.large_reads import LargeReads
 from api.routes import router
 from api.waiters import JobWaiters
 from core import auth, schema, store
@@ -38,6 +39,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = pool
         app.state.waiters = JobWaiters(settings.database_dsn)
         app.state.waiters.start()
+        app.state.large_reads = LargeReads(
+            at_once=settings.api_large_reads,
+            per_caller=settings.api_large_reads_per_caller,
+            wait_s=settings.api_large_read_wait_s,
+        )
         if mode.on:
             log.info("authentication is on (%s): API keys required", mode.reason)
         else:

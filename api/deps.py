@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from api.distribution import check_plugin_name
+from api.large_reads import LargeReads
 from api.waiters import JobWaiters
 from core.auth import ANONYMOUS, Caller, KeyVerifier, key_from_headers
 from core.domain import parse_job_id
@@ -96,6 +97,11 @@ def get_waiters(request: Request) -> JobWaiters:
     return request.app.state.waiters
 
 
+def get_large_reads(request: Request) -> LargeReads:
+    """The app's admission of large result reads (api/large_reads.py)."""
+    return request.app.state.large_reads
+
+
 def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
@@ -121,6 +127,8 @@ PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 WaitersDep = Annotated[JobWaiters, Depends(get_waiters)]
 """Waits for a job to end, on the app's one LISTEN connection."""
 
+LargeReadsDep = Annotated[LargeReads, Depends(get_large_reads)]
+"""Admission of reads of large results: hold it around such a read only."""
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 """The settings the app was created with."""
 

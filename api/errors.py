@@ -70,16 +70,18 @@ def status_for(error: QServerError) -> int:
     return 400
 
 
-def _answer(code: int, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+def _answer(code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    if code == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
     return JSONResponse(status_code=code, content={"detail": message}, headers=headers)
 
 
 async def _qserver_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, QServerError)
-    code = status_for(exc)
+    retry_after = getattr(exc, "retry_after_s", None)
+    code = getattr(exc, "status", None) or status_for(exc)
     log.info("%s %s -> %d: %s", request.method, request.url.path, code, exc)
-    return _answer(code, str(exc))
+    return _answer(code, str(exc), {"Retry-After": str(retry_after)} if retry_after else None)
 
 
 def _describe(error: dict) -> str:

@@ -5,20 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response
+from psycopg_pool import AsyncConnectionPool
 
 from api.deps import (
     AdminDep,
     CallerDep,
     ConnDep,
     JobIdDep,
+    LargeReadsDep,
     PoolDep,
     SettingsDep,
     WaitersDep,
 )
 from api.errors import NoResults
+from api.large_reads import LargeReads, caller_key, job_body, result_body
 from api.models import (
     Backend,
     Cluster,
@@ -30,9 +34,11 @@ from api.models import (
     JobResult,
 )
 from core import store
+from core.auth import Caller
 from core.domain import JobStatus
 from core.errors import JobNotFound
 from core.settings import Settings
+from core.store.reads import RESULT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +68,33 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/job/{id}", response_model=Job, responses={**_AUTH, **_BAD, **_MISSING}, tags=["jobs"])
-async def get_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict[str, Any]:
+async def get_job(
+    request: Request, caller: CallerDep, job_id: JobIdDep, pool: PoolDep, large_reads: LargeReadsDep,
+    settings: SettingsDep,
+) -> Response:
     """One job: its program, status, timings, result types and results (404 for another user's)."""
-    job = await store.get_job(conn, job_id=job_id, owner=caller.owner_filter)
+    async with pool.connection() as conn:
+        job = await store.get_job_raw(
+            conn, job_id=job_id, owner=caller.owner_filter, inline_bytes=settings.api_inline_result_bytes
+        )
     if job is None:
         raise JobNotFound(f"job {job_id} not found")
-    return job
+    raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job["id"], job["results"])
+    return Response(job_body(job, raw), media_type="application/json")
+
+
+async def _large_results(
+    request: Request, caller: Caller, pool: AsyncConnectionPool, large_reads: LargeReads, jobs: list[dict[str, Any]]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The results of those ``jobs`` that were too large to come with them, read under the
+    admission of large reads: {job id: raw results row}. Raises LargeReadRefused (429/503)."""
+    large = [job for job in jobs if not job["results_inline"]]
+    if not large:
+        return {}
+    size = sum(job["results_bytes"] for job in large)
+    async with large_reads.admit(caller_key(request, caller), size):
+        async with pool.connection() as conn:
+            return await store.raw_results(conn, job_ids=[job["id"] for job in large])
 
 
 WaitSeconds = Annotated[
@@ -87,9 +114,9 @@ WaitSeconds = Annotated[
     tags=["jobs"],
 )
 async def get_job_result(
-    caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep, settings: SettingsDep,
-    wait_s: WaitSeconds = 0.0,
-) -> dict[str, Any]:
+    request: Request, caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep,
+    settings: SettingsDep, large_reads: LargeReadsDep, wait_s: WaitSeconds = 0.0,
+) -> Response:
     """The results of a finished job; 404 naming the job's status when it has none.
 
     With ``wait_s``, a job still pending or running is waited on (no connection held) for up
@@ -102,11 +129,17 @@ async def get_job_result(
         while True:
             ended.clear()
             async with pool.connection() as conn:
-                row = await store.get_results(conn, job_id=job_id, owner=caller.owner_filter)
+                row = await store.get_results(
+                    conn, job_id=job_id, owner=caller.owner_filter, inline_bytes=settings.api_inline_result_bytes
+                )
             if row is None:
                 raise JobNotFound(f"job {job_id} not found")
             if row["results"] is not None:
-                return row["results"]
+                job = {"id": job_id, "results_bytes": row["results_bytes"],
+                       "results_inline": any(row["results"][name] is not None for name in RESULT_TYPES)
+                       or not row["results_bytes"]}
+                raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
+                return Response(result_body(raw), media_type="application/json")
             remaining = deadline - loop.time()
             if JobStatus(row["status"]).is_terminal() or remaining <= 0:
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
@@ -154,9 +187,18 @@ def _why(status: str, error: str | None) -> str:
 
 
 @router.get("/jobs", response_model=list[Job], responses={**_AUTH, **_BAD}, tags=["jobs"])
-async def list_jobs(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+async def list_jobs(
+    request: Request, caller: CallerDep, pool: PoolDep, large_reads: LargeReadsDep, settings: SettingsDep,
+    cursor: Cursor = 0,
+) -> Response:
     """Jobs in submission order, a page at a time (see ``cursor``): those with pointer > cursor (a user's: their own)."""
-    return await store.list_jobs(conn, cursor=cursor, owner=caller.owner_filter)
+    async with pool.connection() as conn:
+        jobs = await store.list_jobs_raw(
+            conn, cursor=cursor, owner=caller.owner_filter, inline_bytes=settings.api_inline_result_bytes
+        )
+    large = await _large_results(request, caller, pool, large_reads, jobs)
+    body = ",".join(job_body(job, large.get(job["id"], job["results"])) for job in jobs)
+    return Response(f"[{body}]", media_type="application/json")
 
 
 @router.get(

@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         description="Most active qubits a job may have, per Aer method (the method Aer will use; "
         "never the declared width). Memory placement bounds them further.",
     )
+    api_inline_result_bytes: int = Field(
+        256 * 1024, ge=0,
+        description="Results up to this stored (compressed) size come with the job in one statement; "
+        "larger ones are read on their own, under the admission of large reads.",
+    )
+    api_large_reads: int = Field(2, ge=1, description="Large results one api process reads at once.")
+    api_large_reads_per_caller: int = Field(
+        1, ge=1, description="Large results one caller may be reading at once; more is 429 with Retry-After."
+    )
+    api_large_read_wait_s: float = Field(
+        1.0, ge=0, description="How long a large read waits for a free slot before 503 with Retry-After."
+    )
     max_result_wait_s: float = Field(
         30.0, ge=0,
         description="Longest wait GET /job/result/{id}?wait_s= grants; a longer one is cut to it.",

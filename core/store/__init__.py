@@ -39,6 +39,7 @@ from core.store.connect import (
 )
 from core.store.jobs import (
     ClaimedJob,
+    Move,
     cancel_job,
     canceled_among,
     claim_jobs,
@@ -56,14 +57,9 @@ from core.store.jobs import (
     set_job_memory,
     stale_pending_jobs,
     stale_running_jobs,
+    status_in,
 )
-from core.store.keys import (
-    get_api_key,
-    insert_api_key_sync,
-    list_api_keys_sync,
-    revoke_api_key_sync,
-    touch_api_key,
-)
+from core.store.keys import get_api_key, insert_api_key_sync, list_api_keys_sync, revoke_api_key_sync, touch_api_key
 from core.store.outcomes import (
     fail_job,
     fail_job_sync,
@@ -84,19 +80,25 @@ from core.store.plugins import (
     third_party_plugins,
 )
 from core.store.reads import (
+    RESULT_TYPES,
     get_job,
+    get_job_raw,
     get_job_status,
     get_results,
     list_history,
     list_jobs,
+    list_jobs_raw,
+    raw_results,
 )
 
 __all__ = [
     "CANCEL_CHANNEL",
     "ClaimedJob",
     "JOB_DONE_CHANNEL",
+    "Move",
     "PAGE_SIZE",
     "PLUGINS_CHANNEL",
+    "RESULT_TYPES",
     "admit_plugin",
     "backend_needs_gpu",
     "cancel_job",
@@ -115,6 +117,7 @@ __all__ = [
     "get_api_key",
     "get_backend",
     "get_job",
+    "get_job_raw",
     "get_job_status",
     "get_plugin",
     "get_results",
@@ -128,6 +131,7 @@ __all__ = [
     "list_backends",
     "list_history",
     "list_jobs",
+    "list_jobs_raw",
     "list_nodes",
     "list_nodes_sync",
     "listen",
@@ -135,6 +139,7 @@ __all__ = [
     "open_pool",
     "park_job",
     "parked_jobs",
+    "raw_results",
     "record_outcomes_sync",
     "recover_orphans",
     "remove_plugin",
@@ -147,6 +152,7 @@ __all__ = [
     "set_job_memory",
     "stale_pending_jobs",
     "stale_running_jobs",
+    "status_in",
     "third_party_plugins",
     "touch_api_key",
 ]

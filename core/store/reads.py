@@ -9,12 +9,24 @@ import psycopg
 
 from core.store.connect import PAGE_SIZE
 
-JOB_COLUMNS = """
+_JOB_FIELDS = """
 j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
 j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes, j.owner,
-rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
-r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval
+rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval
 """
+JOB_COLUMNS = _JOB_FIELDS + ", r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval"
+RESULT_TYPES = ("counts", "quasi_dist", "expval")
+# A job's results as Postgres stores them (compressed, TOAST): what a reader must fetch.
+RESULTS_BYTES = " + ".join(f"coalesce(pg_column_size(r.{name}), 0)" for name in RESULT_TYPES)
+
+
+def _raw_results(inline_bytes: int) -> str:
+    """Columns r_bytes and r_<type> (the JSON text, never parsed here) for results of at most
+    ``inline_bytes`` stored bytes; larger ones come back NULL, to be read on their own."""
+    limit = int(inline_bytes)
+    columns = [f"({RESULTS_BYTES}) AS r_bytes"]
+    columns += [f"CASE WHEN {RESULTS_BYTES} <= {limit} THEN r.{name}::text END AS r_{name}" for name in RESULT_TYPES]
+    return ", ".join(columns)
 JOB_FROM = """
 FROM jobs j
 LEFT JOIN result_types rt ON rt.job_id = j.id
@@ -23,6 +35,7 @@ LEFT JOIN results r ON r.job_id = j.id
 
 
 def job_json(row: dict[str, Any]) -> dict[str, Any]:
+    """The contract's job JSON of a row read with JOB_COLUMNS (or ``_raw_results``)."""
     job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_"))}
     job["result_types"] = {
         "counts": bool(row["rt_counts"]),
@@ -37,9 +50,55 @@ def job_json(row: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
+def raw_job_json(row: dict[str, Any]) -> dict[str, Any]:
+    """``job_json`` of a row read with ``_raw_results``: ``results`` holds each type's JSON TEXT
+    (or None), ``results_bytes`` their stored size, ``results_inline`` False when they were too
+    large to come with the job (read them with ``raw_results``)."""
+    job = job_json(row)
+    job["results_bytes"] = row["r_bytes"]
+    job["results_inline"] = row["r_bytes"] == 0 or any(row[f"r_{name}"] is not None for name in RESULT_TYPES)
+    return job
+
+
 def owned_by(column: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
     """An extra ``AND column = owner`` condition and its parameter; nothing for owner None (all)."""
     return ("", ()) if owner is None else (f" AND {column} = %s", (owner,))
+
+
+async def get_job_raw(
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None, inline_bytes: int
+) -> dict[str, Any] | None:
+    """``get_job`` with the results as JSON text (``raw_job_json``), inline up to ``inline_bytes``."""
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(
+        f"SELECT {_JOB_FIELDS}, {_raw_results(inline_bytes)} {JOB_FROM} WHERE j.id = %s{mine}", (job_id, *param)
+    )
+    row = await cur.fetchone()
+    return None if row is None else raw_job_json(row)
+
+
+async def list_jobs_raw(
+    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None, inline_bytes: int
+) -> list[dict[str, Any]]:
+    """``list_jobs`` with the results as JSON text (``raw_job_json``), inline up to ``inline_bytes``."""
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(
+        f"SELECT {_JOB_FIELDS}, {_raw_results(inline_bytes)} {JOB_FROM}"
+        f" WHERE j.pointer > %s{mine} ORDER BY j.pointer LIMIT %s",
+        (cursor, *param, PAGE_SIZE),
+    )
+    return [raw_job_json(row) for row in await cur.fetchall()]
+
+
+async def raw_results(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """The results of ``job_ids`` that have some: {job id: {id, job_id, counts, quasi_dist, expval}},
+    each result type as its JSON text (or None). Results never change once written."""
+    cur = await conn.execute(
+        "SELECT r.id, r.job_id, " + ", ".join(f"r.{name}::text AS {name}" for name in RESULT_TYPES)
+        + " FROM results r WHERE r.job_id = ANY(%s)",
+        (job_ids,),
+    )
+    return {row["job_id"]: row for row in await cur.fetchall()}
 
 
 async def get_job(
@@ -71,26 +130,29 @@ async def list_jobs(
 
 
 async def get_results(
-    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
+    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None, inline_bytes: int
 ) -> dict[str, Any] | None:
     """A job's status, error and results in ONE statement (one snapshot: a job seen finished is
     seen with its results, which are written in the same transaction), or None if the job does
     not exist (with ``owner``: or is another user's).
 
-    Returns {status, error, results}, ``results`` the row {id, job_id, counts, quasi_dist,
-    expval} or None when the job has none.
+    Returns {status, error, results, results_bytes}: ``results`` is None when the job has none,
+    else {id, job_id, counts, quasi_dist, expval}, each type its JSON TEXT, all None when the
+    results are over ``inline_bytes`` stored bytes (read them with ``raw_results``).
     """
     mine, param = owned_by("j.owner", owner)
     cur = await conn.execute(
-        "SELECT j.status, j.error, r.id, r.job_id, r.counts, r.quasi_dist, r.expval"
+        f"SELECT j.status, j.error, r.id, r.job_id, {_raw_results(inline_bytes)}"
         f" FROM jobs j LEFT JOIN results r ON r.job_id = j.id WHERE j.id = %s{mine}",
         (job_id, *param),
     )
     row = await cur.fetchone()
     if row is None:
         return None
-    status, error = row.pop("status"), row.pop("error")
-    return {"status": status, "error": error, "results": row if row["id"] is not None else None}
+    results = None
+    if row["id"] is not None:
+        results = {"id": row["id"], "job_id": row["job_id"], **{name: row[f"r_{name}"] for name in RESULT_TYPES}}
+    return {"status": row["status"], "error": row["error"], "results": results, "results_bytes": row["r_bytes"]}
 
 
 async def get_job_status(

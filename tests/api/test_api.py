@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from api.deps import get_conn
+from api.deps import get_conn, get_pool
 from core.domain import ResultType
 
 V1 = "/api/v1"
@@ -44,11 +44,18 @@ def no_database(app: Any):
         calls.append("get_conn")
         raise AssertionError("a connection was checked out")
 
+    class RefusingPool:
+        def connection(self):
+            calls.append("get_conn")
+            raise AssertionError("a connection was checked out")
+
     app.dependency_overrides[get_conn] = refuse
+    app.dependency_overrides[get_pool] = RefusingPool
     try:
         yield calls
     finally:
         del app.dependency_overrides[get_conn]
+        del app.dependency_overrides[get_pool]
 
 
 async def test_health(client: httpx.AsyncClient) -> None:

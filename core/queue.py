@@ -23,7 +23,11 @@ async def connect(amqp_url: str) -> AbstractRobustConnection:
 
 
 async def publisher_channel(connection: AbstractRobustConnection) -> AbstractChannel:
-    """A channel for publishing: publisher confirms on, and an unroutable message raises."""
+    """A channel for publishing: publisher confirms on, and an unroutable message raises.
+
+    A service makes one at start-up and publishes on it until shutdown: the channel of a
+    robust connection opens again by itself after a broker restart.
+    """
     return await connection.channel(publisher_confirms=True, on_return_raises=True)
 
 
@@ -40,6 +44,16 @@ async def declare(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
         durable=True,
         arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead},
     )
+
+
+async def ready_count(channel: AbstractChannel, queue_name: str) -> int:
+    """How many messages ``queue_name`` holds ready for delivery, asked of the broker now.
+
+    (A robust channel answers a passive ``declare_queue`` of a queue it declared before from
+    its cache, with the count of that first declaration; this asks the broker every time.)
+    """
+    underlay = await channel.get_underlay_channel()
+    return (await underlay.queue_declare(queue_name, passive=True)).message_count
 
 
 async def publish_job(channel: AbstractChannel, queue_name: str, job_id: uuid.UUID) -> None:

@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 import ray
+from aio_pika.abc import AbstractChannel
 from psycopg_pool import AsyncConnectionPool
 
 from core import queue, store
@@ -99,30 +100,23 @@ async def refresh(settings: Settings, pool: AsyncConnectionPool, view: ClusterVi
         return view.update(await store.known_nodes(conn))
 
 
-async def republish_parked(settings: Settings, pool: AsyncConnectionPool) -> int:
-    """Publish the ids of jobs parked waiting for a node; the consumer re-decides each."""
+async def republish_parked(settings: Settings, pool: AsyncConnectionPool, publisher: AbstractChannel) -> int:
+    """Publish the ids of jobs parked waiting for a node (on the dispatcher's long-lived
+    ``publisher`` channel); the consumer re-decides each."""
     async with pool.connection() as conn:
         parked = await store.parked_jobs(conn)
-    if not parked:
-        return 0
-    connection = await queue.connect(str(settings.amqp_url))
-    async with connection:
-        channel = await queue.publisher_channel(connection)
-        for job_id in parked:
-            await queue.publish_job(channel, settings.queue_name, job_id)
-    log.info("nodes changed: %d waiting jobs published again", len(parked))
+    for job_id in parked:
+        await queue.publish_job(publisher, settings.queue_name, job_id)
+    if parked:
+        log.info("nodes changed: %d waiting jobs published again", len(parked))
     return len(parked)
 
 
-async def watch(settings: Settings, pool: AsyncConnectionPool, view: ClusterView) -> None:
-    """Refresh every ``settings.cluster_refresh_s`` until cancelled."""
-    while True:
-        try:
-            if await refresh(settings, pool, view):
-                log.info("alive nodes: %s", ", ".join(n.node_id[:12] for n in view.nodes if n.alive))
-                await republish_parked(settings, pool)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("cluster refresh failed", exc_info=True)
-        await asyncio.sleep(settings.cluster_refresh_s)
+async def refresh_and_republish(
+    settings: Settings, pool: AsyncConnectionPool, view: ClusterView, publisher: AbstractChannel
+) -> None:
+    """One refresh (run every ``settings.cluster_refresh_s`` as a task): when the alive nodes
+    changed, log them and publish the parked jobs again."""
+    if await refresh(settings, pool, view):
+        log.info("alive nodes: %s", ", ".join(n.node_id[:12] for n in view.nodes if n.alive))
+        await republish_parked(settings, pool, publisher)

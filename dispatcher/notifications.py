@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING
 
 import psycopg
@@ -13,14 +12,16 @@ from psycopg_pool import AsyncConnectionPool
 from core import store
 from core.settings import Settings
 from dispatcher import plugins
+from dispatcher.tasks import Task, Tasks
 
 if TYPE_CHECKING:
-    from dispatcher.service import Dispatcher
+    from dispatcher.consumer import Dispatcher
 
-log = logging.getLogger(__name__)
+# after the LISTEN connection is lost (a Postgres restart), connect again this often
+RECONNECT_S = 2.0
 
 
-async def _cancel_missed(pool: AsyncConnectionPool, dispatcher: "Dispatcher") -> None:
+async def _cancel_missed(pool: AsyncConnectionPool, dispatcher: Dispatcher) -> None:
     """After (re)connecting: stop the work of in-flight jobs canceled while we were not listening."""
     ids = dispatcher.inflight()
     if not ids:
@@ -31,24 +32,15 @@ async def _cancel_missed(pool: AsyncConnectionPool, dispatcher: "Dispatcher") ->
         dispatcher.cancel(job_id)
 
 
-async def listen(settings: Settings, pool: AsyncConnectionPool, dispatcher: "Dispatcher") -> None:
-    """LISTEN on both channels until cancelled, reconnecting after a Postgres restart."""
-    background: set[asyncio.Task] = set()
-    while True:
-        try:
-            async with await psycopg.AsyncConnection.connect(settings.database_dsn, autocommit=True) as conn:
-                await store.listen(conn, store.CANCEL_CHANNEL)
-                await store.listen(conn, store.PLUGINS_CHANNEL)
-                await _cancel_missed(pool, dispatcher)
-                async for note in conn.notifies():
-                    if note.channel == store.CANCEL_CHANNEL:
-                        dispatcher.cancel(uuid.UUID(note.payload))
-                    elif note.channel == store.PLUGINS_CHANNEL:
-                        task = asyncio.create_task(plugins.prebuild(settings, pool, note.payload))
-                        background.add(task)
-                        task.add_done_callback(background.discard)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            log.warning("notification listener lost its connection (%s); reconnecting", error)
-            await asyncio.sleep(2)
+async def listen(settings: Settings, pool: AsyncConnectionPool, dispatcher: Dispatcher, tasks: Tasks) -> None:
+    """LISTEN on both channels over one connection, as long as it lives; raises when it is lost
+    (the task that runs this connects again). An admitted plugin's prebuild runs as a task of ``tasks``."""
+    async with await psycopg.AsyncConnection.connect(settings.database_dsn, autocommit=True) as conn:
+        await store.listen(conn, store.CANCEL_CHANNEL)
+        await store.listen(conn, store.PLUGINS_CHANNEL)
+        await _cancel_missed(pool, dispatcher)
+        async for note in conn.notifies():
+            if note.channel == store.CANCEL_CHANNEL:
+                dispatcher.cancel(uuid.UUID(note.payload))
+            elif note.channel == store.PLUGINS_CHANNEL:
+                tasks.start(Task("plugin-prebuild", partial(plugins.prebuild, settings, pool, note.payload), None))

@@ -1,8 +1,10 @@
 """The dispatcher service: the only Ray driver. It joins Ray, warms the executors, makes
 sure the runner exists (a detached actor that owns the jobs' tasks, so a dispatcher
 restart neither kills nor repeats them), adopts the jobs a previous dispatcher left
-running, and runs the consumer (dispatcher/consumer.py) and its background loops: the
-cluster view, notifications, plugin prebuilds, the janitor, the sweeper and the reaper.
+running, and runs the consumer (dispatcher/consumer.py) and its background tasks
+(dispatcher/tasks.py), listed in :func:`background`: the cluster view, notifications, plugin
+prebuilds, the janitor, the sweeper and the reaper. Everything it publishes goes over one
+long-lived publisher channel, opened at start-up and closed at shutdown.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 
 import ray
+from aio_pika.abc import AbstractChannel
 from psycopg_pool import AsyncConnectionPool
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from tenacity import wait_fixed
 
 from cluster import executor
 from cluster.runner import Runner
@@ -24,6 +29,7 @@ from core.settings import Settings
 from dispatcher import cluster, notifications, plugins
 from dispatcher.cluster import ClusterView
 from dispatcher.consumer import Dispatcher, start_executor
+from dispatcher.tasks import Task, Tasks
 
 log = logging.getLogger(__name__)
 
@@ -50,39 +56,26 @@ def warm_executors(count: int) -> list[dict]:
     return ray.get(refs, timeout=300)
 
 
-async def janitor_loop(settings: Settings, pool: AsyncConnectionPool) -> None:
-    """Every ``settings.janitor_interval_s``, delete terminal jobs older than the retention."""
-    while True:
-        try:
-            async with pool.connection() as conn:
-                deleted = await store.delete_expired_jobs(conn, older_than_days=settings.retention_days)
-            if deleted:
-                log.info("janitor deleted %d jobs older than %g days", deleted, settings.retention_days)
-        except Exception:
-            log.warning("janitor run failed", exc_info=True)
-        await asyncio.sleep(settings.janitor_interval_s)
+async def delete_expired(settings: Settings, pool: AsyncConnectionPool) -> None:
+    """The janitor: delete terminal jobs older than the retention."""
+    async with pool.connection() as conn:
+        deleted = await store.delete_expired_jobs(conn, older_than_days=settings.retention_days)
+    if deleted:
+        log.info("janitor deleted %d jobs older than %g days", deleted, settings.retention_days)
 
 
-async def sweep_loop(settings: Settings, pool: AsyncConnectionPool, channel) -> None:
-    """Publish again pending jobs whose message was lost (a crash between ingest's commit and
-    its publish): when the queue holds no ready message but such jobs are older than
-    ``settings.sweep_after_s``. A duplicate message is harmless: claiming is idempotent."""
-    while True:
-        await asyncio.sleep(settings.sweep_after_s)
-        try:
-            depth = (await channel.declare_queue(settings.queue_name, passive=True)).declaration_result.message_count
-            if depth:
-                continue
-            async with pool.connection() as conn:
-                stale = await store.stale_pending_jobs(conn, older_than_s=settings.sweep_after_s)
-            for job_id in stale:
-                await queue.publish_job(channel, settings.queue_name, job_id)
-            if stale:
-                log.warning("sweeper: %d pending jobs had no message; published again", len(stale))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("sweeper run failed", exc_info=True)
+async def sweep(settings: Settings, pool: AsyncConnectionPool, publisher: AbstractChannel) -> None:
+    """The sweeper: publish again pending jobs whose message was lost (a crash between
+    ingest's commit and its publish): when the queue holds no ready message but such jobs are
+    older than ``settings.sweep_after_s``. A duplicate message is harmless: claiming is idempotent."""
+    if await queue.ready_count(publisher, settings.queue_name):
+        return
+    async with pool.connection() as conn:
+        stale = await store.stale_pending_jobs(conn, older_than_s=settings.sweep_after_s)
+    for job_id in stale:
+        await queue.publish_job(publisher, settings.queue_name, job_id)
+    if stale:
+        log.warning("sweeper: %d pending jobs had no message; published again", len(stale))
 
 
 async def adopt_or_requeue(
@@ -114,23 +107,40 @@ async def _recover(
         await queue.publish_job(dispatcher.publisher, settings.queue_name, job_id)
     log.warning("%s: %d requeued, %d failed (worker lost)", why, len(outcome["requeued"]), len(outcome["failed"]))
 
-async def reaper_loop(settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher) -> None:
-    """A safety net: running jobs with no heartbeat for ``heartbeat_stale_s`` that neither this
-    dispatcher nor the runner is waiting on lost their Ray work: requeue (or fail) them."""
-    while True:
-        await asyncio.sleep(settings.heartbeat_stale_s / 2)
-        try:
-            async with pool.connection() as conn:
-                stale = await store.stale_running_jobs(conn, older_than_s=settings.heartbeat_stale_s)
-            if not stale:
-                continue
-            alive = set(dispatcher.inflight()) | set(await runner.jobs.remote())
-            lost = [row["id"] for row in stale if row["id"] not in alive]
-            await _recover(settings, pool, dispatcher, lost, "reaper: running jobs without a heartbeat")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("reaper run failed", exc_info=True)
+
+async def reap(settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher) -> None:
+    """The reaper, a safety net: running jobs with no heartbeat for ``heartbeat_stale_s`` that
+    neither this dispatcher nor the runner is waiting on lost their Ray work: requeue (or fail) them."""
+    async with pool.connection() as conn:
+        stale = await store.stale_running_jobs(conn, older_than_s=settings.heartbeat_stale_s)
+    if not stale:
+        return
+    alive = set(dispatcher.inflight()) | set(await runner.jobs.remote())
+    lost = [row["id"] for row in stale if row["id"] not in alive]
+    await _recover(settings, pool, dispatcher, lost, "reaper: running jobs without a heartbeat")
+
+
+def background(
+    settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher, view: ClusterView,
+    publisher: AbstractChannel, tasks: Tasks,
+) -> list[Task]:
+    """The dispatcher's background work, besides consuming: every task it runs, in one list."""
+    return [
+        Task("reaper", partial(reap, settings, pool, runner, dispatcher), interval_s=settings.heartbeat_stale_s / 2,
+             first_after_s=settings.heartbeat_stale_s / 2),
+        Task("cluster", partial(cluster.refresh_and_republish, settings, pool, view, publisher),
+             interval_s=settings.cluster_refresh_s),
+        Task("notifications", partial(notifications.listen, settings, pool, dispatcher, tasks), interval_s=0,
+             retry_wait=wait_fixed(notifications.RECONNECT_S)),
+        Task("plugin-prebuild", partial(plugins.prebuild_all, settings, pool), interval_s=None),
+        Task("janitor", partial(delete_expired, settings, pool), interval_s=settings.janitor_interval_s),
+    ]
+
+
+def sweeper(settings: Settings, pool: AsyncConnectionPool, publisher: AbstractChannel) -> Task:
+    """The sweeper as a task: started once the dispatcher consumes (it reads the queue's depth)."""
+    return Task("sweeper", partial(sweep, settings, pool, publisher), interval_s=settings.sweep_after_s,
+                first_after_s=settings.sweep_after_s)
 
 
 async def serve(settings: Settings) -> None:
@@ -148,7 +158,8 @@ async def serve(settings: Settings) -> None:
     cpus = int(ray.cluster_resources().get("CPU", 1))
     count = settings.executor_warm_workers or cpus
     started = time.perf_counter()
-    executors = [start_executor(settings) for _ in range(cpus if settings.batch_executors is None else settings.batch_executors)]
+    batch_executors = cpus if settings.batch_executors is None else settings.batch_executors
+    executors = [start_executor(settings) for _ in range(batch_executors)]
     warmed = await asyncio.to_thread(warm_executors, count)
     log.info(
         "warmed %d executors in %.1f s: %s", len(warmed), time.perf_counter() - started,
@@ -168,20 +179,16 @@ async def serve(settings: Settings) -> None:
     await queue.declare(publisher, settings.queue_name)
     dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors)
     await adopt_or_requeue(settings, pool, runner, dispatcher)
-    await cluster.republish_parked(settings, pool)
-    background = [
-        asyncio.create_task(reaper_loop(settings, pool, runner, dispatcher)),
-        asyncio.create_task(cluster.watch(settings, pool, view)),
-        asyncio.create_task(notifications.listen(settings, pool, dispatcher)),
-        asyncio.create_task(plugins.prebuild_all(settings, pool)),
-        asyncio.create_task(janitor_loop(settings, pool)),
-    ]
+    await cluster.republish_parked(settings, pool, publisher)
+    tasks = Tasks()
+    for task in background(settings, pool, runner, dispatcher, view, publisher, tasks):
+        tasks.start(task)
     dispatcher.start()
     channel = await connection.channel()
     await channel.set_qos(prefetch_count=settings.dispatcher_prefetch)
     jobs_queue = await queue.declare(channel, settings.queue_name)
     tag = await jobs_queue.consume(dispatcher.on_message)
-    background.append(asyncio.create_task(sweep_loop(settings, pool, publisher)))
+    tasks.start(sweeper(settings, pool, publisher))
     ready = Path(settings.state_dir) / "dispatcher.ready"
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.write_text(str(time.time()))
@@ -191,8 +198,7 @@ async def serve(settings: Settings) -> None:
         await asyncio.Future()  # until cancelled
     finally:
         ready.unlink(missing_ok=True)
-        for task in background:
-            task.cancel()
+        await tasks.stop()
         try:
             await jobs_queue.cancel(tag)
         except Exception:

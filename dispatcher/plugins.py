@@ -41,7 +41,7 @@ async def prebuild(settings: Settings, pool: AsyncConnectionPool, name: str) -> 
         for node_id in nodes
     ]
     results = await asyncio.gather(*refs, return_exceptions=True)
-    for node_id, result in zip(nodes, results):
+    for node_id, result in zip(nodes, results, strict=True):
         if isinstance(result, BaseException):
             log.warning("plugin %s: runtime_env on node %s failed: %s", name, node_id[:12],
                         str(result).strip().splitlines()[-1:])

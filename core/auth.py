@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -120,8 +120,7 @@ def check_owner(name: str) -> str:
     """
     if not _OWNER.fullmatch(name):
         raise ValueError(
-            f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', starting with a "
-            "letter or digit"
+            f"user name {name!r}: 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit"
         )
     return name
 
@@ -176,9 +175,7 @@ class AuthMode:
     warning: str | None = None
 
 
-def decide_auth(
-    *, auth: str | None, trusted_lan: bool, binds: Mapping[str, str], secret: str | None
-) -> AuthMode:
+def decide_auth(*, auth: str | None, trusted_lan: bool, binds: Mapping[str, str], secret: str | None) -> AuthMode:
     """Decide whether authentication is on (pure: no I/O).
 
     ``auth`` is ``"on"``, ``"off"`` or None (default); ``binds`` maps each service
@@ -251,9 +248,7 @@ def create_key_sync(conn: psycopg.Connection, *, secret: str, owner: str, role: 
     check_secret(secret)
     for _ in range(5):  # 48-bit key ids: a clash is all but impossible, but cheap to survive
         key_id, key = new_key()
-        if store.insert_api_key_sync(
-            conn, key_id=key_id, owner=owner, role=role, key_hash=hash_key(secret, key)
-        ):
+        if store.insert_api_key_sync(conn, key_id=key_id, owner=owner, role=role, key_hash=hash_key(secret, key)):
             return key_id, key
     raise RuntimeError("could not find a free key id")  # pragma: no cover
 
@@ -337,5 +332,5 @@ class KeyVerifier:
 
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     return str(value)

@@ -35,7 +35,9 @@ async def prebuild(settings: Settings, pool: AsyncConnectionPool, name: str) -> 
     nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
     refs = [
         _plugin_backends.options(
-            runtime_env=env, num_cpus=0, max_retries=0,
+            runtime_env=env,
+            num_cpus=0,
+            max_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
         ).remote(name)
         for node_id in nodes
@@ -43,11 +45,20 @@ async def prebuild(settings: Settings, pool: AsyncConnectionPool, name: str) -> 
     results = await asyncio.gather(*refs, return_exceptions=True)
     for node_id, result in zip(nodes, results, strict=True):
         if isinstance(result, BaseException):
-            log.warning("plugin %s: runtime_env on node %s failed: %s", name, node_id[:12],
-                        str(result).strip().splitlines()[-1:])
+            log.warning(
+                "plugin %s: runtime_env on node %s failed: %s",
+                name,
+                node_id[:12],
+                str(result).strip().splitlines()[-1:],
+            )
         else:
-            log.info("plugin %s==%s ready on node %s (%d backends)", name, row["version"],
-                     node_id[:12], len(result["backends"]))
+            log.info(
+                "plugin %s==%s ready on node %s (%d backends)",
+                name,
+                row["version"],
+                node_id[:12],
+                len(result["backends"]),
+            )
 
 
 async def prebuild_all(settings: Settings, pool: AsyncConnectionPool) -> None:

@@ -42,8 +42,13 @@ def get_runner() -> ray.actor.ActorHandle:
     return (
         ray.remote(Runner)
         .options(
-            name=f"qserver-runner-{version('qserver')}", namespace="qserver", lifetime="detached",
-            get_if_exists=True, num_cpus=0, max_concurrency=10_000, max_restarts=-1,
+            name=f"qserver-runner-{version('qserver')}",
+            namespace="qserver",
+            lifetime="detached",
+            get_if_exists=True,
+            num_cpus=0,
+            max_concurrency=10_000,
+            max_restarts=-1,
             scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
         )
         .remote()
@@ -78,9 +83,7 @@ async def sweep(settings: Settings, pool: AsyncConnectionPool, publisher: Abstra
         log.warning("sweeper: %d pending jobs had no message; published again", len(stale))
 
 
-async def adopt_or_requeue(
-    settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher
-) -> None:
+async def adopt_or_requeue(settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher) -> None:
     """Jobs a previous dispatcher left running: those the runner still holds are adopted
     (waited on again); the others lost their Ray work and go back to the queue, or end
     failed after max_attempts."""
@@ -121,17 +124,33 @@ async def reap(settings: Settings, pool: AsyncConnectionPool, runner, dispatcher
 
 
 def background(
-    settings: Settings, pool: AsyncConnectionPool, runner, dispatcher: Dispatcher, view: ClusterView,
-    publisher: AbstractChannel, tasks: Tasks,
+    settings: Settings,
+    pool: AsyncConnectionPool,
+    runner,
+    dispatcher: Dispatcher,
+    view: ClusterView,
+    publisher: AbstractChannel,
+    tasks: Tasks,
 ) -> list[Task]:
     """The dispatcher's background work, besides consuming: every task it runs, in one list."""
     return [
-        Task("reaper", partial(reap, settings, pool, runner, dispatcher), interval_s=settings.heartbeat_stale_s / 2,
-             first_after_s=settings.heartbeat_stale_s / 2),
-        Task("cluster", partial(cluster.refresh_and_republish, settings, pool, view, publisher),
-             interval_s=settings.cluster_refresh_s),
-        Task("notifications", partial(notifications.listen, settings, pool, dispatcher, tasks), interval_s=0,
-             retry_wait=wait_fixed(notifications.RECONNECT_S)),
+        Task(
+            "reaper",
+            partial(reap, settings, pool, runner, dispatcher),
+            interval_s=settings.heartbeat_stale_s / 2,
+            first_after_s=settings.heartbeat_stale_s / 2,
+        ),
+        Task(
+            "cluster",
+            partial(cluster.refresh_and_republish, settings, pool, view, publisher),
+            interval_s=settings.cluster_refresh_s,
+        ),
+        Task(
+            "notifications",
+            partial(notifications.listen, settings, pool, dispatcher, tasks),
+            interval_s=0,
+            retry_wait=wait_fixed(notifications.RECONNECT_S),
+        ),
         Task("plugin-prebuild", partial(plugins.prebuild_all, settings, pool), interval_s=None),
         Task("janitor", partial(delete_expired, settings, pool), interval_s=settings.janitor_interval_s),
     ]
@@ -139,8 +158,12 @@ def background(
 
 def sweeper(settings: Settings, pool: AsyncConnectionPool, publisher: AbstractChannel) -> Task:
     """The sweeper as a task: started once the dispatcher consumes (it reads the queue's depth)."""
-    return Task("sweeper", partial(sweep, settings, pool, publisher), interval_s=settings.sweep_after_s,
-                first_after_s=settings.sweep_after_s)
+    return Task(
+        "sweeper",
+        partial(sweep, settings, pool, publisher),
+        interval_s=settings.sweep_after_s,
+        first_after_s=settings.sweep_after_s,
+    )
 
 
 async def serve(settings: Settings) -> None:
@@ -162,12 +185,16 @@ async def serve(settings: Settings) -> None:
     executors = [start_executor(settings) for _ in range(batch_executors)]
     warmed = await asyncio.to_thread(warm_executors, count)
     log.info(
-        "warmed %d executors in %.1f s: %s", len(warmed), time.perf_counter() - started,
+        "warmed %d executors in %.1f s: %s",
+        len(warmed),
+        time.perf_counter() - started,
         ", ".join(f"pid {w['pid']} {w['ms']:.0f} ms" for w in warmed),
     )
     warm = await asyncio.gather(*(handle.ready.remote() for handle in executors))
     log.info(
-        "%d warm executors for small jobs in %.1f s: %s", len(warm), time.perf_counter() - started,
+        "%d warm executors for small jobs in %.1f s: %s",
+        len(warm),
+        time.perf_counter() - started,
         ", ".join(f"pid {r['pid']} on node {r['node_id'][:12]}" for r in warm),
     )
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
@@ -192,8 +219,7 @@ async def serve(settings: Settings) -> None:
     ready = Path(settings.state_dir) / "dispatcher.ready"
     ready.parent.mkdir(parents=True, exist_ok=True)
     ready.write_text(str(time.time()))
-    log.info("dispatcher consuming %s (prefetch %d, %d CPUs)", settings.queue_name,
-             settings.dispatcher_prefetch, cpus)
+    log.info("dispatcher consuming %s (prefetch %d, %d CPUs)", settings.queue_name, settings.dispatcher_prefetch, cpus)
     try:
         await asyncio.Future()  # until cancelled
     finally:

@@ -108,7 +108,7 @@ def load_cert(path: Path) -> x509.Certificate:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -143,9 +143,7 @@ def _make_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "QServer development"),
-            x509.NameAttribute(
-                NameOID.COMMON_NAME, f"QServer development CA ({socket.gethostname()})"
-            ),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"QServer development CA ({socket.gethostname()})"),
         ]
     )
     now = _now()
@@ -208,9 +206,7 @@ def _make_server(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return cert, key
@@ -247,9 +243,7 @@ def _server_still_good(p: CertPaths, ca: x509.Certificate, names: list[x509.Gene
     return all(name in covered for name in names)
 
 
-def make_dev_certs(
-    directory: Path, hosts: list[str] | None = None, *, force: bool = False
-) -> CertPaths:
+def make_dev_certs(directory: Path, hosts: list[str] | None = None, *, force: bool = False) -> CertPaths:
     """A development CA and a server certificate it signs, for ``hosts``, in ``directory``.
 
     Writes ``ca.crt``, ``ca.key`` (a self-signed CA, CA:TRUE), ``server.crt`` and
@@ -274,12 +268,7 @@ def make_dev_certs(
     names = wanted or _names(default_hosts())
     p.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     ca = None if force else _load_ca(p)
-    if (
-        ca is None
-        and not force
-        and (p.server_cert.exists() or p.server_cert.is_symlink())
-        and not p.ca_key.exists()
-    ):
+    if ca is None and not force and (p.server_cert.exists() or p.server_cert.is_symlink()) and not p.ca_key.exists():
         raise CertError(
             f"{p.server_cert} exists and was not made by `qserver certs` (no ca.key beside it); "
             "pass --force to replace it with a development certificate"

@@ -17,8 +17,6 @@ from pathlib import Path
 import psycopg
 
 from core.settings import Settings
-
-log = logging.getLogger(__name__)
 from ops.endpoints import (
     NotReady,
     connect_host,
@@ -27,6 +25,8 @@ from ops.endpoints import (
     is_local,
     wait_until,
 )
+
+log = logging.getLogger(__name__)
 
 _APT_ENV = {
     "DEBIAN_FRONTEND": "noninteractive",
@@ -53,9 +53,7 @@ def _privileged(cmd: list[str]) -> list[str]:
 
 def _run(cmd: list[str], *, what: str, env: dict[str, str] | None = None) -> str:
     log.info("running %s", " ".join(cmd))
-    proc = subprocess.run(
-        cmd, env=os.environ | (env or {}), capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run(cmd, env=os.environ | (env or {}), capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
         raise SetupError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
@@ -230,8 +228,7 @@ def ensure_rabbitmq(settings: Settings, *, timeout: float = 180) -> None:
         wait_until(lambda: _amqp_answers(host, port), timeout=timeout, interval=1.0)
     except TimeoutError as error:
         raise SetupError(
-            f"RabbitMQ started but {host_port(host, port)} does not answer: {error} "
-            "(see /var/log/rabbitmq/)"
+            f"RabbitMQ started but {host_port(host, port)} does not answer: {error} (see /var/log/rabbitmq/)"
         ) from error
 
 

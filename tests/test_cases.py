@@ -80,7 +80,9 @@ def test_two_classical_registers(stack):
 
 def test_bit_order_x_on_q0(stack):
     job = stack.run(
-        case("bit_order_x_on_q0.qasm"), counts=True, expval=True,
+        case("bit_order_x_on_q0.qasm"),
+        counts=True,
+        expval=True,
         metadata={"obs": [[["ZI", 1]], [["IZ", 1]]]},
     )
     assert job["status"] == "finished", job["error"]
@@ -96,9 +98,7 @@ def test_too_big_40q_nonclifford_fails_with_memory_message(stack):
 
 
 def test_too_big_40q_with_matrix_product_state_finishes(stack):
-    job = stack.run(
-        case("too_big_40q_nonclifford.qasm"), counts=True, metadata={"method": "matrix_product_state"}
-    )
+    job = stack.run(case("too_big_40q_nonclifford.qasm"), counts=True, metadata={"method": "matrix_product_state"})
     assert job["status"] == "finished", job["error"]
     counts = job["results"]["counts"]
     assert sum(counts.values()) == 1000 and all(len(key) == 40 for key in counts)
@@ -146,7 +146,10 @@ def test_deeply_nested_expression_fails_naming_the_depth_and_the_next_job_runs(s
 
 def test_gate_definitions_that_expand_enormously_fail_naming_the_limit(stack):
     levels = "".join(f"gate g{i} a {{ g{i - 1} a; g{i - 1} a; }}\n" for i in range(1, 17))
-    qasm = f'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a {{ x a; }}\n{levels}qreg q[1];\ncreg c[1];\ng16 q[0];\nmeasure q -> c;\n'
+    qasm = (
+        f'OPENQASM 2.0;\ninclude "qelib1.inc";\ngate g0 a {{ x a; }}\n{levels}'
+        "qreg q[1];\ncreg c[1];\ng16 q[0];\nmeasure q -> c;\n"
+    )
     job = stack.run(qasm, counts=True)
     assert job["status"] == "failed"
     assert "expand to more than 50000 gates" in job["error"] and "QSERVER_MAX_EXPANDED_GATES" in job["error"]
@@ -162,8 +165,10 @@ _Q3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
     "qasm, counts",
     [
         # the only measurement in a branch: Aer's truncation broke its jumps (qiskit-aer#1600's kind)
-        (_Q3 + "qubit[1] q;\nbit[1] c;\nbit[1] o;\nif (c[0] == false) { x q[0]; o[0] = measure q[0]; }\n",
-         {"1 0": 1000}),
+        (
+            _Q3 + "qubit[1] q;\nbit[1] c;\nbit[1] o;\nif (c[0] == false) { x q[0]; o[0] = measure q[0]; }\n",
+            {"1 0": 1000},
+        ),
         # a box: Aer has none (Qiskit/qiskit#13772)
         (_Q3 + "qubit[1] q;\nbit[1] c;\nbox {\n  x q[0];\n}\nc[0] = measure q[0];\n", {"1": 1000}),
         # a gate named `store`: IndexError in Qiskit (Qiskit/qiskit#16938)
@@ -171,8 +176,11 @@ _Q3 = 'OPENQASM 3.0;\ninclude "stdgates.inc";\n'
         # a gate named like an Aer instruction (Qiskit/qiskit-aer#1612's kind)
         (_Q2 + "gate kraus a { x a; }\nqreg q[1];\ncreg c[1];\nkraus q[0];\nmeasure q -> c;\n", {"1": 1000}),
         # Qiskit's qasm2 exporter's second Delay, an opaque `delay_<id>`
-        (_Q2 + "opaque delay(param0) q0;\nopaque delay_140(param0) q0;\nqreg q[1];\ncreg c[1];\n"
-         "x q[0];\ndelay(100.0) q[0];\ndelay_140(20.0) q[0];\nmeasure q -> c;\n", {"1": 1000}),
+        (
+            _Q2 + "opaque delay(param0) q0;\nopaque delay_140(param0) q0;\nqreg q[1];\ncreg c[1];\n"
+            "x q[0];\ndelay(100.0) q[0];\ndelay_140(20.0) q[0];\nmeasure q -> c;\n",
+            {"1": 1000},
+        ),
     ],
     ids=["measure-only-in-branch", "box", "gate-named-store", "gate-named-kraus", "opaque-delay-id"],
 )
@@ -185,10 +193,16 @@ def test_valid_programs_aer_refuses_as_loaded_run(stack, qasm, counts):
 @pytest.mark.parametrize(
     "qasm, words",
     [
-        (_Q2 + "gate state_preparation(p0,p1) q0 { ry(1.287) q0; }\nqreg q[1];\ncreg c[1];\n"
-         "state_preparation(0.6,0.8j) q[0];\nmeasure q -> c;\n", ["complex-number literal, 0.8j"]),
-        (_Q3 + "qubit[1] q;\nbit[2] c;\nint[4] k = 3;\nswitch (k) { case 3 { x q[0]; } default { } }\n"
-         "c[0] = measure q[0];\n", ["type 'int' are not supported", "`int[4] k = 3;`"]),
+        (
+            _Q2 + "gate state_preparation(p0,p1) q0 { ry(1.287) q0; }\nqreg q[1];\ncreg c[1];\n"
+            "state_preparation(0.6,0.8j) q[0];\nmeasure q -> c;\n",
+            ["complex-number literal, 0.8j"],
+        ),
+        (
+            _Q3 + "qubit[1] q;\nbit[2] c;\nint[4] k = 3;\nswitch (k) { case 3 { x q[0]; } default { } }\n"
+            "c[0] = measure q[0];\n",
+            ["type 'int' are not supported", "`int[4] k = 3;`"],
+        ),
     ],
     ids=["complex-literal", "int-and-switch"],
 )

@@ -14,7 +14,11 @@ QSERVER = [sys.executable, "-m", "ops.cli"]
 
 def qserver(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*QSERVER, *args], cwd=ROOT, env=os.environ.copy(), capture_output=True, text=True,
+        [*QSERVER, *args],
+        cwd=ROOT,
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -22,7 +26,7 @@ def qserver(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_submit_bell_prints_counts(stack):
     done = qserver("submit", "examples/bell.qasm", "--counts", "--quasi-dist", "--shots", "500")
     assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    printed = json.loads(done.stdout[done.stdout.index("{") :])
     assert set(printed["counts"]) <= {"00", "11"} and sum(printed["counts"].values()) == 500
     assert set(printed["quasi_dist"]) <= {"0", "3"}
 
@@ -30,7 +34,7 @@ def test_submit_bell_prints_counts(stack):
 def test_submit_expval(stack):
     done = qserver("submit", "examples/bell.qasm", "--expval", "--obs", '[[["ZZ", 1.0]], [["XX", 0.5]]]')
     assert done.returncode == 0, done.stderr
-    printed = json.loads(done.stdout[done.stdout.index("{"):])
+    printed = json.loads(done.stdout[done.stdout.index("{") :])
     assert printed["expval"] == [1.0, 0.5]
 
 
@@ -50,8 +54,6 @@ def test_submit_refused_prints_status_and_message(stack):
     assert done.returncode == 2
     out = done.stdout + done.stderr
     assert "NOT_FOUND" in out and "backend 'nope' does not exist" in out
-
-
 
 
 def test_submit_binary_file_is_refused_by_the_cli(stack, tmp_path):
@@ -74,7 +76,9 @@ def test_janitor_deletes_old_terminal_jobs_and_keeps_history(stack, db):
     done = qserver("janitor", "--days", "5")
     assert done.returncode == 0, done.stderr
     assert "deleted 1 jobs finished more than 5 days ago" in done.stdout
-    remaining = {row[0] for row in db.execute("SELECT id::text FROM jobs WHERE id = ANY(%s)", ([old, recent, pending],))}
+    remaining = {
+        row[0] for row in db.execute("SELECT id::text FROM jobs WHERE id = ANY(%s)", ([old, recent, pending],))
+    }
     assert remaining == {recent, pending}
     assert db.execute("SELECT count(*) FROM history WHERE job_id = %s", (old,)).fetchone()[0] == 1
     db.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (pending,))

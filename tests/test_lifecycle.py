@@ -8,10 +8,7 @@ import time
 from tests.circuits import BELL
 
 # Non-Clifford, so Aer's extended_stabilizer method takes minutes for 2000 shots.
-SLOW = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
-    "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
-)
+SLOW = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
 
 
 def wait_for_status(stack, job_id: str, status: str, timeout: float = 60) -> dict:
@@ -47,8 +44,13 @@ def test_cancel_running_job_stops_its_ray_work(stack, settings, db):
 
 def test_plugin_whose_environment_cannot_be_built_fails_once(stack, db):
     # fake-plugin at a version the index does not have: its runtime_env cannot be built
-    db.execute("INSERT INTO plugins (name, version) VALUES ('fake-plugin', '99.0.0') ON CONFLICT (name) DO UPDATE SET version = '99.0.0'")
-    db.execute("INSERT INTO backends (backend_name, plugin) VALUES ('brokenfake', 'fake-plugin') ON CONFLICT DO NOTHING")
+    db.execute(
+        "INSERT INTO plugins (name, version) VALUES ('fake-plugin', '99.0.0')"
+        " ON CONFLICT (name) DO UPDATE SET version = '99.0.0'"
+    )
+    db.execute(
+        "INSERT INTO backends (backend_name, plugin) VALUES ('brokenfake', 'fake-plugin') ON CONFLICT DO NOTHING"
+    )
     try:
         job = stack.wait(stack.submit(BELL, counts=True, backend="brokenfake"), timeout=300)
         assert job["status"] == "failed"
@@ -146,7 +148,9 @@ def test_job_whose_worker_is_killed_runs_again(stack, settings):
     job_id = stack.submit(SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 40})
     wait_for_status(stack, job_id, "running")
     deadline = time.monotonic() + 30
-    while not (pids := subprocess.run(["pgrep", "-f", f"ray::job-{job_id}"], capture_output=True, text=True).stdout.split()):
+    while not (
+        pids := subprocess.run(["pgrep", "-f", f"ray::job-{job_id}"], capture_output=True, text=True).stdout.split()
+    ):
         assert time.monotonic() < deadline, "no Ray worker runs the job"
         time.sleep(0.1)
     for pid in pids:

@@ -29,7 +29,11 @@ def refused(stack, messages) -> grpc.RpcError:
         (dict(counts=True, metadata="[1, 2]"), grpc.StatusCode.INVALID_ARGUMENT, "metadata must be a JSON object"),
         (dict(counts=True, metadata={"shots": 0}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer"),
         (dict(counts=True, metadata={"shots": "100"}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer"),
-        (dict(counts=True, metadata={"shots": 10**9}), grpc.StatusCode.INVALID_ARGUMENT, "'shots' must be an integer from 1 to"),
+        (
+            dict(counts=True, metadata={"shots": 10**9}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "'shots' must be an integer from 1 to",
+        ),
         (dict(counts=True, metadata={"seed": -1}), grpc.StatusCode.INVALID_ARGUMENT, "'seed' must be an integer"),
         (dict(counts=True, metadata={"method": "magic"}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
         (dict(counts=True, metadata={"parameters": {"theta": "pi"}}), grpc.StatusCode.INVALID_ARGUMENT, "'parameters'"),
@@ -38,19 +42,48 @@ def refused(stack, messages) -> grpc.RpcError:
         (dict(expval=True), grpc.StatusCode.INVALID_ARGUMENT, "expval needs observables"),
         (dict(expval=True, metadata={"obs": []}), grpc.StatusCode.INVALID_ARGUMENT, "'obs' must be a non-empty list"),
         (dict(expval=True, metadata={"obs": [[["ZQ", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "obs[0][0]"),
-        (dict(expval=True, metadata={"obs": [[["ZZ", 1], ["Z", 1]]]}), grpc.StatusCode.INVALID_ARGUMENT, "mixes Pauli labels"),
-        (dict(expval=True, metadata={"obs": [["ZZ", 1]]}), grpc.StatusCode.INVALID_ARGUMENT, "wrap your terms in one more list"),
+        (
+            dict(expval=True, metadata={"obs": [[["ZZ", 1], ["Z", 1]]]}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "mixes Pauli labels",
+        ),
+        (
+            dict(expval=True, metadata={"obs": [["ZZ", 1]]}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "wrap your terms in one more list",
+        ),
         (dict(counts=True, metadata='{"a": NaN}'), grpc.StatusCode.INVALID_ARGUMENT, "NaN is not a JSON number"),
         (dict(counts=True, metadata='{"a": 1e400}'), grpc.StatusCode.INVALID_ARGUMENT, "too large for a float"),
         (dict(counts=True, metadata='{"a": "x\\u0000y"}'), grpc.StatusCode.INVALID_ARGUMENT, "NUL character"),
         (dict(counts=True, metadata='{"a": "\\ud800"}'), grpc.StatusCode.INVALID_ARGUMENT, "not valid Unicode"),
-        (dict(counts=True, metadata='{"a": ' + "9" * 5000 + "}"), grpc.StatusCode.INVALID_ARGUMENT, "metadata is not valid JSON"),
-        (dict(counts=True, metadata='{"a": ' + "[" * 300 + "]" * 300 + "}"), grpc.StatusCode.INVALID_ARGUMENT, "nested more than 32 levels"),
-        (dict(counts=True, metadata={"method": "x" * 6000}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
+        (
+            dict(counts=True, metadata='{"a": ' + "9" * 5000 + "}"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "metadata is not valid JSON",
+        ),
+        (
+            dict(counts=True, metadata='{"a": ' + "[" * 300 + "]" * 300 + "}"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "nested more than 32 levels",
+        ),
+        (
+            dict(counts=True, metadata={"method": "x" * 6000}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "'method' must be one of",
+        ),
         (dict(counts=True, backend="a" * 100_000), grpc.StatusCode.INVALID_ARGUMENT, "at most 100"),
         # the test cluster is one node without a GPU and without tags
-        (dict(counts=True, backend="aer_gpu"), grpc.StatusCode.FAILED_PRECONDITION, "backend 'aer_gpu' needs a GPU, which no node has ever offered (the cluster has 1 node(s) known, 1 online; GPU: none; tags: none"),
-        (dict(counts=True, metadata={"tags": ["gpu-box", "lab"]}), grpc.StatusCode.FAILED_PRECONDITION, "it asks for node tag(s) 'gpu-box', 'lab', which no node has ever offered"),
+        (
+            dict(counts=True, backend="aer_gpu"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "backend 'aer_gpu' needs a GPU, which no node has ever offered "
+            "(the cluster has 1 node(s) known, 1 online; GPU: none; tags: none",
+        ),
+        (
+            dict(counts=True, metadata={"tags": ["gpu-box", "lab"]}),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "it asks for node tag(s) 'gpu-box', 'lab', which no node has ever offered",
+        ),
     ],
 )
 def test_bad_properties_are_refused_and_nothing_is_stored(stack, db, props, code, words):
@@ -176,7 +209,8 @@ def test_oversized_metadata_is_resource_exhausted_naming_the_limit(stack, db, ki
     before = count_jobs(db)
     with pytest.raises(grpc.RpcError) as info:
         stack.stub.AddJob(
-            iter([properties(counts=True), *chunks(BELL)]), timeout=30,
+            iter([properties(counts=True), *chunks(BELL)]),
+            timeout=30,
             metadata=[("x-padding", "p" * (kib * 1024))],
         )
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, info.value.details()
@@ -187,6 +221,8 @@ def test_oversized_metadata_is_resource_exhausted_naming_the_limit(stack, db, ki
 
 def test_metadata_under_the_limit_is_accepted(stack):
     job_id = stack.stub.AddJob(
-        iter([properties(counts=True), *chunks(BELL)]), timeout=30, metadata=[("x-padding", "p" * 8192)],
+        iter([properties(counts=True), *chunks(BELL)]),
+        timeout=30,
+        metadata=[("x-padding", "p" * 8192)],
     ).id
     assert stack.wait(job_id)["status"] == "finished"

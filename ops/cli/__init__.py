@@ -1,4 +1,5 @@
-"""``qserver``: start/stop the local stack, homelab nodes, API keys, upgrade the schema, submit a circuit and wait for it.
+"""``qserver``: start/stop the local stack, homelab nodes, API keys, upgrade the schema, submit a
+circuit and wait for it.
 
 One typer sub-app per file; `stack`, `certs`, `janitor` and `submit` add top-level commands.
 """

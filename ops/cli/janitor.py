@@ -16,7 +16,9 @@ app = typer.Typer()
 def janitor(
     days: Annotated[
         float | None,
-        typer.Option(min=0, help="Delete finished/failed/canceled jobs older than this [default: QSERVER_RETENTION_DAYS]."),
+        typer.Option(
+            min=0, help="Delete finished/failed/canceled jobs older than this [default: QSERVER_RETENTION_DAYS]."
+        ),
     ] = None,
 ) -> None:
     """Delete jobs in a terminal status older than the retention (their history rows stay)."""

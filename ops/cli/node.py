@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated
 
@@ -27,9 +28,12 @@ TagOpt = Annotated[
 GpusOpt = Annotated[int | None, typer.Option("--num-gpus", min=0, help="GPUs to offer \\[default: Ray's count].")]
 CpusOpt = Annotated[int | None, typer.Option("--num-cpus", min=0, help="CPUs to offer \\[default: Ray's count].")]
 MemoryOpt = Annotated[
-    int | None, typer.Option("--memory", min=1, help="Bytes of memory for jobs \\[default: Ray's: the available memory].")
+    int | None,
+    typer.Option("--memory", min=1, help="Bytes of memory for jobs \\[default: Ray's: the available memory]."),
 ]
-PortOpt = Annotated[int | None, typer.Option(min=1, max=65535, help="Fixed port (for a firewall) \\[default: Ray's choice].")]
+PortOpt = Annotated[
+    int | None, typer.Option(min=1, max=65535, help="Fixed port (for a firewall) \\[default: Ray's choice].")
+]
 
 
 def _node_spec(
@@ -90,9 +94,16 @@ def node_start(
         raise typer.Exit(2)
     settings = common.settings_or_exit()
     spec = _node_spec(
-        tag, num_gpus, num_cpus, memory,
-        {"node-manager-port": node_manager_port, "object-manager-port": object_manager_port,
-         "min-worker-port": min_worker_port, "max-worker-port": max_worker_port},
+        tag,
+        num_gpus,
+        num_cpus,
+        memory,
+        {
+            "node-manager-port": node_manager_port,
+            "object-manager-port": object_manager_port,
+            "min-worker-port": min_worker_port,
+            "max-worker-port": max_worker_port,
+        },
     )
     p = paths(settings)
     try:
@@ -116,7 +127,9 @@ def node_start(
         out.print(f"labels:     {', '.join(f'{k}={v}' for k, v in labels.items())}", highlight=False)
     out.print(f"token:      {p.ray_token}  (mode 600; every node needs a copy)", highlight=False)
     out.print("On each other machine, copy the token, then join:", highlight=False)
-    out.print(f"  scp {ip}:{p.ray_token} ~/.qserver/ray_auth_token && chmod 600 ~/.qserver/ray_auth_token", highlight=False)
+    out.print(
+        f"  scp {ip}:{p.ray_token} ~/.qserver/ray_auth_token && chmod 600 ~/.qserver/ray_auth_token", highlight=False
+    )
     out.print(
         f"  QSERVER_DATABASE_URL=postgresql://USER:PASSWORD@{ip}:5432/qserver "
         f"qserver node join {address} --token-file ~/.qserver/ray_auth_token [--tag NAME] [--num-gpus N]",
@@ -133,8 +146,10 @@ def node_join(
     memory: MemoryOpt = None,
     token_file: Annotated[
         Path | None,
-        typer.Option(help="The head's Ray token, copied from its ~/.qserver/ray_auth_token "
-                     "\\[default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, <state dir>/ray_auth_token]."),
+        typer.Option(
+            help="The head's Ray token, copied from its ~/.qserver/ray_auth_token "
+            "\\[default: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, <state dir>/ray_auth_token]."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Join even when versions differ or cannot be checked.")
@@ -150,9 +165,16 @@ def node_join(
 
     settings = common.settings_or_exit()
     spec = _node_spec(
-        tag, num_gpus, num_cpus, memory,
-        {"node-manager-port": node_manager_port, "object-manager-port": object_manager_port,
-         "min-worker-port": min_worker_port, "max-worker-port": max_worker_port},
+        tag,
+        num_gpus,
+        num_cpus,
+        memory,
+        {
+            "node-manager-port": node_manager_port,
+            "object-manager-port": object_manager_port,
+            "min-worker-port": min_worker_port,
+            "max-worker-port": max_worker_port,
+        },
     )
     try:
         head_host, _ = nodes.split_address(head_address)
@@ -203,8 +225,7 @@ def _check_versions(settings: Settings, head_host: str, force: bool) -> None:
         why = (
             None
             if head is not None
-            else "Postgres has no node versions yet (the dispatcher reports them once `qserver up` "
-            "runs on the head)"
+            else "Postgres has no node versions yet (the dispatcher reports them once `qserver up` runs on the head)"
         )
     if why is not None:
         err.print(f"[yellow]![/] could not check the versions against the head: {why}", highlight=False)
@@ -243,7 +264,7 @@ def _check_versions(settings: Settings, head_host: str, force: bool) -> None:
 @app.command("status")
 def node_status() -> None:
     """The cluster's nodes as the dispatcher recorded them in Postgres."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from ops import nodes, rayhead
 
@@ -262,10 +283,13 @@ def node_status() -> None:
             "on the head and records every Ray node it sees)."
         )
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     table = Table(
-        box=None, pad_edge=False, collapse_padding=True,
-        caption="CPU, GPU, memory (GiB): free/total", caption_justify="left",
+        box=None,
+        pad_edge=False,
+        collapse_padding=True,
+        caption="CPU, GPU, memory (GiB): free/total",
+        caption_justify="left",
     )
     for column in ("node", "address", "host", "tags", "alive", "CPU", "GPU", "GiB", "jobs", "seen"):
         table.add_column(column)

@@ -34,7 +34,7 @@ _DEFINITION = re.compile(r"\bgate\s+([A-Za-z_][A-Za-z0-9_]*)")
 MAX_NESTING = 100
 _BRACKETS = re.compile(r"[^()\[\]{}]+")
 _OPENING = np.frombuffer(b"([{", dtype=np.uint8)
-_UNARY_RUN = re.compile(r"(?:[-+~!]\s*){%d,}" % (MAX_NESTING + 1))
+_UNARY_RUN = re.compile(r"(?:[-+~!]\s*){" + str(MAX_NESTING + 1) + ",}")
 # An imaginary literal as Qiskit's exporters write it (`0.8j`, Python's form) or OpenQASM 3's `0.8im`.
 _COMPLEX_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?:[jJ]|im)\b")
 # `gate NAME(params) {` with no qubit between the name and the body.
@@ -279,14 +279,10 @@ def bind_parameters(circuit: QuantumCircuit, parameters: Mapping[str, Any] | Non
     unknown = sorted(str(name) for name in parameters if name not in declared)
     if unknown:
         has = f"it has: {', '.join(sorted(declared))}" if declared else "it has none"
-        raise CircuitError(
-            f"metadata 'parameters' names {', '.join(unknown)}, which the circuit does not have ({has})"
-        )
+        raise CircuitError(f"metadata 'parameters' names {', '.join(unknown)}, which the circuit does not have ({has})")
     unbound = [name for name in declared if name not in parameters]
     if unbound:
-        raise CircuitError(
-            f"circuit has unbound parameters: {', '.join(unbound)}; give them in metadata 'parameters'"
-        )
+        raise CircuitError(f"circuit has unbound parameters: {', '.join(unbound)}; give them in metadata 'parameters'")
     values = {}
     for name, value in parameters.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

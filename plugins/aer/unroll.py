@@ -127,8 +127,9 @@ def _emit(
         out._append(CircuitInstruction(operation, qubits, clbits))
         return
     if depth >= MAX_DEFINITION_DEPTH:
-        raise CircuitError(f"gate definitions call one another more than {MAX_DEFINITION_DEPTH} deep; at most "
-                           f"{MAX_DEFINITION_DEPTH}")
+        raise CircuitError(
+            f"gate definitions call one another more than {MAX_DEFINITION_DEPTH} deep; at most {MAX_DEFINITION_DEPTH}"
+        )
     if isinstance(operation, BoxOp):
         # Aer has no `box` (Qiskit 2.x's scope): its body runs in its place.
         definition = operation.blocks[0]
@@ -139,8 +140,8 @@ def _emit(
             f"cannot run {operation.name!r} on Aer: it has no definition (an opaque gate, or an "
             "instruction this simulator does not have)"
         )
-    qubit_map = dict(zip(definition.qubits, qubits))
-    clbit_map = dict(zip(definition.clbits, clbits))
+    qubit_map = dict(zip(definition.qubits, qubits, strict=False))
+    clbit_map = dict(zip(definition.clbits, clbits, strict=False))
     out.global_phase += definition.global_phase
     for inner in definition.data:
         _emit(

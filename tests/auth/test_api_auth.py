@@ -142,7 +142,7 @@ async def test_history_is_per_user_and_outlives_the_job(api, make_key, make_job)
 async def test_paging_a_users_jobs(api, make_key, make_job):
     alice, bob = make_key("alice"), make_key("bob")
     mine = []
-    for i in range(25):
+    for _i in range(25):
         mine.append(await make_job(owner=make_key.owner(alice)))
         await make_job(owner=make_key.owner(bob))
     page1 = (await api.get(f"{V1}/jobs", headers=bearer(alice))).json()

@@ -39,7 +39,7 @@ def test_key_format_and_entropy():
     for key_id, key in keys:
         assert key.startswith(f"qsk_{key_id}_")
         assert len(key_id) == 12 and all(c in "0123456789abcdef" for c in key_id)
-        secret = key[len(f"qsk_{key_id}_"):]
+        secret = key[len(f"qsk_{key_id}_") :]
         assert len(secret) == 43  # token_urlsafe(32): 256 random bits
         assert auth.parse_key(key) == key_id
     assert len({key for _, key in keys}) == len({key_id for key_id, _ in keys}) == 200
@@ -50,8 +50,17 @@ def test_key_format_and_entropy():
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "qsk_", "sk_abc", "qsk_0123456789ab", "qsk_0123456789ab_", "qsk_XYZ456789abc_" + "a" * 43,
-     "Bearer qsk_0123456789ab_" + "a" * 43, "qsk_0123456789ab_" + "a" * 43 + " ", "qsk_0123456789ab_" + "a" * 500],
+    [
+        "",
+        "qsk_",
+        "sk_abc",
+        "qsk_0123456789ab",
+        "qsk_0123456789ab_",
+        "qsk_XYZ456789abc_" + "a" * 43,
+        "Bearer qsk_0123456789ab_" + "a" * 43,
+        "qsk_0123456789ab_" + "a" * 43 + " ",
+        "qsk_0123456789ab_" + "a" * 500,
+    ],
 )
 def test_malformed_keys_are_refused_before_any_lookup(bad):
     with pytest.raises(Unauthenticated, match="malformed API key"):
@@ -67,8 +76,14 @@ def test_hash_is_hmac_sha256_under_the_server_secret():
 
 @pytest.mark.parametrize(
     ("authorization", "api_key", "key"),
-    [(None, None, None), ("", "", None), ("Bearer abc", None, "abc"), ("bearer  abc ", None, "abc"),
-     (None, "abc", "abc"), ("Bearer abc", "other", "abc")],
+    [
+        (None, None, None),
+        ("", "", None),
+        ("Bearer abc", None, "abc"),
+        ("bearer  abc ", None, "abc"),
+        (None, "abc", "abc"),
+        ("Bearer abc", "other", "abc"),
+    ],
 )
 def test_key_from_headers(authorization, api_key, key):
     assert auth.key_from_headers(authorization, api_key) == key
@@ -94,7 +109,9 @@ def test_only_the_hash_is_stored(db):
         db.execute("DELETE FROM api_keys WHERE key_id = %s", (key_id,))
 
 
-@pytest.mark.parametrize(("owner", "role"), [("", "user"), ("-x", "user"), ("a b", "user"), ("x" * 65, "user"), ("bob", "root")])
+@pytest.mark.parametrize(
+    ("owner", "role"), [("", "user"), ("-x", "user"), ("a b", "user"), ("x" * 65, "user"), ("bob", "root")]
+)
 def test_bad_owner_or_role_is_refused(db, owner, role):
     with pytest.raises(ValueError):
         auth.create_key_sync(db, secret=SECRET, owner=owner, role=role)

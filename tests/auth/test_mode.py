@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 import pytest
 
 from api.app import create_app
@@ -78,8 +79,18 @@ def test_the_warning_says_why_it_is_off():
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("::1", True), ("[::1]", True),
-     ("0.0.0.0", False), ("::", False), ("", False), ("192.168.1.10", False), ("example.org", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("", False),
+        ("192.168.1.10", False),
+        ("example.org", False),
+    ],
 )
 def test_is_loopback(host, loopback):
     assert auth.is_loopback(host) is loopback
@@ -138,7 +149,7 @@ async def test_ingest_logs_loudly_at_start_when_off(caplog):
 
     nowhere = Settings(database_url="postgresql://postgres@127.0.0.1:5432/qserver_no_such_db")
     with caplog.at_level(logging.INFO, logger="ingest.server"):
-        with pytest.raises(Exception):
+        with pytest.raises(psycopg.OperationalError):
             await serve(nowhere)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings and "authentication is OFF" in warnings[0].getMessage()
@@ -149,7 +160,8 @@ async def test_ingest_refuses_to_start_unsafe():
 
     unsafe = Settings(
         database_url="postgresql://postgres@127.0.0.1:5432/qserver_no_such_db",
-        auth="off", ingest_host="0.0.0.0",
+        auth="off",
+        ingest_host="0.0.0.0",
     )
     with pytest.raises(UnsafeSettings, match="ingest on 0.0.0.0"):
         await serve(unsafe)

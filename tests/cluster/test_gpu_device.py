@@ -20,6 +20,8 @@ def test_gpu_executor_path_on_a_real_gpu():
             "qiskit-aer-gpu) is checked by bench/gpu_check.py on a lent GPU machine; the "
             "placement of aer_gpu jobs is tested with a declared (mocked) GPU in test_homelab.py"
         )
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "GPU path OK" in done.stdout

@@ -94,10 +94,11 @@ def test_node_lost_mid_job_runs_the_job_again_when_a_node_can_take_it(homelab):
     """The node running a job dies: the job is not lost; it waits for a node with its tag and
     runs there (attempt 2)."""
     slow = (
-        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
-        "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
     )
-    job_id = homelab.client.submit(slow, counts=True, metadata={"tags": ["lab"], "method": "extended_stabilizer", "shots": 60})
+    job_id = homelab.client.submit(
+        slow, counts=True, metadata={"tags": ["lab"], "method": "extended_stabilizer", "shots": 60}
+    )
     deadline = time.monotonic() + 60
     while (job := homelab.client.job(job_id))["status"] != "running" or not job["node_id"]:
         assert time.monotonic() < deadline, job

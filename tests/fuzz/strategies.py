@@ -28,8 +28,10 @@ limits = st.sampled_from([Limits(), Limits(), SMALL])
 # the most digits Python parses (4300); built, so the strategy's repr stays short
 big_ints = st.builds(
     lambda base, exp, sign, delta: sign * (base**exp + delta),
-    st.sampled_from([2, 10]), st.sampled_from([53, 63, 64, 308, 309, 400, 4299]),
-    st.sampled_from([1, -1]), st.sampled_from([-1, 0, 1]),
+    st.sampled_from([2, 10]),
+    st.sampled_from([53, 63, 64, 308, 309, 400, 4299]),
+    st.sampled_from([1, -1]),
+    st.sampled_from([-1, 0, 1]),
 )
 scalars = st.one_of(
     st.none(),
@@ -65,9 +67,11 @@ pauli = st.one_of(
 pubs = st.lists(
     st.lists(
         st.one_of(st.tuples(pauli, numbers).map(list), json_values),
-        min_size=0, max_size=4,
+        min_size=0,
+        max_size=4,
     ),
-    min_size=0, max_size=5,
+    min_size=0,
+    max_size=5,
 )
 tag = st.one_of(
     st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True),
@@ -89,9 +93,7 @@ near_values = {
 }
 metadata_objects = st.builds(
     lambda known, extra: {**extra, **known},
-    st.fixed_dictionaries(
-        {}, optional={k: st.one_of(near_values[k], json_values, deep_values) for k in KNOWN_KEYS}
-    ),
+    st.fixed_dictionaries({}, optional={k: st.one_of(near_values[k], json_values, deep_values) for k in KNOWN_KEYS}),
     st.dictionaries(any_text, json_values, max_size=3),
 )
 
@@ -102,10 +104,14 @@ good_values = {
     "obs": _label.map(len).flatmap(
         lambda n: st.lists(
             st.lists(
-                st.tuples(st.text("IXYZ", min_size=n, max_size=n), st.floats(-1e300, 1e300) | st.integers(-5, 5)).map(list),
-                min_size=1, max_size=3,
+                st.tuples(st.text("IXYZ", min_size=n, max_size=n), st.floats(-1e300, 1e300) | st.integers(-5, 5)).map(
+                    list
+                ),
+                min_size=1,
+                max_size=3,
             ),
-            min_size=1, max_size=3,
+            min_size=1,
+            max_size=3,
         )
     ),
     "method": st.sampled_from(sorted(AER_METHODS)),
@@ -138,10 +144,39 @@ good_text = st.builds(_dump, good_metadata, st.booleans())
 # Literal fragments json.dumps cannot write: JSON's own limits and non-JSON.
 raw_literals = st.sampled_from(
     [
-        "NaN", "-NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "-0", "1E+2",
-        "0x10", "01", "+1", ".5", "1.", "'a'", "undefined", "None",
-        '"\\u0000"', '"\\ud800"', '"\\udfff\\ud800"', '"\\uDC00x"', '"\\x41"', '"\t"',
-        "\ufeff{}", "{}\x00", "{} {}", "[", "{", '{"a"}', '{"a":}', '{,}', "[1,]", "//c\n{}",
+        "NaN",
+        "-NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "-0",
+        "1E+2",
+        "0x10",
+        "01",
+        "+1",
+        ".5",
+        "1.",
+        "'a'",
+        "undefined",
+        "None",
+        '"\\u0000"',
+        '"\\ud800"',
+        '"\\udfff\\ud800"',
+        '"\\uDC00x"',
+        '"\\x41"',
+        '"\t"',
+        "\ufeff{}",
+        "{}\x00",
+        "{} {}",
+        "[",
+        "{",
+        '{"a"}',
+        '{"a":}',
+        "{,}",
+        "[1,]",
+        "//c\n{}",
     ]
 )
 # Integers of 4300 digits (the most Python's json parses) and more, built so reprs stay short.
@@ -154,7 +189,9 @@ raw_objects = st.builds(
 )
 deep_text = st.builds(
     lambda n, obj, close: ('{"a":' if obj else "[") * n + "1" + (("}" if obj else "]") * n if close else ""),
-    st.integers(0, 200_000), st.booleans(), st.booleans(),
+    st.integers(0, 200_000),
+    st.booleans(),
+    st.booleans(),
 )
 
 

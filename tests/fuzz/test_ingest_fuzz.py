@@ -68,7 +68,7 @@ class Ingest:
         self.settings = settings
         self._parts: dict = {}
 
-    async def start(self) -> "Ingest":
+    async def start(self) -> Ingest:
         s = self.settings
         self._parts["pool"] = await store.open_pool(s.database_dsn, max_size=2)
         self._parts["connection"] = connection = await queue.connect(str(s.amqp_url))
@@ -83,11 +83,13 @@ class Ingest:
         # identity serializer sends what protobuf would refuse to write.
         self._parts["client"] = client = grpc.insecure_channel(address)
         self._add_job = client.stream_unary(
-            "/Jobs/AddJob", request_serializer=bytes,  # exact bytes: _Huge is a subclass
+            "/Jobs/AddJob",
+            request_serializer=bytes,  # exact bytes: _Huge is a subclass
             response_deserializer=jobs_pb2.PendingJob.FromString,
         )
         self._health = client.unary_unary(
-            "/Jobs/HealthCheck", request_serializer=jobs_pb2.HealthCheckInput.SerializeToString,
+            "/Jobs/HealthCheck",
+            request_serializer=jobs_pb2.HealthCheckInput.SerializeToString,
             response_deserializer=jobs_pb2.Health.FromString,
         )
         return self
@@ -127,8 +129,13 @@ def _settings(dsn: str, **changes) -> Settings:
     return Settings(
         database_url=dsn,
         queue_name=f"qserver.fuzz.{uuid.uuid4().hex[:12]}",
-        ingest_host="127.0.0.1", api_host="127.0.0.1", nginx_bind="127.0.0.1",
-        max_qasm_bytes=MAX_QASM, max_shots=1000, max_observables=5, max_metadata_bytes=2048,
+        ingest_host="127.0.0.1",
+        api_host="127.0.0.1",
+        nginx_bind="127.0.0.1",
+        max_qasm_bytes=MAX_QASM,
+        max_shots=1000,
+        max_observables=5,
+        max_metadata_bytes=2048,
         **changes,
     )
 
@@ -152,9 +159,7 @@ def user_key(fuzz_db: psycopg.Connection) -> str:
 @pytest.fixture(scope="module")
 async def ingest_auth(fuzz_dsn: str, user_key: str) -> AsyncIterator[Ingest]:
     """Ingest with authentication on, and a cap of 3 pending jobs per user."""
-    server = Ingest(
-        _settings(fuzz_dsn, auth="on", auth_secret=SECRET, max_pending_per_user=3, auth_cache_ttl_s=0)
-    )
+    server = Ingest(_settings(fuzz_dsn, auth="on", auth_secret=SECRET, max_pending_per_user=3, auth_cache_ttl_s=0))
     try:
         yield await server.start()
     finally:
@@ -180,9 +185,7 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 def _properties(counts: bool, quasi: bool, expval: bool, backend: bytes, metadata: bytes) -> bytes:
-    props = b"".join(
-        _varint(number << 3) + b"\x01" for number, on in ((1, counts), (2, quasi), (3, expval)) if on
-    )
+    props = b"".join(_varint(number << 3) + b"\x01" for number, on in ((1, counts), (2, quasi), (3, expval)) if on)
     return _field(1, props + _field(4, backend) + _field(5, metadata))
 
 
@@ -198,7 +201,9 @@ good_properties = st.builds(
 )
 any_properties = st.builds(
     _properties,
-    st.booleans(), st.booleans(), st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
     st.one_of(st.just("aer"), backend_names).map(_text),
     metadata_text.map(_text),
 )
@@ -251,7 +256,9 @@ streams = st.one_of(
 # A stream with one undecodable message somewhere.
 broken_streams = st.builds(
     lambda before, bad, after: [*before, bad, *after],
-    st.lists(st.one_of(good_properties, qasm_chunk), max_size=2), undecodable, st.lists(qasm_chunk, max_size=2),
+    st.lists(st.one_of(good_properties, qasm_chunk), max_size=2),
+    undecodable,
+    st.lists(qasm_chunk, max_size=2),
 )
 
 
@@ -335,7 +342,10 @@ async def test_undecodable_message_leaves_nothing_and_the_server_answers(ingest,
 
 UNDECODABLE = {
     "invalid UTF-8 in qasmChunk": [_properties(True, False, False, b"aer", b"{}"), _field(2, b"OPENQASM 2.0;\xff")],
-    "invalid UTF-8 in metadata": [_properties(True, False, False, b"aer", b'{"a": "\xc3\x28"}'), _field(2, BELL.encode())],
+    "invalid UTF-8 in metadata": [
+        _properties(True, False, False, b"aer", b'{"a": "\xc3\x28"}'),
+        _field(2, BELL.encode()),
+    ],
     "invalid UTF-8 in targetSimulator": [_properties(True, False, False, b"aer\xed\xa0\x80", b"{}")],
     "not protobuf": [b"\xff\xff\xff"],
 }

@@ -45,9 +45,7 @@ RUNS = hsettings(
 @pytest.fixture(scope="module")
 def scratch(fuzz_db: psycopg.Connection) -> psycopg.Connection:
     """A scratch table in the scratch database, for what validation accepted."""
-    fuzz_db.execute(
-        "CREATE TABLE IF NOT EXISTS fuzz_scratch (backend text, metadata jsonb, qasm text)"
-    )
+    fuzz_db.execute("CREATE TABLE IF NOT EXISTS fuzz_scratch (backend text, metadata jsonb, qasm text)")
     return fuzz_db
 
 
@@ -114,7 +112,7 @@ def _same_json(a, b) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, float) or isinstance(b, float):
         return _finite_float(a) and _finite_float(b) and float(a) == float(b)
     return type(a) is type(b) and a == b
@@ -124,8 +122,7 @@ def _stored(db: psycopg.Connection, *, backend: str = "", metadata: dict | None 
     """Insert into the scratch table and read back: Postgres takes it, and it comes back equal."""
     with db.transaction():
         row = db.execute(
-            "INSERT INTO fuzz_scratch (backend, metadata, qasm) VALUES (%s, %s, %s)"
-            " RETURNING backend, metadata, qasm",
+            "INSERT INTO fuzz_scratch (backend, metadata, qasm) VALUES (%s, %s, %s) RETURNING backend, metadata, qasm",
             (backend, Jsonb(metadata or {}), qasm),
         ).fetchone()
         db.execute("DELETE FROM fuzz_scratch")
@@ -147,21 +144,29 @@ def _stored(db: psycopg.Connection, *, backend: str = "", metadata: dict | None 
 @example(flags=(True, False, False), backend="aer\x00", metadata="{}", limits=Limits())
 @example(flags=(True, False, False), backend="\ud800", metadata="{}", limits=Limits())
 @example(flags=(True, False, False), backend="aer", metadata='{"a": "\ud800"}', limits=Limits())
-@example(flags=(True, False, False), backend="aer", metadata='{"parameters": {"t": 1' + "0" * 400 + "}}", limits=Limits())
+@example(
+    flags=(True, False, False), backend="aer", metadata='{"parameters": {"t": 1' + "0" * 400 + "}}", limits=Limits()
+)
 @example(flags=(True, False, False), backend="aer", metadata='{"timeout_s": 1' + "0" * 400 + "}", limits=Limits())
 @example(flags=(True, False, True), backend="aer", metadata='{"obs": [[["Z\\n", 1.0]]]}', limits=Limits())
 @example(flags=(True, False, True), backend="aer", metadata='{"obs": [[["Z", 1' + "0" * 400 + "]]]}", limits=Limits())
 @example(flags=(True, False, False), backend="aer", metadata='{"tags": ["gpu\\n"]}', limits=Limits())
 @example(
-    flags=(False, False, True), backend="aer",
-    metadata=json.dumps({"obs": [[["Z" * n, 1] for n in range(1, 1001)]]}), limits=Limits(),
+    flags=(False, False, True),
+    backend="aer",
+    metadata=json.dumps({"obs": [[["Z" * n, 1] for n in range(1, 1001)]]}),
+    limits=Limits(),
 )
 def test_check_properties_accepts_or_refuses_with_a_message(scratch, flags, backend, metadata, limits):
     counts, quasi_dist, expval = flags
     try:
         spec = check_properties(
-            counts=counts, quasi_dist=quasi_dist, expval=expval,
-            backend=backend, metadata_text=metadata, limits=limits,
+            counts=counts,
+            quasi_dist=quasi_dist,
+            expval=expval,
+            backend=backend,
+            metadata_text=metadata,
+            limits=limits,
         )
     except InvalidJob as error:
         _refusal(error)
@@ -195,4 +200,3 @@ def test_check_program_accepts_or_refuses_with_a_message(scratch, qasm, max_byte
     assert qasm.strip() and "\x00" not in qasm
     assert len(qasm.encode("utf-8")) <= max_bytes
     assert _stored(scratch, backend="aer", qasm=qasm)["qasm"] == qasm
-

@@ -11,9 +11,7 @@ from core.settings import MIB, Settings
 from ops import prereqs, proxy, statedir
 
 NGINX = prereqs.find_program("nginx")
-pytestmark = pytest.mark.skipif(
-    NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)"
-)
+pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/install.sh installs it)")
 
 
 @pytest.fixture
@@ -60,7 +58,11 @@ def test_config_listens_where_settings_say(settings):
 def test_every_server_shares_the_location_bodies():
     assert "grpc_pass grpc://qserver_ingest;" in (proxy.LOCATIONS / "grpc.conf").read_text()
     assert "proxy_pass http://qserver_api;" in (proxy.LOCATIONS / "rest.conf").read_text()
-    templates = [proxy.NGINX_TEMPLATE, proxy.TLS_TEMPLATE, proxy.NGINX_TEMPLATE.parent / "compose" / "qserver.conf.template"]
+    templates = [
+        proxy.NGINX_TEMPLATE,
+        proxy.TLS_TEMPLATE,
+        proxy.NGINX_TEMPLATE.parent / "compose" / "qserver.conf.template",
+    ]
     for template in templates:
         text = template.read_text()
         assert "grpc_pass" not in text and "proxy_pass" not in text, template

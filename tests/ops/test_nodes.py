@@ -142,7 +142,11 @@ def test_differences_are_reported_by_name_with_both_values():
 
 @pytest.mark.parametrize(
     "address, host, port",
-    [("192.168.1.10:6380", "192.168.1.10", 6380), ("head.lan:6380", "head.lan", 6380), ("[fd00::1]:6380", "fd00::1", 6380)],
+    [
+        ("192.168.1.10:6380", "192.168.1.10", 6380),
+        ("head.lan:6380", "head.lan", 6380),
+        ("[fd00::1]:6380", "fd00::1", 6380),
+    ],
 )
 def test_head_address(address, host, port):
     assert nodes.split_address(address) == (host, port)
@@ -160,7 +164,9 @@ def test_database_warnings():
     assert "points at 127.0.0.1 while the head is 192.168.1.10" in nodes.database_warning(local, "192.168.1.10")
     assert "localhost" in nodes.database_warning({"QSERVER_DATABASE_URL": "postgresql://q@localhost/qserver"}, "h.lan")
     assert nodes.database_warning(local, "127.0.0.1") is None
-    assert nodes.database_warning({"QSERVER_DATABASE_URL": "postgresql://q@192.168.1.10/qserver"}, "192.168.1.10") is None
+    assert (
+        nodes.database_warning({"QSERVER_DATABASE_URL": "postgresql://q@192.168.1.10/qserver"}, "192.168.1.10") is None
+    )
 
 
 # --- the token ----------------------------------------------------------------------------------------
@@ -243,7 +249,7 @@ def test_join_refuses_different_versions_unless_forced(node_cli, monkeypatch):
     assert "Ray" in result.output and "not joining" in result.output and not joined
     result, joined = node_cli("join", "10.0.0.1:6380", "--token-file", str(node_cli.token), "--tag", "lab", "--force")
     assert result.exit_code == 0, result.output
-    (settings, address, spec, env), = joined
+    ((settings, address, spec, env),) = joined
     assert address == "10.0.0.1:6380" and spec.tags == ("lab",)
     assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN_PATH"] == str(node_cli.token)
     assert "joined 10.0.0.1:6380 as node 10.0.0.7" in result.output
@@ -317,8 +323,7 @@ def db(scratch_dsn):
 
 
 def _node(db, node_id, address, *, alive=True, versions=None, seen_s_ago=0.0, **more):
-    columns = {"node_id": node_id, "address": address, "alive": alive,
-               "versions": Jsonb(versions or {}), **more}
+    columns = {"node_id": node_id, "address": address, "alive": alive, "versions": Jsonb(versions or {}), **more}
     db.execute(
         f"INSERT INTO nodes ({', '.join(columns)}, last_seen) VALUES "
         f"({', '.join(['%s'] * len(columns))}, now() - make_interval(secs => %s))",
@@ -359,8 +364,20 @@ def test_node_status_lists_the_table(db, scratch_dsn, monkeypatch, tmp_path):
     monkeypatch.setattr(cli.node, "out", Console(width=200, soft_wrap=True))  # one line per node
     result = runner.invoke(cli.app, ["node", "status"], catch_exceptions=False)
     assert result.exit_code == 0 and "the dispatcher hasn't reported" in result.stdout
-    _node(db, "a" * 56, "10.0.0.1", hostname="head", tags=["lab"], cpus_total=8, cpus_free=6,
-          gpus_total=1, gpus_free=1, memory_total=16 * 2**30, memory_free=12 * 2**30, jobs_running=2)
+    _node(
+        db,
+        "a" * 56,
+        "10.0.0.1",
+        hostname="head",
+        tags=["lab"],
+        cpus_total=8,
+        cpus_free=6,
+        gpus_total=1,
+        gpus_free=1,
+        memory_total=16 * 2**30,
+        memory_free=12 * 2**30,
+        jobs_running=2,
+    )
     _node(db, "b" * 56, "10.0.0.2", alive=False, seen_s_ago=600)
     result = runner.invoke(cli.app, ["node", "status"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -385,7 +402,12 @@ print(json.dumps([{"alive": n["Alive"], "resources": n["Resources"], "labels": n
 def _qserver(env: dict[str, str], *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ops.cli", *args],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -414,15 +436,26 @@ def test_live_head_and_tagged_node(scratch_dsn):
             db.execute("TRUNCATE nodes")
             _node(db, "head", "127.0.0.1", versions=nodes.node_labels(nodes.NodeSpec(), nodes.local_versions()))
         join = _qserver(
-            node_env, "node", "join", f"127.0.0.1:{port}", "--tag", "lab", "--num-cpus", "1",
-            "--token-file", str(token),
+            node_env,
+            "node",
+            "join",
+            f"127.0.0.1:{port}",
+            "--tag",
+            "lab",
+            "--num-cpus",
+            "1",
+            "--token-file",
+            str(token),
         )
         assert join.returncode == 0, join.stdout + join.stderr
         assert "same QServer" in join.stderr and "joined 127.0.0.1:" in join.stdout
         driver = subprocess.run(
             [sys.executable, "-c", DRIVER, f"127.0.0.1:{port}"],
             env=base | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)},
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert driver.returncode == 0, driver.stderr[-3000:]
         seen = [n for n in json.loads(driver.stdout.strip().splitlines()[-1]) if n["alive"]]

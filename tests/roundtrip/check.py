@@ -39,13 +39,13 @@ NEGLIGIBLE = 1e-12
 CASES: list[tuple[str, str]] = [(name, exporter) for name in CIRCUITS for exporter in EXPORTERS]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def circuit(name: str) -> QuantumCircuit:
     """The built circuit of CIRCUITS[name], built once (do not modify it)."""
     return CIRCUITS[name]()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_of(name: str) -> Reference:
     """reference(circuit(name)), computed once per circuit name."""
     return reference(circuit(name))
@@ -63,7 +63,7 @@ class ExportRefused(Exception):
 _DUMPS = {"qasm2": qasm2.dumps, "qasm3": qasm3.dumps}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _export(name: str, exporter: str) -> tuple[str | None, str | None]:
     built = circuit(name)  # a builder's own failure is an error, never a skip
     try:
@@ -188,8 +188,9 @@ def _names(message: str, word: str) -> bool:
     return re.search(rf"(?<![A-Za-z0-9]){re.escape(word)}(?![A-Za-z0-9])", message, re.IGNORECASE) is not None
 
 
-def check_outcome(name: str, exporter: str, text: str, shots: int,
-                  counts: Mapping[str, int] | None = None, error: str | None = None) -> None:
+def check_outcome(
+    name: str, exporter: str, text: str, shots: int, counts: Mapping[str, int] | None = None, error: str | None = None
+) -> None:
     """Assert what running the exporter's text gave is right for CIRCUITS[name].
 
     Exactly one of `counts` ({key: count} summing to `shots`) and `error` (the backend's refusal

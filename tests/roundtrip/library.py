@@ -73,9 +73,7 @@ CIRCUITS: dict[str, Callable[[], QuantumCircuit]] = {}
 
 # The standard gates that are unitary gates (delay, reset and measure are covered elsewhere).
 STANDARD_GATES = {
-    name: gate
-    for name, gate in get_standard_gate_name_mapping().items()
-    if name not in ("delay", "reset", "measure")
+    name: gate for name, gate in get_standard_gate_name_mapping().items() if name not in ("delay", "reset", "measure")
 }
 
 # Those mixed into the multi-gate circuits: all but global_phase, which qasm2.dumps cannot write
@@ -183,8 +181,13 @@ for _index in range(6):
     register(f"random_layers_{_index}")(_layers_builder(_index))
 
 
-def _with_gate(name: str, width: int, gate_fn: Callable[[np.random.Generator], Gate],
-               qargs: list[int] | None = None, scramble: bool = True) -> None:
+def _with_gate(
+    name: str,
+    width: int,
+    gate_fn: Callable[[np.random.Generator], Gate],
+    qargs: list[int] | None = None,
+    scramble: bool = True,
+) -> None:
     """Register `name`: `width` qubits, random U's, the gate on `qargs` (default all), U's, measure."""
 
     def build() -> QuantumCircuit:
@@ -222,7 +225,9 @@ def _unit(vector: np.ndarray) -> list[float]:
 
 
 _with_gate("state_preparation_1q", 1, lambda rng: StatePreparation(random_statevector(2, seed=11)), scramble=False)
-_with_gate("state_preparation_2q", 3, lambda rng: StatePreparation(random_statevector(4, seed=12)), [2, 0], scramble=False)
+_with_gate(
+    "state_preparation_2q", 3, lambda rng: StatePreparation(random_statevector(4, seed=12)), [2, 0], scramble=False
+)
 _with_gate("state_preparation_3q_real", 3, lambda rng: StatePreparation(_unit(rng.normal(size=8))), scramble=False)
 _with_gate("state_preparation_label", 3, lambda rng: StatePreparation("1+-"), scramble=False)
 _with_gate("state_preparation_int", 3, lambda rng: StatePreparation(5, num_qubits=3), scramble=False)
@@ -272,15 +277,20 @@ _with_gate("diagonal_3q_real", 3, lambda rng: DiagonalGate([1, -1, -1, 1, 1, 1, 
 _with_gate("pauli_evolution_z", 1, lambda rng: PauliEvolutionGate(SparsePauliOp("Z"), time=0.7))
 _with_gate("pauli_evolution_xx", 2, lambda rng: PauliEvolutionGate(SparsePauliOp("XX"), time=0.4))
 _with_gate(
-    "pauli_evolution_sum", 3,
+    "pauli_evolution_sum",
+    3,
     lambda rng: PauliEvolutionGate(SparsePauliOp(["XYZ", "YXZ", "ZZI", "IIZ"], [0.5, -0.3, 1.1, 0.7]), time=0.9),
 )
 _with_gate(
-    "pauli_evolution_list", 3,
-    lambda rng: PauliEvolutionGate([SparsePauliOp(["XXI", "YYI"], [0.2, 0.6]), SparsePauliOp(["ZZI", "IIY"], [0.8, -0.4])], time=1.3),
+    "pauli_evolution_list",
+    3,
+    lambda rng: PauliEvolutionGate(
+        [SparsePauliOp(["XXI", "YYI"], [0.2, 0.6]), SparsePauliOp(["ZZI", "IIY"], [0.8, -0.4])], time=1.3
+    ),
 )
 _with_gate(
-    "hamiltonian_gate", 2,
+    "hamiltonian_gate",
+    2,
     lambda rng: HamiltonianGate(SparsePauliOp(["XZ", "YY"], [0.4, 0.9]).to_matrix(), time=0.6),
 )
 
@@ -328,7 +338,9 @@ for _controls in (2, 3, 4):
 _with_gate("mcx_3_ctrl_state", 4, lambda rng: MCXGate(3, ctrl_state="010"), [3, 0, 1, 2])
 _with_gate("mcx_5_on_6", 6, lambda rng: MCXGate(5), [5, 4, 3, 2, 1, 0])
 for _controls in (1, 2, 3):
-    _with_gate(f"mcphase_{_controls}", _controls + 1, lambda rng, c=_controls: MCPhaseGate(float(rng.uniform(-3, 3)), c))
+    _with_gate(
+        f"mcphase_{_controls}", _controls + 1, lambda rng, c=_controls: MCPhaseGate(float(rng.uniform(-3, 3)), c)
+    )
 
 
 def _mc_methods(qc: QuantumCircuit, rng: np.random.Generator) -> None:
@@ -354,7 +366,8 @@ _with_gate("controlled_rzz_ctrl2", 4, lambda rng: RZZGate(0.7).control(2, ctrl_s
 _with_gate("controlled_qft_gate", 3, lambda rng: QFTGate(2).control(1))
 _with_gate("controlled_unitary", 3, lambda rng: UnitaryGate(random_unitary(4, seed=41)).control(1))
 _with_gate(
-    "controlled_pauli_evolution", 3,
+    "controlled_pauli_evolution",
+    3,
     lambda rng: PauliEvolutionGate(SparsePauliOp(["XY", "YX", "ZZ"], [0.3, 0.6, -0.5]), time=1.0).control(1),
 )
 _with_gate("controlled_x_3_ctrl5", 4, lambda rng: XGate().control(3, ctrl_state=5), [1, 3, 0, 2])
@@ -418,7 +431,9 @@ def _ghz(qc: QuantumCircuit, rng: np.random.Generator) -> None:
         qc.cx(qubit - 1, qubit)
 
 
-def _composed(make: Callable[[np.random.Generator], QuantumCircuit]) -> Callable[[QuantumCircuit, np.random.Generator], None]:
+def _composed(
+    make: Callable[[np.random.Generator], QuantumCircuit],
+) -> Callable[[QuantumCircuit, np.random.Generator], None]:
     def prepare(qc: QuantumCircuit, rng: np.random.Generator) -> None:
         qc.compose(make(rng), inplace=True)
 
@@ -448,12 +463,19 @@ def _phase_estimation(rng: np.random.Generator) -> QuantumCircuit:
 
 
 _prepared("ghz_5", 5, _ghz)
-_with_gate("graph_state_4", 4, lambda rng: GraphStateGate([[0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 0, 0], [0, 1, 0, 0]]), scramble=False)
+_with_gate(
+    "graph_state_4",
+    4,
+    lambda rng: GraphStateGate([[0, 1, 1, 0], [1, 0, 1, 1], [1, 1, 0, 0], [0, 1, 0, 0]]),
+    scramble=False,
+)
 _prepared("real_amplitudes_3", 3, _composed(lambda rng: _bound(real_amplitudes(3, reps=2), rng)))
 _prepared("efficient_su2_3", 3, _composed(lambda rng: _bound(efficient_su2(3, reps=1), rng)))
 _prepared("quantum_volume_4", 4, _composed(lambda rng: quantum_volume(4, seed=61)))
 _prepared("iqp_3", 3, _composed(lambda rng: iqp([[6, 5, 3], [5, 4, 5], [3, 5, 1]])))
-_prepared("hidden_linear_function_3", 3, _composed(lambda rng: hidden_linear_function([[1, 1, 0], [1, 0, 1], [0, 1, 1]])))
+_prepared(
+    "hidden_linear_function_3", 3, _composed(lambda rng: hidden_linear_function([[1, 1, 0], [1, 0, 1], [0, 1, 1]]))
+)
 _prepared("grover_3", 3, _composed(_grover))
 _prepared("phase_estimation_3", 4, _composed(_phase_estimation))
 

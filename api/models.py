@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
 
-from core.domain import JobStatus
+from core.domain import VisibleStatus
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -52,20 +52,24 @@ class Job(BaseModel):
     pointer: int = Field(description="insertion counter; pass the last one seen as `cursor`")
     target_simulator: str
     qasm: str = Field(description="the program text")
-    status: JobStatus
+    status: VisibleStatus = Field(
+        description="pending until the job's simulation starts on a node (`waiting_for` says where it"
+        " waits), then running; finished, failed or canceled at its end"
+    )
     submission_date: UtcDatetime
-    start_time: UtcDatetime | None
+    start_time: UtcDatetime | None = Field(description="when its simulation started on a node; null before")
     finish_time: UtcDatetime | None
     metadata: dict[str, Any]
     result_types: ResultTypes
     results: Results
     error: str | None = Field(description="why the job failed or was refused")
-    node_id: str | None = Field(description="the Ray node that ran the job")
+    node_id: str | None = Field(description="the Ray node that runs or ran the job; null until it starts")
     attempts: int
     waiting_for: str | None = Field(
-        description="why a pending job is not running yet, e.g. a node with its tag or a GPU"
-        " that is offline; null otherwise",
-        examples=["a node with tag 'gpu' (known, offline now)"],
+        description="where a pending job waits: the queue (not yet taken by the dispatcher), an executor"
+        " (taken, waiting in a warm executor's batch or for its Ray task to start), or what it was parked"
+        " for: a node with its tag or a GPU, or with enough memory, that is offline; null once it started",
+        examples=["waiting for a node with tag 'gpu' to come online (known but offline: 3f9c0a1b2c4d)"],
     )
     memory_bytes: int | None = Field(
         description="the memory the job asks Ray for, in bytes; null until it is known"
@@ -152,7 +156,7 @@ class HistoryEntry(BaseModel):
     pointer: int = Field(description="insertion counter; pass the last one seen as `cursor`")
     job_id: uuid.UUID
     target_simulator: str
-    status: JobStatus = Field(description="finished, failed or canceled")
+    status: VisibleStatus = Field(description="finished, failed or canceled")
     metadata: dict[str, Any]
     error: str | None
     node_id: str | None

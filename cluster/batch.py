@@ -67,7 +67,12 @@ class Executor:
         for work in works:
             if work.memory_bytes != self._budget:
                 work = replace(work, memory_bytes=self._budget)
+            if not self._db.mark_started(work.job_id, self._node_id):  # canceled or deleted while claimed
+                reports.append(Report(work.job_id, Outcome.DROPPED, 0.0, self._node_id, database=self.database()))
+                continue
             report, results = executor.execute(work, self._node_id)
+            if report.outcome is Outcome.NEEDS_MEMORY:  # not simulated here: claimed again
+                self._db.hand_back(work.job_id)
             if report.outcome is Outcome.FINISHED:
                 finished.append((work.job_id, results))
             elif report.outcome is Outcome.FAILED:

@@ -191,13 +191,15 @@ def run_job(work: Work) -> Report:
         psycopg.OperationalError: Postgres stayed unreachable for the outcome's write.
     """
     node = node_id()
-    _db.mark_started(work.job_id, node)
+    if not _db.mark_started(work.job_id, node):  # canceled or deleted while claimed: not run
+        return Report(work.job_id, Outcome.DROPPED, 0.0, node, database=_db.database())
     beating = _Heartbeat(work.job_id)
     try:
         report, results = execute(work, node)
     finally:
         beating.stop()
     if report.outcome is Outcome.NEEDS_MEMORY:
+        _db.hand_back(work.job_id)  # not simulated: claimed again, for the dispatcher to place
         return report
     written, error = _db.record_job(work.job_id, results, report.error, node)
     if not written:

@@ -1,6 +1,6 @@
 """A worker's Postgres connection: one per use in a worker process (the task path, a warm
 executor, the heartbeat thread), opened on first use, reopened after it broke, and the writes
-the worker makes over it (start, heartbeat, outcomes)."""
+the worker makes over it (start: claimed to running, hand-back, heartbeat, outcomes)."""
 
 from __future__ import annotations
 
@@ -73,13 +73,35 @@ class WorkerDb:
         info = self.conn().info
         return f"{info.host}:{info.port}/{info.dbname}"
 
-    def mark_started(self, job_id: uuid.UUID, node_id: str | None) -> None:
-        """The job runs on ``node_id`` (its first heartbeat). A broken connection is dropped,
-        not raised: not worth failing the job over; the outcome write retries."""
+    @retry_db_write
+    def mark_started(self, job_id: uuid.UUID, node_id: str | None) -> bool:
+        """The job's simulation starts on ``node_id``: the guarded claimed-to-running step
+        (store.mark_started_sync), with ``start_time`` and the first heartbeat. Call it right
+        before simulating; a broken connection is reopened and the write retried, up to 3 times.
+
+        Returns:
+            True: run it. False: the job is no longer claimed (canceled or deleted meanwhile):
+            drop it without simulating (report it DROPPED).
+
+        Raises:
+            psycopg.OperationalError: Postgres stayed unreachable (do not run the job).
+        """
         try:
-            store.mark_started_sync(self.conn(), job_id=job_id, node_id=node_id)
+            return store.mark_started_sync(self.conn(), job_id=job_id, node_id=node_id)
         except psycopg.OperationalError:
             self.drop()
+            raise
+
+    @retry_db_write
+    def hand_back(self, job_id: uuid.UUID) -> bool:
+        """The job was started here but not simulated (it needs more memory than granted, or it
+        goes to another worker): running back to claimed, for the dispatcher to place again.
+        False if it was no longer running (canceled meanwhile)."""
+        try:
+            return store.hand_back_sync(self.conn(), job_id=job_id)
+        except psycopg.OperationalError:
+            self.drop()
+            raise
 
     def heartbeat(self, job_id: uuid.UUID) -> None:
         """The job is still running here. Any database error drops the connection (the next

@@ -15,16 +15,23 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 from core.errors import InvalidJob
 
 
 class JobStatus(str, enum.Enum):
-    """A job's lifecycle: pending -> running -> finished | failed | canceled; TRANSITIONS lists
-    every change the store makes."""
+    """A job's lifecycle as the store holds it: pending -> claimed -> running -> finished |
+    failed | canceled; TRANSITIONS lists every change the store makes.
+
+    ``claimed`` is internal: the dispatcher has taken the job (the guard against running it
+    twice) but its simulation has not started (it waits in a warm executor's batch or for its
+    Ray task to start). Users see it as ``pending`` (:meth:`visible`): the contract's five
+    statuses (VISIBLE_STATUSES) are what every answer names.
+    """
 
     PENDING = "pending"
+    CLAIMED = "claimed"
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
@@ -34,19 +41,39 @@ class JobStatus(str, enum.Enum):
         """True for finished, failed and canceled: a job never leaves these."""
         return self in TERMINAL_STATUSES
 
+    def visible(self) -> JobStatus:
+        """The status users see: ``claimed`` is ``pending``, the others are themselves."""
+        return JobStatus.PENDING if self is JobStatus.CLAIMED else self
+
 
 TERMINAL_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})
+# The upstream contract's statuses: what the REST job JSON, /jobs and /history name.
+VisibleStatus = Literal["pending", "running", "finished", "failed", "canceled"]
+VISIBLE_STATUSES = frozenset(JobStatus(name) for name in get_args(VisibleStatus))
+# Where a pending job waits, when nothing more precise (a parked job's reason) is known.
+WAITING_IN_QUEUE = "the queue: the dispatcher has not taken the job yet"
+WAITING_FOR_EXECUTOR = (
+    "an executor: the dispatcher has taken the job; it waits in a warm executor's batch"
+    " or for its Ray task to start"
+)
 
 # Every status change the store makes, as {from: the statuses it may move to}; each is one
 # guarded UPDATE (core/store/jobs.py, outcomes.py), built with core.store.jobs.Move, which
 # refuses at import a change this table does not allow. A terminal status is never left.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType({
-    # claimed by the dispatcher; canceled before it ran
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
-    # its outcome written; canceled; pending again: parked for a node, requeued after its
-    # worker or node died, or recovered from a dispatcher that stopped mid-job
+    # claimed by the dispatcher; canceled before it was claimed
+    JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED}),
+    # its worker starts it; canceled; failed by the dispatcher (no node can run it, its
+    # runtime_env did not build, timed out or lost in Ray's queue); pending again: parked for a
+    # node, or its worker, executor or dispatcher died before it started (attempt not counted)
+    JobStatus.CLAIMED: frozenset(
+        {JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.PENDING}
+    ),
+    # its outcome written; canceled; claimed again: its worker handed it back unsimulated (it
+    # needs more memory than it was granted); pending again: requeued after its worker or node
+    # died, or recovered from a dispatcher that stopped mid-job
     JobStatus.RUNNING: frozenset(
-        {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PENDING}
+        {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PENDING, JobStatus.CLAIMED}
     ),
     JobStatus.FINISHED: frozenset(),
     JobStatus.FAILED: frozenset(),
@@ -65,7 +92,7 @@ class Outcome(str, enum.Enum):
 
     FINISHED = "finished"  # results written; the job is finished
     FAILED = "failed"  # the error written; the job is failed
-    DROPPED = "dropped"  # nothing written: the job was no longer running (canceled, deleted)
+    DROPPED = "dropped"  # nothing run or written: the job was no longer claimed or running (canceled, deleted)
     NEEDS_MEMORY = "needs_memory"  # nothing written: the circuit needs more memory than granted
     CANCELED = "canceled"  # its Ray work was stopped because the job was canceled
     TIMED_OUT = "timed_out"  # its Ray work was stopped after the job's timeout

@@ -342,7 +342,7 @@ class Dispatcher:
         if it is still running here, the node writes to another database: fail the job."""
         async with self._pool.connection() as conn:
             row = await store.get_job_status(conn, job_id=job.id)
-        if row is not None and row["status"] == JobStatus.RUNNING:
+        if row is not None and row["status"] in (JobStatus.CLAIMED, JobStatus.RUNNING):
             await self._fail(
                 job,
                 f"node {report.node_id} could not record the job: its executors use the "

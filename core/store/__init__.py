@@ -2,7 +2,8 @@
 connections.
 
 - connect: the async pool and sync connections;
-- jobs: submission, claiming, parking, start, heartbeat, cancel, delete, retention;
+- jobs: submission, claiming, parking, start (claimed to running) and hand-back, heartbeat, cancel,
+  delete, retention;
 - outcomes: a finished, failed or batch outcome written, and recovery of orphaned jobs;
 - reads: jobs, results and history for the api;
 - cluster: nodes and what the cluster offers;
@@ -11,7 +12,8 @@ connections.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
-never left. History rows are written by the database itself (migration 0002) when a job reaches
+never left. ``claimed`` (taken by the dispatcher, not started) is internal: reads show it as
+``pending``. History rows are written by the database itself (migration 0002) when a job reaches
 a terminal status. Async functions serve ingest, dispatcher and api; the ``*_sync`` ones serve
 executors and the CLI. Rows come back as dicts (``dict_row``). Callers use ``store.NAME``: this
 module names every public function of the aggregates.
@@ -47,6 +49,7 @@ from core.store.jobs import (
     delete_expired_jobs_sync,
     delete_job,
     delete_pending_job,
+    hand_back_sync,
     heartbeat_sync,
     insert_job,
     mark_started_sync,
@@ -121,6 +124,7 @@ __all__ = [
     "get_job_status",
     "get_plugin",
     "get_results",
+    "hand_back_sync",
     "head_node_versions_sync",
     "heartbeat_sync",
     "insert_api_key_sync",

@@ -1,6 +1,10 @@
 """A job's life before its outcome: submission, claiming, parking, requeueing, start and heartbeat,
 cancel, delete, retention. Every status change is one guarded UPDATE, built with :class:`Move`
-from core.domain.TRANSITIONS."""
+from core.domain.TRANSITIONS.
+
+The dispatcher's claim makes a job ``claimed`` (internal; users see ``pending``); its worker makes
+it ``running``, with ``start_time`` and ``node_id``, when the simulation starts (:func:`mark_started_sync`),
+or hands it back ``claimed`` when it did not simulate it (:func:`hand_back_sync`)."""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from core.domain import TERMINAL_STATUSES, JobSpec, JobStatus, ResultType, can_m
 from core.errors import Conflict, JobNotFound, TooManyPending
 from core.store.reads import JOB_COLUMNS, get_job_status, job_json, owned_by
 
-PENDING, RUNNING, CANCELED = JobStatus.PENDING, JobStatus.RUNNING, JobStatus.CANCELED
+PENDING, CLAIMED, RUNNING, CANCELED = JobStatus.PENDING, JobStatus.CLAIMED, JobStatus.RUNNING, JobStatus.CANCELED
+# the jobs the dispatcher holds: claimed (not started yet) or running
+ACTIVE = (CLAIMED, RUNNING)
 
 
 def status_in(statuses: Iterable[JobStatus], alias: str = "") -> str:
@@ -61,10 +67,12 @@ class Move:
         return status_in(self.sources, alias)
 
 
-CLAIM = Move((PENDING,), RUNNING)
-PARK = Move((RUNNING,), PENDING)
-REQUEUE = Move((RUNNING,), PENDING)
-CANCEL = Move((PENDING, RUNNING), CANCELED)
+CLAIM = Move((PENDING,), CLAIMED)
+START = Move((CLAIMED,), RUNNING)
+HAND_BACK = Move((RUNNING,), CLAIMED)
+PARK = Move(ACTIVE, PENDING)
+REQUEUE = Move(ACTIVE, PENDING)
+CANCEL = Move((PENDING, *ACTIVE), CANCELED)
 
 
 async def insert_job(
@@ -116,7 +124,7 @@ _INSERT_CAPPED = f"""
 WITH job AS (
     INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
     SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
-     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING])}
+     WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING, CLAIMED])}
                                    LIMIT %(max)s) AS p) < %(max)s
     RETURNING id
 )
@@ -136,7 +144,7 @@ async def delete_pending_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID
 
 @dataclass(frozen=True)
 class ClaimedJob:
-    """A job the dispatcher has moved from pending to running: what the executor needs."""
+    """A job the dispatcher has claimed (pending to claimed): what the executor needs."""
 
     id: uuid.UUID
     backend: str
@@ -157,8 +165,8 @@ class ClaimedJob:
 
 _CLAIM = f"""
 WITH claimed AS (
-    UPDATE jobs SET {CLAIM.set}, start_time = now(), attempts = attempts + 1,
-                    waiting_for = NULL
+    UPDATE jobs SET {CLAIM.set}, claimed_at = now(), attempts = attempts + 1,
+                    start_time = NULL, node_id = NULL, heartbeat_at = NULL, waiting_for = NULL
      WHERE id = ANY(%s) AND {CLAIM.where()}
     RETURNING id, target_simulator, qasm, metadata, attempts, memory_bytes
 )
@@ -179,19 +187,22 @@ SELECT c.id, c.target_simulator, c.qasm, c.metadata, c.attempts, c.memory_bytes,
   JOIN result_types rt ON rt.job_id = c.id
   LEFT JOIN backends b ON b.backend_name = c.target_simulator
   LEFT JOIN plugins p ON p.name = b.plugin
- WHERE c.id = ANY(%s) AND {status_in([RUNNING], "c")}
+ WHERE c.id = ANY(%s) AND {status_in(ACTIVE, "c")}
 """
 
 
 async def claim_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
-    """Move those of ``job_ids`` that are pending to running, in one statement; return them
-    (in no particular order). The others (canceled, already claimed, deleted) are left alone."""
+    """Move those of ``job_ids`` that are pending to claimed (``attempts`` counts the claim),
+    in one statement; return them (in no particular order). The others (canceled, already
+    claimed or running, deleted) are left alone: a duplicate or redelivered message claims nothing.
+    The job stays ``pending`` to its user until its worker starts it (:func:`mark_started_sync`)."""
     cur = await conn.execute(_CLAIM, (job_ids,))
     return [_claimed(row) for row in await cur.fetchall()]
 
 
 async def running_jobs(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[ClaimedJob]:
-    """Those of ``job_ids`` that are running, as claimed jobs (a restarted dispatcher adopts them)."""
+    """Those of ``job_ids`` that are claimed or running, as claimed jobs (a restarted dispatcher
+    adopts the ones the runner still holds)."""
     cur = await conn.execute(_RUNNING, (job_ids,))
     return [_claimed(row) for row in await cur.fetchall()]
 
@@ -212,8 +223,8 @@ def _claimed(row: dict[str, Any]) -> ClaimedJob:
 
 
 _PARK = (
-    f"UPDATE jobs SET {PARK.set}, start_time = NULL, attempts = attempts - 1,"
-    f" waiting_for = %s WHERE id = %s AND {PARK.where()}"
+    f"UPDATE jobs SET {PARK.set}, start_time = NULL, node_id = NULL, claimed_at = NULL,"
+    f" attempts = attempts - 1, waiting_for = %s WHERE id = %s AND {PARK.where()}"
 )
 
 
@@ -236,9 +247,11 @@ async def parked_jobs(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
 
 
 async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bool:
-    """A running job whose worker or node died goes back to pending (its attempt counted)."""
+    """A job whose worker, executor or node died goes back to pending: its attempt counted when
+    it was running, not when it was only claimed (it never started)."""
     cur = await conn.execute(
-        f"UPDATE jobs SET {REQUEUE.set}, start_time = NULL, node_id = NULL, waiting_for = NULL"
+        f"UPDATE jobs SET {REQUEUE.set}, start_time = NULL, node_id = NULL, waiting_for = NULL,"
+        f" claimed_at = NULL, attempts = attempts - ({status_in([CLAIMED])})::int"
         f" WHERE id = %s AND {REQUEUE.where()}",
         (job_id,),
     )
@@ -246,7 +259,8 @@ async def requeue_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID) -> bo
 
 
 async def stale_pending_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[uuid.UUID]:
-    """Pending jobs (not parked for a node) submitted more than ``older_than_s`` seconds ago."""
+    """Pending jobs (not parked for a node, not claimed) submitted more than ``older_than_s``
+    seconds ago."""
     cur = await conn.execute(
         f"SELECT id FROM jobs WHERE {status_in([PENDING])} AND waiting_for IS NULL"
         " AND submission_date < now() - make_interval(secs => %s) ORDER BY pointer LIMIT 10000",
@@ -260,12 +274,32 @@ async def set_job_memory(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, me
     await conn.execute("UPDATE jobs SET memory_bytes = %s WHERE id = %s", (memory_bytes, job_id))
 
 
-def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> None:
-    """The executor has started the job on ``node_id`` (its first heartbeat)."""
-    conn.execute(
-        f"UPDATE jobs SET node_id = %s, heartbeat_at = now() WHERE id = %s AND {status_in([RUNNING])}",
-        (node_id, job_id),
-    )
+_START = (
+    f"UPDATE jobs SET {START.set}, start_time = now(), node_id = %s, heartbeat_at = now()"
+    f" WHERE id = %s AND {START.where()}"
+)
+_HAND_BACK = (
+    f"UPDATE jobs SET {HAND_BACK.set}, start_time = NULL, node_id = NULL, heartbeat_at = NULL,"
+    f" claimed_at = now() WHERE id = %s AND {HAND_BACK.where()}"
+)
+
+
+def mark_started_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, node_id: str | None) -> bool:
+    """The worker starts the claimed job's simulation on ``node_id``: claimed to running, with
+    ``start_time`` and the first heartbeat (one guarded UPDATE).
+
+    Returns:
+        True: run it. False: the job is no longer claimed (canceled or deleted meanwhile, or
+        started elsewhere): drop it without simulating.
+    """
+    return conn.execute(_START, (node_id, job_id)).rowcount == 1
+
+
+def hand_back_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> bool:
+    """The worker started the job but did not simulate it (it needs more memory than granted):
+    running back to claimed, start_time and node_id cleared, for the dispatcher to place it
+    again. False if it was no longer running."""
+    return conn.execute(_HAND_BACK, (job_id,)).rowcount == 1
 
 
 def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
@@ -277,10 +311,10 @@ def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
 
 async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[dict[str, Any]]:
     """Running jobs whose heartbeat (or start, before the first beat) is older than
-    ``older_than_s``: {id, node_id, attempts}."""
+    ``older_than_s``, and claimed jobs claimed longer ago than that: {id, node_id, attempts}."""
     cur = await conn.execute(
-        f"SELECT id, node_id, attempts FROM jobs WHERE {status_in([RUNNING])}"
-        " AND coalesce(heartbeat_at, start_time) < now() - make_interval(secs => %s)",
+        f"SELECT id, node_id, attempts FROM jobs WHERE {status_in(ACTIVE)}"
+        " AND coalesce(heartbeat_at, start_time, claimed_at) < now() - make_interval(secs => %s)",
         (older_than_s,),
     )
     return await cur.fetchall()
@@ -302,11 +336,13 @@ SELECT {JOB_COLUMNS}
 async def cancel_job(
     conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
 ) -> dict[str, Any]:
-    """Move a pending or running job to canceled (one guarded UPDATE); the job JSON after it.
+    """Move a pending (claimed too) or running job to canceled (one guarded UPDATE); the job
+    JSON after it.
 
-    Whichever of cancel and the executor's finish (guarded on ``status = 'running'``)
-    commits first wins; the history trigger writes one row for the winner. Triggers
-    notify ``qserver_cancel`` for a job that was running, so its Ray work is stopped.
+    Whichever of cancel and the executor's start or finish (guarded on ``status = 'claimed'``,
+    ``'running'``) commits first wins; the history trigger writes one row for the winner.
+    Triggers notify ``qserver_cancel`` for a job that was claimed or running, so its Ray work
+    is stopped; a claimed job's worker drops it at its start.
 
     With ``owner``, another user's job is not found.
 
@@ -332,7 +368,8 @@ async def delete_job(
 ) -> None:
     """Delete a job that is not running, with its result types and results (cascade).
 
-    One statement guarded on the job not running; the history row, if any, stays.
+    One statement guarded on the job not running; the history row, if any, stays. A claimed
+    job (pending to its user) is deleted too: its worker finds it gone at its start and drops it.
     With ``owner``, another user's job is not found.
 
     Raises:
@@ -366,8 +403,8 @@ def _expiry_seconds(older_than_days: float) -> float:
 async def delete_expired_jobs(conn: psycopg.AsyncConnection, *, older_than_days: float) -> int:
     """Delete jobs in a terminal status that finished more than ``older_than_days`` ago.
 
-    Their result types and results go with them (cascade); history rows stay; pending
-    and running jobs are never touched. Returns how many jobs were deleted.
+    Their result types and results go with them (cascade); history rows stay; pending,
+    claimed and running jobs are never touched. Returns how many jobs were deleted.
     """
     cur = await conn.execute(_EXPIRED, (_expiry_seconds(older_than_days),))
     return cur.rowcount

@@ -11,13 +11,18 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core.domain import JobStatus
-from core.store.jobs import Move, status_in
+from core.store.jobs import ACTIVE, Move, status_in
 
-RUNNING = JobStatus.RUNNING
+CLAIMED, RUNNING = JobStatus.CLAIMED, JobStatus.RUNNING
+# the worker's writes: only a job it started (mark_started_sync) has an outcome to write
 FINISH = Move((RUNNING,), JobStatus.FINISHED)
 FAIL = Move((RUNNING,), JobStatus.FAILED)
-# a job whose Ray work is gone: pending again, or failed after its last attempt
-RECOVER = Move((RUNNING,), JobStatus.PENDING)
+# the dispatcher's: a claimed job can fail before it starts (no node for it, its runtime_env,
+# its timeout in Ray's queue, lost on its last attempt)
+STOP = Move(ACTIVE, JobStatus.FAILED)
+# a job whose Ray work is gone: pending again (a claimed one, never started, always, its
+# attempt not counted), or failed after its last attempt
+RECOVER = Move(ACTIVE, JobStatus.PENDING)
 GIVE_UP = Move((RUNNING,), JobStatus.FAILED)
 
 _FINISH = f"""
@@ -32,6 +37,11 @@ _FAIL = f"""
 UPDATE jobs SET {FAIL.set}, finish_time = now(), error = %s,
        node_id = coalesce(%s, node_id)
  WHERE id = %s AND {FAIL.where()}
+"""
+_STOP = f"""
+UPDATE jobs SET {STOP.set}, finish_time = now(), error = %s,
+       node_id = coalesce(%s, node_id)
+ WHERE id = %s AND {STOP.where()}
 """
 
 
@@ -134,8 +144,9 @@ async def fail_job(
     error: str,
     node_id: str | None = None,
 ) -> bool:
-    """Mark a running job failed with ``error``. False if it was no longer running."""
-    cur = await conn.execute(_FAIL, (error, node_id, job_id))
+    """Mark a claimed or running job failed with ``error`` (the dispatcher's verdict: it may
+    never have started). False if it was neither."""
+    cur = await conn.execute(_STOP, (error, node_id, job_id))
     return cur.rowcount == 1
 
 
@@ -151,8 +162,10 @@ WITH failed AS (
      WHERE {GIVE_UP.where()} AND attempts >= %(max_attempts)s AND id = ANY(%(ids)s)
     RETURNING id
 ), requeued AS (
-    UPDATE jobs SET {RECOVER.set}, start_time = NULL, node_id = NULL
-     WHERE {RECOVER.where()} AND attempts < %(max_attempts)s AND id = ANY(%(ids)s)
+    UPDATE jobs SET {RECOVER.set}, start_time = NULL, node_id = NULL, claimed_at = NULL,
+           attempts = attempts - ({status_in([CLAIMED])})::int
+     WHERE {RECOVER.where()} AND (attempts < %(max_attempts)s OR {status_in([CLAIMED])})
+       AND id = ANY(%(ids)s)
     RETURNING id
 )
 SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM requeued
@@ -160,18 +173,20 @@ SELECT 'failed' AS outcome, id FROM failed UNION ALL SELECT 'requeued', id FROM 
 
 
 async def running_job_ids(conn: psycopg.AsyncConnection) -> list[uuid.UUID]:
-    """Ids of all running jobs."""
-    cur = await conn.execute(f"SELECT id FROM jobs WHERE {status_in([RUNNING])}")
+    """Ids of all jobs a dispatcher holds: claimed or running."""
+    cur = await conn.execute(f"SELECT id FROM jobs WHERE {status_in(ACTIVE)}")
     return [row["id"] for row in await cur.fetchall()]
 
 
 async def recover_orphans(
     conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID], max_attempts: int
 ) -> dict[str, list[uuid.UUID]]:
-    """Running jobs among ``job_ids`` whose Ray work is gone (their worker, node or owner died).
+    """Claimed or running jobs among ``job_ids`` whose Ray work is gone (their worker, executor,
+    node or owner died).
 
-    Each goes back to pending (to be published again) or, after ``max_attempts`` runs,
-    ends failed with "worker lost". Assumes one dispatcher per database.
+    A running one goes back to pending (to be published again) or, after ``max_attempts`` runs,
+    ends failed with "worker lost"; a claimed one never started: it goes back to pending, its
+    claim not counted as an attempt. Assumes one dispatcher per database.
 
     Returns:
         {"requeued": [job ids], "failed": [job ids]}

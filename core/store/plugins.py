@@ -154,7 +154,7 @@ async def remove_plugin(conn: psycopg.AsyncConnection, *, name: str) -> None:
         if plugin is None:
             raise PluginNotFound(f"plugin {name} is not admitted")
         cur = await conn.execute(
-            "SELECT count(*) AS n FROM jobs WHERE status IN ('pending', 'running')"
+            "SELECT count(*) AS n FROM jobs WHERE status IN ('pending', 'claimed', 'running')"
             " AND target_simulator IN (SELECT backend_name FROM backends WHERE plugin = %s)",
             (name,),
         )

@@ -1,4 +1,8 @@
-"""Reading jobs, results and history for the api (keyset paging, owner filters)."""
+"""Reading jobs, results and history for the api (keyset paging, owner filters).
+
+Every answer names the contract's statuses only: the internal ``claimed`` reads as ``pending``
+(:func:`visible_status`), and a pending job's ``waiting_for`` says where it waits: the queue, an
+executor (claimed), or what it was parked for (a node with a tag, a GPU, memory)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,37 @@ from typing import Any
 
 import psycopg
 
+from core.domain import WAITING_FOR_EXECUTOR, WAITING_IN_QUEUE, JobStatus
 from core.store.connect import PAGE_SIZE
 
-_JOB_FIELDS = """
-j.id, j.pointer, j.target_simulator, j.qasm, j.status, j.submission_date, j.start_time,
-j.finish_time, j.metadata, j.error, j.node_id, j.attempts, j.waiting_for, j.memory_bytes, j.owner,
-rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval
+
+def visible_status(column: str) -> str:
+    """SQL for the status users see of ``column`` (core.domain.JobStatus.visible): ``claimed``
+    reads as ``pending``."""
+    hidden = [s for s in JobStatus if s.visible() is not s]
+    cases = " ".join(f"WHEN '{s.value}' THEN '{s.visible().value}'" for s in hidden)
+    return f"CASE {column} {cases} ELSE {column} END"
+
+
+def _waiting_for(alias: str) -> str:
+    """SQL for a job's ``waiting_for``: why it was parked, else where a pending job waits
+    (the queue, or an executor once claimed); null for a job that started or ended."""
+    queue, executor = (_literal(text) for text in (WAITING_IN_QUEUE, WAITING_FOR_EXECUTOR))
+    return (
+        f"CASE {alias}.status WHEN '{JobStatus.PENDING.value}' THEN coalesce({alias}.waiting_for, {queue})"
+        f" WHEN '{JobStatus.CLAIMED.value}' THEN coalesce({alias}.waiting_for, {executor}) END"
+    )
+
+
+def _literal(text: str) -> str:
+    """``text`` as an SQL string literal (a constant of ours, never user input)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+_JOB_FIELDS = f"""
+j.id, j.pointer, j.target_simulator, j.qasm, {visible_status("j.status")} AS status, j.submission_date,
+j.start_time, j.finish_time, j.metadata, j.error, j.node_id, j.attempts, {_waiting_for("j")} AS waiting_for,
+j.memory_bytes, j.owner, rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval
 """
 JOB_COLUMNS = _JOB_FIELDS + ", r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval"
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
@@ -142,7 +171,7 @@ async def get_results(
     """
     mine, param = owned_by("j.owner", owner)
     cur = await conn.execute(
-        f"SELECT j.status, j.error, r.id, r.job_id, {_raw_results(inline_bytes)}"
+        f"SELECT {visible_status('j.status')} AS status, j.error, r.id, r.job_id, {_raw_results(inline_bytes)}"
         f" FROM jobs j LEFT JOIN results r ON r.job_id = j.id WHERE j.id = %s{mine}",
         (job_id, *param),
     )
@@ -158,7 +187,8 @@ async def get_results(
 async def get_job_status(
     conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
 ) -> dict[str, Any] | None:
-    """{status, error} of a job, or None if it does not exist (or, with ``owner``, is another's)."""
+    """{status, error} of a job, or None if it does not exist (or, with ``owner``, is another's).
+    ``status`` is the store's own, ``claimed`` included (for the services, not for users)."""
     mine, param = owned_by("owner", owner)
     cur = await conn.execute(f"SELECT status, error FROM jobs WHERE id = %s{mine}", (job_id, *param))
     return await cur.fetchone()

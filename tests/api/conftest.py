@@ -90,6 +90,9 @@ async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
         if status == "pending":
             return job_id
         assert await store.claim_jobs(aconn, job_ids=[job_id]) != []
+        if status == "claimed":  # taken by the dispatcher, not started: pending to its user
+            return job_id
+        assert await asyncio.to_thread(store.mark_started_sync, sconn, job_id=job_id, node_id=node_id)
         if status == "finished":
             done = await asyncio.to_thread(
                 store.finish_job_sync, sconn, job_id=job_id, results=results or {}, node_id=node_id

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from api.deps import get_conn, get_pool
-from core.domain import ResultType
+from core.domain import WAITING_IN_QUEUE, ResultType
 
 V1 = "/api/v1"
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
@@ -85,7 +85,7 @@ async def test_pending_job_json(client: httpx.AsyncClient, make_job: MakeJob) ->
     assert job["results"] == {"counts": None, "quasi_dist": None, "expval": None}
     assert job["error"] is None and job["node_id"] is None
     assert job["attempts"] == 0
-    assert job["waiting_for"] is None and job["memory_bytes"] is None
+    assert job["waiting_for"] == WAITING_IN_QUEUE and job["memory_bytes"] is None
 
 
 async def test_finished_job_json(client: httpx.AsyncClient, make_job: MakeJob) -> None:

@@ -13,6 +13,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from core import store
+from core.domain import WAITING_IN_QUEUE
 
 V1 = "/api/v1"
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
@@ -191,7 +192,7 @@ async def test_waiting_job_says_what_it_waits_for(
     assert job["waiting_for"] == waiting
     assert job["memory_bytes"] == 5 * GIB
     other = (await client.get(f"{V1}/job/{plain}")).json()
-    assert other["waiting_for"] is None and other["memory_bytes"] is None
+    assert other["waiting_for"] == WAITING_IN_QUEUE and other["memory_bytes"] is None
 
     pointer = job["pointer"]
     page = (await client.get(f"{V1}/jobs", params={"cursor": pointer - 1})).json()

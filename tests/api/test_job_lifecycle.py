@@ -85,7 +85,7 @@ async def test_cancel_running_wins_over_a_later_finish(
     job = (await client.get(f"{V1}/job/{job_id}")).json()
     assert job["status"] == "canceled"
     assert job["results"] == NO_RESULTS
-    assert job["node_id"] is None
+    assert job["node_id"] == "node-1"  # where it started, not the late finisher's
     assert (await client.get(f"{V1}/job/result/{job_id}")).json() == {
         "detail": f"job {job_id} has no results: it was canceled"
     }

@@ -418,9 +418,10 @@ async def test_fake_plugin_from_pypi(
         assert claimed is not None and claimed.plugin == "fake-plugin"
         refused = await client.delete(f"{V1}/plugin/fake-plugin")
         assert refused.status_code == 409
-        assert "1 job is pending or running" in refused.json()["detail"]
+        assert "1 job is pending or running" in refused.json()["detail"]  # claimed: pending to its user
         sconn = store.connect_sync(dsn)
         try:
+            assert await asyncio.to_thread(store.mark_started_sync, sconn, job_id=job_id, node_id="node-2")
             assert await asyncio.to_thread(
                 store.finish_job_sync, sconn, job_id=job_id,
                 results={"counts": {"00": 512, "11": 488}}, node_id="node-2",

@@ -116,6 +116,7 @@ async def make_job(auth_dsn: str) -> AsyncIterator[MakeJob]:
         if status == "pending":
             return job_id
         assert await store.claim_jobs(aconn, job_ids=[job_id]) != []
+        assert await asyncio.to_thread(store.mark_started_sync, sconn, job_id=job_id, node_id="node-1")
         if status == "finished":
             assert await asyncio.to_thread(
                 store.finish_job_sync, sconn, job_id=job_id,

@@ -127,6 +127,10 @@ async def test_the_per_user_cap_on_pending_jobs(ingest, auth_settings, make_key,
     await add_job(stub, [("x-api-key", bob)])  # another user is not affected
     # a job that starts frees a place
     first = jobs_of(db, make_key.owner(alice))[0]["id"]
+    db.execute("UPDATE jobs SET status = 'claimed' WHERE id = %s", (first,))  # taken, not started: still pending
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await add_job(stub, [("x-api-key", alice)])
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     db.execute("UPDATE jobs SET status = 'running' WHERE id = %s", (first,))
     await add_job(stub, [("x-api-key", alice)])
     assert len(jobs_of(db, make_key.owner(alice))) == 3

@@ -55,6 +55,14 @@ async def _claim(dsn: str, qasm: str) -> store.ClaimedJob:
     return job
 
 
+def _started(dsn: str, qasm: str) -> store.ClaimedJob:
+    """A claimed job its worker has started (running): one whose outcome may be written."""
+    job = asyncio.run(_claim(dsn, qasm))
+    with store.connect_sync(dsn) as conn:
+        assert store.mark_started_sync(conn, job_id=job.id, node_id="n1")
+    return job
+
+
 def _status(dsn: str, job_id: uuid.UUID) -> dict:
     with store.connect_sync(dsn) as conn:
         return conn.execute("SELECT status, error, node_id FROM jobs WHERE id = %s", (job_id,)).fetchone()
@@ -81,7 +89,7 @@ def test_a_circuit_larger_than_granted_comes_back_with_its_need_and_nothing_writ
     assert report.outcome is Outcome.NEEDS_MEMORY and report.node_id == "node-1"
     assert report.memory.active_qubits == 20 and report.memory.method == "statevector"
     assert report.memory.memory_bytes > 260 * MIB
-    assert _status(dsn, job.id)["status"] == "running"
+    assert _status(dsn, job.id)["status"] == "claimed"  # handed back unsimulated, to be placed again
 
 
 def test_a_job_canceled_meanwhile_is_dropped_and_names_the_database(dsn):
@@ -95,7 +103,7 @@ def test_a_job_canceled_meanwhile_is_dropped_and_names_the_database(dsn):
 
 @pytest.mark.parametrize("synchronous_commit", [True, False])
 def test_results_postgres_refuses_fail_their_own_job_only(dsn, synchronous_commit):
-    good, bad, broken = (asyncio.run(_claim(dsn, BELL)) for _ in range(3))
+    good, bad, broken = (_started(dsn, BELL) for _ in range(3))
     db = WorkerDb(synchronous_commit=synchronous_commit)
     nul = {"counts": {"\u0000": 1}}  # jsonb holds no NUL character
     written = db.record(
@@ -104,10 +112,12 @@ def test_results_postgres_refuses_fail_their_own_job_only(dsn, synchronous_commi
     assert written[good.id] is None and written[broken.id] == "boom"
     assert written[bad.id].startswith("the results could not be stored")
     assert [_status(dsn, j.id)["status"] for j in (good, bad, broken)] == ["finished", "failed", "failed"]
-    one = asyncio.run(_claim(dsn, BELL))
+    one = _started(dsn, BELL)
     assert db.record_job(one.id, nul, None, "n1") == (True, _status(dsn, one.id)["error"])
     assert db.record_job(one.id, {"counts": {"1": 1}}, None, "n1") == (False, None)  # no longer running
     assert db.record(finished=[], failed=[], node_id="n1") == {}
+    unstarted = asyncio.run(_claim(dsn, BELL))  # claimed, never started: no outcome to write
+    assert db.record_job(unstarted.id, {"counts": {"1": 1}}, None, "n1") == (False, None)
 
 
 def test_a_broken_connection_is_reopened(dsn):

@@ -126,7 +126,7 @@ def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
     assert sum(rows[ids[0]]["counts"].values()) == 1000
     assert rows[ids[1]]["status"] == "failed"
     assert "foo" in rows[ids[1]]["error"] and "foo" in reports[1].error
-    assert rows[ids[2]]["status"] == "running"  # handed back untouched
+    assert rows[ids[2]]["status"] == "claimed"  # handed back untouched: claimed again, pending to its user
     assert rows[ids[3]]["status"] == "canceled" and rows[ids[3]]["counts"] is None
     assert reports[3].database.endswith("/qserver_test_batch")
     get_settings.cache_clear()

@@ -79,6 +79,7 @@ async def _make_jobs(dsn: str, owner: str | None) -> list[uuid.UUID]:
                 await store.cancel_job(conn, job_id=job_id)
             if status in ("running", "finished", "failed"):
                 assert await store.claim_jobs(conn, job_ids=[job_id]) != []
+                assert store.mark_started_sync(sconn, job_id=job_id, node_id="node-1")
             if status == "finished":
                 results = {"counts": {"00": 6, "11": 4}, "quasi_dist": {"0": 0.6, "3": 0.4}}
                 assert store.finish_job_sync(sconn, job_id=job_id, results=results, node_id="node-1")

@@ -285,6 +285,7 @@ def run(
     max_qubits: Mapping[str, int] | None = None,
     threads: int | None = None,
     max_expanded_gates: int = DEFAULT_MAX_EXPANDED_GATES,
+    max_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -301,9 +302,12 @@ def run(
     Aer's thread count for circuits of SINGLE_THREAD_BELOW_QUBITS active qubits or more (None:
     all that OpenMP allows; a Ray worker's OpenMP allows its num_cpus); smaller circuits run on
     one thread. max_expanded_gates: the most gates the program's own gate definitions may
-    expand to (plugins.aer.unroll). Raises ValueError for an unknown result type,
-    CircuitError (a ValueError) for a circuit or metadata that cannot run, SimulationError when
-    Aer does not finish (e.g. not enough memory; the message is Aer's).
+    expand to (plugins.aer.unroll). max_seconds: the time this run may take: a circuit whose
+    estimate (plugins.aer.sizing.cost: active qubits, gates after expansion, shots, whether every
+    shot is simulated on its own) exceeds it raises TooSlow before simulating (seconds).
+    Raises ValueError for an unknown result type, CircuitError (a ValueError) for a circuit or
+    metadata that cannot run, SimulationError when Aer does not finish (e.g. not enough memory;
+    the message is Aer's).
     """
     wanted = _result_types(result_types)
     metadata = metadata or {}
@@ -321,6 +325,11 @@ def run(
             f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
         )
     operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
+    if max_seconds is not None:
+        runs = bool(wanted & {"counts", "quasi_dist"}) + ("expval" in wanted)
+        estimate = sizing.cost(circuit, method, shots, runs)
+        if estimate.seconds > max_seconds:
+            raise sizing.TooSlow(estimate, max_seconds)  # runs where it may take its time
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)

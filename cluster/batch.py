@@ -9,20 +9,26 @@ hands each one as many small jobs at once as have queued up (``run_batch``). The
 outcomes of a batch are written in one statement (``store.record_outcomes_sync``).
 
 Only jobs that are cheap by construction go this way (dispatcher/placement.py,
-``runs_in_batch``); a job whose circuit turns out larger than ``budget_bytes`` is
-handed back untouched (Outcome.NEEDS_MEMORY) and runs as its own Ray task, which can be
-given more memory, timed out and canceled on its own.
+``runs_in_batch``); a job whose circuit turns out larger than ``budget_bytes``, or whose
+estimated time is over ``Work.max_estimate_s``, is handed back untouched
+(Outcome.NEEDS_MEMORY, ``kind`` says why) and runs as its own Ray task, which can be given
+more memory, timed out and canceled on its own. Each job is parsed and simulated in a child
+process (cluster/sandbox.py), so that :meth:`Executor.cancel` and ``Work.max_run_s`` can stop
+it without stopping the executor: the jobs behind it in the batch run next, in a spare child.
+The actor runs with ``max_concurrency=2`` so that a cancel reaches it during a batch.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from dataclasses import replace
 from typing import Any
 
 from cluster import executor
 from cluster.messages import Report, Work
+from cluster.sandbox import Sandbox
 from cluster.workerdb import WorkerDb
 from core.domain import Outcome
 
@@ -39,11 +45,19 @@ class Executor:
         self._budget = budget_bytes
         self._db = WorkerDb(synchronous_commit=False)
         self._node_id = executor.node_id()
-        executor.warm_up(0.0)
+        self._one_batch = threading.Lock()
+        self._db.conn()
+        self._sandbox = Sandbox(self._node_id)
 
     def ready(self) -> dict[str, Any]:
-        """{"pid", "node_id"} of this executor (answers once it is warm)."""
-        return {"pid": os.getpid(), "node_id": self._node_id}
+        """{"pid", "node_id", "children"} of this executor (answers once it is warm);
+        ``children``: the pids of its child processes (cluster/sandbox.py)."""
+        return {"pid": os.getpid(), "node_id": self._node_id, "children": self._sandbox.pids()}
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Stop job ``job_id`` of the running batch: kill its simulation if it runs (its CPU is
+        free at once; the batch goes on), else skip it when its turn comes. True if it ran."""
+        return self._sandbox.cancel(job_id)
 
     def run_batch(self, works: list[Work]) -> list[Report]:
         """Run claimed jobs and record their outcomes in one write.
@@ -55,12 +69,22 @@ class Executor:
         Returns:
             One Report per job, in order: FINISHED or FAILED (written), DROPPED (no longer
             running: canceled or deleted meanwhile, nothing written; ``database`` names this
-            executor's database) or NEEDS_MEMORY (it needs more than this executor's memory
-            budget; nothing written, the dispatcher runs it as a task of its own).
+            executor's database), CANCELED (canceled while it ran or waited here: stopped,
+            nothing written), LOST (the child process running it died by itself: nothing
+            written) or NEEDS_MEMORY (nothing written: the dispatcher runs it as a task of its
+            own, not counting this run as an attempt; ``kind``: over this executor's memory
+            budget, estimated over ``max_estimate_s``, or stopped after ``max_run_s``).
 
         Raises:
             psycopg.OperationalError: Postgres stayed unreachable for the batch's write.
         """
+        with self._one_batch:
+            try:
+                return self._run_batch(works)
+            finally:
+                self._sandbox.forget()
+
+    def _run_batch(self, works: list[Work]) -> list[Report]:
         finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
         failed: list[tuple[uuid.UUID, str]] = []
         reports: list[Report] = []
@@ -70,7 +94,7 @@ class Executor:
             if not self._db.mark_started(work.job_id, self._node_id):  # canceled or deleted while claimed
                 reports.append(Report(work.job_id, Outcome.DROPPED, 0.0, self._node_id, database=self.database()))
                 continue
-            report, results = executor.execute(work, self._node_id)
+            report, results = self._sandbox.run(work)
             if report.outcome is Outcome.NEEDS_MEMORY:  # not simulated here: claimed again
                 self._db.hand_back(work.job_id)
             if report.outcome is Outcome.FINISHED:

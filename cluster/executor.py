@@ -23,7 +23,7 @@ from typing import Any
 
 import ray
 
-from cluster.messages import Report, Work
+from cluster.messages import ESTIMATE, MEMORY, Report, Work
 from cluster.workerdb import WorkerDb
 from core.domain import BUILTIN_PLUGIN, MemoryNeed, Outcome
 from core.settings import get_settings
@@ -44,6 +44,11 @@ def node_id() -> str | None:
         return None
 
 
+class TooSlow(Exception):
+    """A built-in Aer job estimated to take longer than ``Work.max_estimate_s``: nothing was
+    simulated; the message gives the estimate."""
+
+
 def compute(work: Work) -> dict[str, Any] | MemoryNeed:
     """Compute the job's requested results.
 
@@ -53,11 +58,13 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
         was simulated).
 
     Raises:
+        TooSlow: a built-in Aer job estimated past ``work.max_estimate_s`` (nothing simulated).
         Exception: whatever the loader, simulator or plugin raises.
     """
     job = work.job
     if job.plugin in (None, BUILTIN_PLUGIN):
         from plugins import aer
+        from plugins.aer import sizing
 
         budget = work.memory_bytes
         try:
@@ -69,9 +76,12 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
                 max_qubits=get_settings().max_active_qubits,
                 max_expanded_gates=get_settings().max_expanded_gates,
                 threads=work.threads,
+                max_seconds=work.max_estimate_s,
             )
-        except aer.NeedsMemory as exc:  # the plugin's exception, mapped here once
+        except aer.NeedsMemory as exc:  # the plugin's exceptions, mapped here once
             return MemoryNeed(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits)
+        except sizing.TooSlow as exc:
+            raise TooSlow(str(exc)) from None
     return _compute_with_plugin(work)
 
 
@@ -80,27 +90,30 @@ def execute(work: Work, node: str | None) -> tuple[Report, dict[str, Any] | None
 
     Returns:
         (report, results): FINISHED with the results; FAILED (``report.error`` says why) or
-        NEEDS_MEMORY (``report.memory`` says what the circuit needs) with None. ``run_ms``
-        is the time spent.
+        NEEDS_MEMORY with None: kind MEMORY (``report.memory`` says what the circuit needs)
+        or ESTIMATE (over ``work.max_estimate_s``; ``report.error`` gives the estimate).
+        ``run_ms`` is the time spent.
 
     Raises:
         KeyboardInterrupt, SystemExit: only these; every other failure is a FAILED report.
     """
     started = time.perf_counter()
-    results = memory = error = None
+    results = memory = error = kind = None
     try:
         computed = compute(work)
         if isinstance(computed, MemoryNeed):
-            outcome, memory = Outcome.NEEDS_MEMORY, computed
+            outcome, memory, kind = Outcome.NEEDS_MEMORY, computed, MEMORY
         else:
             check_storable(computed)
             outcome, results = Outcome.FINISHED, computed
+    except TooSlow as exc:
+        outcome, error, kind = Outcome.NEEDS_MEMORY, str(exc), ESTIMATE
     except BaseException as exc:  # noqa: BLE001 - every failure becomes a failed job
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         outcome, error = Outcome.FAILED, error_message(exc)
     run_ms = (time.perf_counter() - started) * 1e3
-    return Report(work.job_id, outcome, run_ms, node, error=error, memory=memory), results
+    return Report(work.job_id, outcome, run_ms, node, error=error, kind=kind, memory=memory), results
 
 
 def load_plugin(name: str) -> Any:

@@ -191,6 +191,17 @@ class Settings(BaseSettings):
     batch_max_qasm_bytes: int = Field(
         64 * 1024, ge=1, description="Jobs with a longer program run as their own Ray task."
     )
+    batch_max_estimate_s: float = Field(
+        0.5, gt=0,
+        description="Seconds a warm executor's job may be estimated to take (plugins.aer.sizing.cost: "
+        "active qubits, gates after expansion, shots, per-shot simulation); one estimated longer "
+        "is handed back unsimulated and runs as a Ray task of its own.",
+    )
+    batch_max_run_s: float = Field(
+        2.0, gt=0,
+        description="Seconds a job may simulate on a warm executor; one still running then is "
+        "stopped and runs again as a Ray task of its own (that run not counted as an attempt).",
+    )
     executor_warm_workers: int = Field(
         0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."
     )

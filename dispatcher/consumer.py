@@ -51,7 +51,8 @@ def start_executor(settings: Settings) -> ray.actor.ActorHandle:
     that run as tasks); Ray spreads the executors over the nodes."""
     return (
         ray.remote(batch.Executor)
-        .options(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD")
+        # two threads: a cancel reaches the executor while it runs a batch
+        .options(num_cpus=0, max_restarts=0, scheduling_strategy="SPREAD", max_concurrency=2)
         .remote(batch_memory_bytes(settings))
     )
 
@@ -103,6 +104,7 @@ class Dispatcher:
         self._arrived: list[tuple[uuid.UUID, AbstractIncomingMessage]] = []
         self._arrival = asyncio.Event()
         self._small: asyncio.Queue[store.ClaimedJob] = asyncio.Queue()
+        self._on_executor: dict[uuid.UUID, int] = {}  # job id -> the warm executor running its batch
         self._executors = list(executors or [])
         self._budget = batch_memory_bytes(settings)
         self._loops: list[asyncio.Task] = []
@@ -179,7 +181,8 @@ class Dispatcher:
 
     async def _run_batch(self, index: int, batch: list[store.ClaimedJob]) -> None:
         started = time.perf_counter()
-        works = [self._work(job, self._budget) for job in batch]
+        works = [self._small_work(job) for job in batch]
+        self._on_executor.update((job.id, index) for job in batch)
         try:
             reports = await asyncio.wait_for(
                 asyncio.ensure_future(self._executors[index].run_batch.remote(works)),
@@ -198,12 +201,20 @@ class Dispatcher:
         counted: dict[str, int] = {}
         for job, report in zip(batch, reports, strict=True):
             counted[report.outcome.value] = counted.get(report.outcome.value, 0) + 1
-            if report.outcome is Outcome.NEEDS_MEMORY:  # too large for a warm executor: a task of its own
+            self._on_executor.pop(job.id, None)
+            if report.outcome is Outcome.NEEDS_MEMORY:
+                # too large, estimated too slow, or stopped for running too long: a task of its
+                # own, still claimed (that run is not counted as an attempt); it keeps its slot
+                log.info("job_id=%s leaves the fast path (%s): %s", job.id, report.kind, report.error or "memory")
                 self._spawn(self._run(job))
                 continue
             try:
                 if report.outcome is Outcome.DROPPED:
                     await self._check_dropped(job, report)
+                elif report.outcome is Outcome.CANCELED:
+                    log.info("job_id=%s canceled; its simulation on warm executor %d was stopped", job.id, index)
+                elif report.outcome is Outcome.LOST:
+                    await self._lost(job, report)
             finally:
                 self._done_small(job)
         log.info(
@@ -212,6 +223,7 @@ class Dispatcher:
         )
 
     def _done_small(self, job: store.ClaimedJob) -> None:
+        self._on_executor.pop(job.id, None)
         self._inflight.discard(job.id)
         self._slots.release()
 
@@ -297,6 +309,14 @@ class Dispatcher:
             log.warning("job_id=%s failed: %s", job.id, reason)
             await self._fail(job, reason)
 
+    def _small_work(self, job: store.ClaimedJob) -> Work:
+        """What a warm executor gets for ``job``: its memory budget, one thread, and the fast
+        path's time budgets (settings.batch_max_estimate_s, batch_max_run_s)."""
+        return Work(
+            job=job, memory_bytes=self._budget,
+            max_estimate_s=self._settings.batch_max_estimate_s, max_run_s=self._settings.batch_max_run_s,
+        )
+
     def _work(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> Work:
         """What a worker gets for ``job``: ``memory`` bytes, ``cpus`` threads, the GPU device
         for a backend that needs one."""
@@ -351,7 +371,14 @@ class Dispatcher:
             )
 
     def cancel(self, job_id: uuid.UUID) -> None:
-        """Stop the Ray work of a job canceled while running (the runner ends its worker)."""
+        """Stop the Ray work of a job canceled while running: its simulation on a warm executor
+        (the executor kills the process simulating it, and goes on with its batch) or its task
+        (the runner ends its worker)."""
+        index = self._on_executor.get(job_id)
+        if index is not None:
+            self._executors[index].cancel.remote(job_id)
+            log.info("job_id=%s cancel requested: stopping it on warm executor %d", job_id, index)
+            return
         self._runner.cancel.remote(job_id)
         log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
 

@@ -22,6 +22,14 @@ meant to fail (a 1 s timeout on a long simulation). When every job is terminal i
 * refused but stored (must be 0): rows no accepted submission accounts for.
 
 Exit status 1 when lost, run twice or refused-but-stored is not 0.
+
+``--hostile`` then runs a hostile tenant beside a normal one (``--skip-faults``: only that):
+long small jobs (16 qubits, a mid-circuit measurement, ~4000 gates, 6000 shots: minutes of
+per-shot simulation each, submitted as a fast-path job), cancel storms (each canceled a second
+or so after it was submitted) and concurrent reads of a big result, while a normal client runs
+Bell jobs one after another. It prints the normal jobs' latency (p50, p99) without and with the
+hostile tenant, and lost, run twice and wrong status (a canceled job not canceled, a Bell job
+not finished) over both tenants' jobs: each must be 0.
 """
 
 from __future__ import annotations
@@ -282,6 +290,113 @@ def report(run: Run, counts: Counter, seconds: float, jobs: int) -> Table:
     return table
 
 
+def long_small_qasm(seed: int, qubits: int = 16, gates: int = 4000) -> str:
+    """The hostile tenant's job: small by its size (16 qubits, a short program), minutes of
+    simulation (a mid-circuit measurement makes Aer simulate each of its shots on its own)."""
+    rng = random.Random(seed)
+    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];",
+             "h q;", "measure q[0] -> c[0];"]
+    for _ in range(gates):
+        a = rng.randrange(qubits)
+        b = (a + 1 + rng.randrange(qubits - 1)) % qubits
+        lines.append(rng.choice([f"cx q[{a}],q[{b}];", f"rz(0.3) q[{a}];", f"h q[{a}];", f"t q[{a}];"]))
+    return "\n".join([*lines, "measure q -> c;", ""])
+
+
+BIG_RESULT = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[18];\ncreg c[18];\nh q;\nmeasure q -> c;\n'
+
+
+def normal_jobs(lab: FaultLab, count: int, expected: dict[str, str]) -> list[float]:
+    """``count`` Bell jobs one after another: each one's seconds from submission to result."""
+    took = []
+    for i in range(count):
+        started = time.perf_counter()
+        job_id = lab.client.submit(BELL, counts=True, metadata={"shots": 1000, "seed": i})
+        expected[job_id] = "finished"
+        lab.client.wait(job_id, timeout=120)
+        took.append(time.perf_counter() - started)
+    return took
+
+
+def hostile_tenant(lab: FaultLab, stop: threading.Event, expected: dict[str, str], big: str) -> None:
+    """Until ``stop``: two long small jobs left running, then a cancel storm (five, each canceled
+    about a second after its submission), and four readers of a big result all along."""
+    def read() -> None:
+        while not stop.is_set():
+            lab.client.http.get(f"/api/v1/job/result/{big}", timeout=60)
+
+    readers = [threading.Thread(target=read, daemon=True) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    seed = 0
+    while not stop.is_set():
+        for _ in range(2):
+            seed += 1
+            expected[lab.client.submit(long_small_qasm(seed), metadata={"shots": 6000})] = "canceled"
+        storm = []
+        for _ in range(5):
+            seed += 1
+            storm.append(lab.client.submit(long_small_qasm(seed), metadata={"shots": 6000}))
+            expected[storm[-1]] = "canceled"
+        stop.wait(random.uniform(0.5, 1.5))
+        for job_id in storm:
+            lab.client.http.put(f"/api/v1/job/cancel/{job_id}")
+        stop.wait(5.0)
+    for reader in readers:
+        reader.join(timeout=60)
+
+
+def hostile_phase(lab: FaultLab, bells: int) -> bool:
+    """The normal tenant's latency without and with the hostile tenant; lost, run twice and
+    wrong status over both tenants' jobs. True when one of those is not 0."""
+    out = Console(width=110)
+    expected: dict[str, str] = {}
+    quiet = normal_jobs(lab, bells, expected)
+    big = lab.client.submit(BIG_RESULT, metadata={"shots": 200_000, "seed": 1})
+    expected[big] = "finished"
+    lab.client.wait(big, timeout=300)
+    stop = threading.Event()
+    tenant = threading.Thread(target=hostile_tenant, args=(lab, stop, expected, big), daemon=True)
+    tenant.start()
+    time.sleep(2.0)
+    loud = normal_jobs(lab, bells, expected)
+    stop.set()
+    tenant.join(timeout=120)
+    for job_id, status in list(expected.items()):
+        if status == "canceled":
+            lab.client.http.put(f"/api/v1/job/cancel/{job_id}")
+    wait_terminal(lab, list(expected), 120)
+    with lab.db() as conn:
+        rows = {str(r[0]): r[1:] for r in conn.execute(
+            "SELECT j.id, j.status, j.attempts, (SELECT count(*) FROM history h WHERE h.job_id = j.id)"
+            " FROM jobs j WHERE j.id = ANY(%s::uuid[])", (list(expected),))}
+    counts = Counter()
+    for job_id, status in expected.items():
+        row = rows.get(job_id)
+        if row is None or row[0] not in TERMINAL:
+            counts["lost"] += 1
+        elif row[2] != 1 or row[1] > 1:
+            counts["run twice"] += 1
+        elif row[0] != status:
+            counts["wrong status"] += 1
+            out.print(f"wrong status: {job_id} is {row[0]}, expected {status}", highlight=False)
+
+    def pct(values: list[float], q: float) -> str:
+        ordered = sorted(values)
+        return f"{ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3:.0f} ms"
+
+    table = Table(title=f"hostile tenant: {len(expected) - 2 * bells - 1} hostile jobs beside {bells} normal ones")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("must be", justify="right")
+    table.add_row("normal jobs, alone: p50 / p99", f"{pct(quiet, 0.5)} / {pct(quiet, 0.99)}", "")
+    table.add_row("normal jobs, beside the hostile tenant: p50 / p99", f"{pct(loud, 0.5)} / {pct(loud, 0.99)}", "")
+    for what in ("lost", "run twice", "wrong status"):
+        table.add_row(what, str(counts[what]), "0")
+    out.print(table)
+    return bool(counts["lost"] or counts["run twice"] or counts["wrong status"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=300, help="jobs to submit (default 300)")
@@ -289,6 +404,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="client threads")
     parser.add_argument("--wait", type=float, default=600, help="longest wait for the last jobs")
     parser.add_argument("--keep", action="store_true", help="keep the lab's directory (logs)")
+    parser.add_argument("--hostile", action="store_true", help="then a hostile tenant beside a normal one")
+    parser.add_argument("--skip-faults", action="store_true", help="no fault phase (with --hostile)")
+    parser.add_argument("--hostile-bells", type=int, default=100, help="normal jobs per hostile half")
     args = parser.parse_args()
     random.seed(7)
 
@@ -301,31 +419,40 @@ def main() -> int:
             "lab up: " + ", ".join(f"{k} {v:.1f} s" for k, v in lab.timings.items())
             + f"  ({lab.root})"
         )
-        run = Run()
-        started = time.monotonic()
-        clients = submitters(lab, run, args.jobs, args.seconds, args.threads)
-        injector = threading.Thread(target=chaos, args=(lab, run, args.jobs, started), daemon=True)
-        injector.start()
-        for thread in clients:
-            thread.join()
-        injector.join(timeout=600)
-        console.print(f"{time.monotonic() - started:6.1f} s all submitted; waiting for the jobs ...")
-        wait_terminal(lab, list(run.accepted), args.wait)
-        seconds = time.monotonic() - started
-        counts, notes = judge(lab, run)
-        out = Console(width=110)
-        out.print("faults injected:")
-        for at, note in run.events:
-            out.print(f"  {at:6.1f} s  {note}", highlight=False)
-        out.print(report(run, counts, seconds, args.jobs))
-        for note in notes[:50]:
-            out.print(note, highlight=False)
-        failed = bool(counts["lost"] or counts["run twice"] or counts["refused but stored"])
+        failed = False
+        if not args.skip_faults:
+            failed = faults_phase(lab, args)
+        if args.hostile:
+            failed = hostile_phase(lab, args.hostile_bells) or failed
         return 1 if failed else 0
     finally:
         lab.close(keep=args.keep or failed)
         if args.keep or failed:
             console.print(f"lab kept in {lab.root} (logs under state/logs)")
+
+
+def faults_phase(lab: FaultLab, args: argparse.Namespace) -> bool:
+    """The jobs of ``job_kind`` under the faults of PLAN; True when something must-be-0 is not."""
+    run = Run()
+    started = time.monotonic()
+    clients = submitters(lab, run, args.jobs, args.seconds, args.threads)
+    injector = threading.Thread(target=chaos, args=(lab, run, args.jobs, started), daemon=True)
+    injector.start()
+    for thread in clients:
+        thread.join()
+    injector.join(timeout=600)
+    console.print(f"{time.monotonic() - started:6.1f} s all submitted; waiting for the jobs ...")
+    wait_terminal(lab, list(run.accepted), args.wait)
+    seconds = time.monotonic() - started
+    counts, notes = judge(lab, run)
+    out = Console(width=110)
+    out.print("faults injected:")
+    for at, note in run.events:
+        out.print(f"  {at:6.1f} s  {note}", highlight=False)
+    out.print(report(run, counts, seconds, args.jobs))
+    for note in notes[:50]:
+        out.print(note, highlight=False)
+    return bool(counts["lost"] or counts["run twice"] or counts["refused but stored"])
 
 
 if __name__ == "__main__":

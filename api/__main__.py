@@ -13,9 +13,7 @@ from core.settings import get_settings
 
 def main() -> None:
     """Configure logging, build the app and serve it until interrupted."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     try:
         app = create_app(settings)

@@ -36,9 +36,7 @@ def job_id(id: Annotated[str, Path(description="the job's id, a UUID")]) -> uuid
 
 
 def plugin_name(
-    name: Annotated[
-        str, Path(description="a package name: letters, digits, '-' and '_'", examples=["fake-plugin"])
-    ],
+    name: Annotated[str, Path(description="a package name: letters, digits, '-' and '_'", examples=["fake-plugin"])],
 ) -> str:
     """The ``{name}`` path parameter as a canonical package name.
 
@@ -48,9 +46,7 @@ def plugin_name(
     return check_plugin_name(name)
 
 
-_BEARER = HTTPBearer(
-    auto_error=False, description="`Authorization: Bearer qsk_...` (when authentication is on)"
-)
+_BEARER = HTTPBearer(auto_error=False, description="`Authorization: Bearer qsk_...` (when authentication is on)")
 _API_KEY = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="`X-API-Key: qsk_...` (when authentication is on)"
 )

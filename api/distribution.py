@@ -31,9 +31,7 @@ from core.errors import NotAPlugin, PluginNotFound
 log = logging.getLogger(__name__)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
-NAME_RULE = (
-    "letters, digits, '-' and '_' only, starting with a letter or digit, at most 100 characters"
-)
+NAME_RULE = "letters, digits, '-' and '_' only, starting with a letter or digit, at most 100 characters"
 _NAME = re.compile(NAME_PATTERN)
 MAX_BACKENDS_TXT_BYTES = 64 * 1024
 _STDERR_TAIL = 2000
@@ -79,13 +77,26 @@ def pip_command(name: str, *, index_url: str, dest: Path, timeout_s: float) -> l
     unreachable index is reported as such before the budget runs out.
     """
     return [
-        sys.executable, "-m", "pip", "download",
-        "--isolated", "--no-deps", "--no-input", "--disable-pip-version-check",
-        "--no-color", "--progress-bar", "off",
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--isolated",
+        "--no-deps",
+        "--no-input",
+        "--disable-pip-version-check",
+        "--no-color",
+        "--progress-bar",
+        "off",
         "--only-binary=:all:",
-        "--retries", "1", "--timeout", f"{max(2.0, timeout_s / 4):g}",
-        "--index-url", index_url,
-        "--dest", str(dest),
+        "--retries",
+        "1",
+        "--timeout",
+        f"{max(2.0, timeout_s / 4):g}",
+        "--index-url",
+        index_url,
+        "--dest",
+        str(dest),
         name,
     ]
 
@@ -145,16 +156,17 @@ async def download(name: str, *, index_url: str, timeout_s: float, dest: Path) -
             await proc.wait()
     stderr = err.decode(errors="replace")
     log.info(
-        "pip download %s from %s: rc=%s in %.2f s", name, shown, proc.returncode,
+        "pip download %s from %s: rc=%s in %.2f s",
+        name,
+        shown,
+        proc.returncode,
         time.monotonic() - started,
     )
     if proc.returncode != 0:
         raise _download_error(name, shown, stderr)
     wheels = sorted(dest.glob("*.whl"))
     if len(wheels) != 1:
-        raise IndexUnavailable(
-            f"pip download of {name} from {shown} left {len(wheels)} wheels, expected one"
-        )
+        raise IndexUnavailable(f"pip download of {name} from {shown} left {len(wheels)} wheels, expected one")
     return wheels[0]
 
 
@@ -167,13 +179,10 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 def _download_error(name: str, index_url: str, stderr: str) -> Exception:
     unreachable = [
-        line.strip() for line in stderr.splitlines()
-        if "Retrying (" in line or "Could not fetch URL" in line
+        line.strip() for line in stderr.splitlines() if "Retrying (" in line or "Could not fetch URL" in line
     ]
     if unreachable:
-        return IndexUnavailable(
-            f"the package index {index_url} could not be reached: {unreachable[-1][:_STDERR_TAIL]}"
-        )
+        return IndexUnavailable(f"the package index {index_url} could not be reached: {unreachable[-1][:_STDERR_TAIL]}")
     if "No matching distribution found" in stderr:
         return PluginNotFound(f"no package {name} on {index_url}")
     errors = [line.strip() for line in stderr.splitlines() if line.startswith("ERROR:")]
@@ -207,13 +216,9 @@ def read_backends(wheel: Path, *, name: str) -> Distribution:
             try:
                 info = archive.getinfo(member)
             except KeyError:
-                raise NotAPlugin(
-                    f"{name} {version} is not a QServer plugin: it ships no {member}"
-                ) from None
+                raise NotAPlugin(f"{name} {version} is not a QServer plugin: it ships no {member}") from None
             if info.file_size > MAX_BACKENDS_TXT_BYTES:
-                raise NotAPlugin(
-                    f"{name} {version}: {member} is larger than {MAX_BACKENDS_TXT_BYTES} bytes"
-                )
+                raise NotAPlugin(f"{name} {version}: {member} is larger than {MAX_BACKENDS_TXT_BYTES} bytes")
             raw = archive.read(info)
     except zipfile.BadZipFile as error:
         raise NotAPlugin(f"{name} {version} is not a valid wheel: {error}") from None
@@ -223,9 +228,7 @@ def read_backends(wheel: Path, *, name: str) -> Distribution:
         raise NotAPlugin(f"{name} {version}: {member} is not UTF-8 text") from None
     backends = parse_backends(text, where=f"{name} {version}: {member}")
     if not backends:
-        raise NotAPlugin(
-            f"{name} {version} is not a QServer plugin: its {member} names no backend"
-        )
+        raise NotAPlugin(f"{name} {version} is not a QServer plugin: its {member} names no backend")
     return Distribution(name=name, version=version, backends=backends)
 
 

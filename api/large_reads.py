@@ -56,7 +56,8 @@ class LargeReads:
         if self._by_caller[who] >= self._per_caller:
             raise LargeReadRefused(
                 f"a result of {size_bytes} stored bytes: you already have {self._by_caller[who]} large "
-                "read(s) running; read one at a time (QSERVER_API_LARGE_READS_PER_CALLER)", status=429,
+                "read(s) running; read one at a time (QSERVER_API_LARGE_READS_PER_CALLER)",
+                status=429,
             )
         self._by_caller[who] += 1
         try:
@@ -66,7 +67,8 @@ class LargeReads:
             except TimeoutError:
                 raise LargeReadRefused(
                     f"a result of {size_bytes} stored bytes: the server is busy reading other large "
-                    "results (QSERVER_API_LARGE_READS); try again", status=503,
+                    "results (QSERVER_API_LARGE_READS); try again",
+                    status=503,
                 ) from None
             try:
                 yield

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
@@ -12,7 +12,7 @@ from core.domain import VisibleStatus
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
@@ -71,12 +71,8 @@ class Job(BaseModel):
         " for: a node with its tag or a GPU, or with enough memory, that is offline; null once it started",
         examples=["waiting for a node with tag 'gpu' to come online (known but offline: 3f9c0a1b2c4d)"],
     )
-    memory_bytes: int | None = Field(
-        description="the memory the job asks Ray for, in bytes; null until it is known"
-    )
-    owner: str | None = Field(
-        None, description="the user whose API key submitted it; null when authentication was off"
-    )
+    memory_bytes: int | None = Field(description="the memory the job asks Ray for, in bytes; null until it is known")
+    owner: str | None = Field(None, description="the user whose API key submitted it; null when authentication was off")
 
 
 class JobResult(Results):

@@ -41,12 +41,8 @@ _REMOVE_ERRORS = {
 }
 
 
-@router.post(
-    "/plugin/{name:path}", status_code=201, response_model=AdmittedPlugin, responses=_ADMIT_ERRORS
-)
-async def admit_plugin(
-    admin: AdminDep, name: PluginNameDep, pool: PoolDep, settings: SettingsDep
-) -> dict[str, Any]:
+@router.post("/plugin/{name:path}", status_code=201, response_model=AdmittedPlugin, responses=_ADMIT_ERRORS)
+async def admit_plugin(admin: AdminDep, name: PluginNameDep, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     """Admit a plugin (admins only): download its wheel from the configured index, register its backends.
 
     The backends come from ``<import_name>/backends.txt`` in the wheel; nothing of the

@@ -69,7 +69,11 @@ async def health() -> dict[str, str]:
 
 @router.get("/job/{id}", response_model=Job, responses={**_AUTH, **_BAD, **_MISSING}, tags=["jobs"])
 async def get_job(
-    request: Request, caller: CallerDep, job_id: JobIdDep, pool: PoolDep, large_reads: LargeReadsDep,
+    request: Request,
+    caller: CallerDep,
+    job_id: JobIdDep,
+    pool: PoolDep,
+    large_reads: LargeReadsDep,
     settings: SettingsDep,
 ) -> Response:
     """One job: its program, status, timings, result types and results (404 for another user's)."""
@@ -110,17 +114,26 @@ WaitSeconds = Annotated[
 
 
 @router.get(
-    "/job/result/{id}", response_model=JobResult, responses={**_AUTH, **_BAD, **_MISSING},
+    "/job/result/{id}",
+    response_model=JobResult,
+    responses={**_AUTH, **_BAD, **_MISSING},
     tags=["jobs"],
 )
 async def get_job_result(
-    request: Request, caller: CallerDep, job_id: JobIdDep, pool: PoolDep, waiters: WaitersDep,
-    settings: SettingsDep, large_reads: LargeReadsDep, wait_s: WaitSeconds = 0.0,
+    request: Request,
+    caller: CallerDep,
+    job_id: JobIdDep,
+    pool: PoolDep,
+    waiters: WaitersDep,
+    settings: SettingsDep,
+    large_reads: LargeReadsDep,
+    wait_s: WaitSeconds = 0.0,
 ) -> Response:
     """The results of a finished job; 404 naming the job's status when it has none.
 
     With ``wait_s``, a job still pending or running is waited on (no connection held) for up
-    to that many seconds (at most ``settings.max_result_wait_s``): the results come back as soon as it finishes, a failure's or
+    to that many seconds (at most ``settings.max_result_wait_s``): the results come back as soon
+    as it finishes, a failure's or
     cancel's 404 as soon as that happens, and a 404 naming the status when the wait ends first.
     """
     loop = asyncio.get_running_loop()
@@ -135,9 +148,12 @@ async def get_job_result(
             if row is None:
                 raise JobNotFound(f"job {job_id} not found")
             if row["results"] is not None:
-                job = {"id": job_id, "results_bytes": row["results_bytes"],
-                       "results_inline": any(row["results"][name] is not None for name in RESULT_TYPES)
-                       or not row["results_bytes"]}
+                job = {
+                    "id": job_id,
+                    "results_bytes": row["results_bytes"],
+                    "results_inline": any(row["results"][name] is not None for name in RESULT_TYPES)
+                    or not row["results_bytes"],
+                }
                 raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
                 return Response(result_body(raw), media_type="application/json")
             remaining = deadline - loop.time()
@@ -188,10 +204,15 @@ def _why(status: str, error: str | None) -> str:
 
 @router.get("/jobs", response_model=list[Job], responses={**_AUTH, **_BAD}, tags=["jobs"])
 async def list_jobs(
-    request: Request, caller: CallerDep, pool: PoolDep, large_reads: LargeReadsDep, settings: SettingsDep,
+    request: Request,
+    caller: CallerDep,
+    pool: PoolDep,
+    large_reads: LargeReadsDep,
+    settings: SettingsDep,
     cursor: Cursor = 0,
 ) -> Response:
-    """Jobs in submission order, a page at a time (see ``cursor``): those with pointer > cursor (a user's: their own)."""
+    """Jobs in submission order, a page at a time (see ``cursor``): those with pointer > cursor
+    (a user's: their own)."""
     async with pool.connection() as conn:
         jobs = await store.list_jobs_raw(
             conn, cursor=cursor, owner=caller.owner_filter, inline_bytes=settings.api_inline_result_bytes
@@ -201,9 +222,7 @@ async def list_jobs(
     return Response(f"[{body}]", media_type="application/json")
 
 
-@router.get(
-    "/history", response_model=list[HistoryEntry], responses={**_AUTH, **_BAD}, tags=["jobs"]
-)
+@router.get("/history", response_model=list[HistoryEntry], responses={**_AUTH, **_BAD}, tags=["jobs"])
 async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
     """One row per job that reached a terminal status, a page at a time: those with pointer > cursor.
 

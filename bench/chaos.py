@@ -53,15 +53,9 @@ from ops import procs
 from ops.faultlab import FaultLab
 from qserver_client import SubmitError
 
-BELL = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 # Non-Clifford, run with extended_stabilizer: seconds for a few dozen shots (a job to kill).
-SLOW = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
-    "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
-)
+SLOW = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
 TERMINAL = ("finished", "failed", "canceled")
 console = Console(stderr=True)
 
@@ -272,7 +266,11 @@ def report(run: Run, counts: Counter, seconds: float, jobs: int) -> Table:
     table.add_column("jobs", justify="right")
     table.add_column("must be", justify="right")
     kinds = Counter(run.accepted.values())
-    table.add_row("submitted (accepted)", str(len(run.accepted)), "",)
+    table.add_row(
+        "submitted (accepted)",
+        str(len(run.accepted)),
+        "",
+    )
     table.add_row("  of which", ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())), "")
     table.add_row("refusals retried (UNAVAILABLE)", str(run.refusals.get("UNAVAILABLE", 0)), "")
     other_refusals = {k: v for k, v in run.refusals.items() if k != "UNAVAILABLE"}
@@ -294,8 +292,14 @@ def long_small_qasm(seed: int, qubits: int = 16, gates: int = 4000) -> str:
     """The hostile tenant's job: small by its size (16 qubits, a short program), minutes of
     simulation (a mid-circuit measurement makes Aer simulate each of its shots on its own)."""
     rng = random.Random(seed)
-    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];",
-             "h q;", "measure q[0] -> c[0];"]
+    lines = [
+        "OPENQASM 2.0;",
+        'include "qelib1.inc";',
+        f"qreg q[{qubits}];",
+        f"creg c[{qubits}];",
+        "h q;",
+        "measure q[0] -> c[0];",
+    ]
     for _ in range(gates):
         a = rng.randrange(qubits)
         b = (a + 1 + rng.randrange(qubits - 1)) % qubits
@@ -321,6 +325,7 @@ def normal_jobs(lab: FaultLab, count: int, expected: dict[str, str]) -> list[flo
 def hostile_tenant(lab: FaultLab, stop: threading.Event, expected: dict[str, str], big: str) -> None:
     """Until ``stop``: two long small jobs left running, then a cancel storm (five, each canceled
     about a second after its submission), and four readers of a big result all along."""
+
     def read() -> None:
         while not stop.is_set():
             lab.client.http.get(f"/api/v1/job/result/{big}", timeout=60)
@@ -367,9 +372,14 @@ def hostile_phase(lab: FaultLab, bells: int) -> bool:
             lab.client.http.put(f"/api/v1/job/cancel/{job_id}")
     wait_terminal(lab, list(expected), 120)
     with lab.db() as conn:
-        rows = {str(r[0]): r[1:] for r in conn.execute(
-            "SELECT j.id, j.status, j.attempts, (SELECT count(*) FROM history h WHERE h.job_id = j.id)"
-            " FROM jobs j WHERE j.id = ANY(%s::uuid[])", (list(expected),))}
+        rows = {
+            str(r[0]): r[1:]
+            for r in conn.execute(
+                "SELECT j.id, j.status, j.attempts, (SELECT count(*) FROM history h WHERE h.job_id = j.id)"
+                " FROM jobs j WHERE j.id = ANY(%s::uuid[])",
+                (list(expected),),
+            )
+        }
     counts = Counter()
     for job_id, status in expected.items():
         row = rows.get(job_id)
@@ -415,10 +425,7 @@ def main() -> int:
     failed = True
     try:
         lab.start()
-        console.print(
-            "lab up: " + ", ".join(f"{k} {v:.1f} s" for k, v in lab.timings.items())
-            + f"  ({lab.root})"
-        )
+        console.print("lab up: " + ", ".join(f"{k} {v:.1f} s" for k, v in lab.timings.items()) + f"  ({lab.root})")
         failed = False
         if not args.skip_faults:
             failed = faults_phase(lab, args)

@@ -42,8 +42,15 @@ def main() -> None:
         job = client.run(circuit(qubits), counts=True, metadata={"shots": 100}, timeout=3600)
         seconds = time.perf_counter() - started
         memory = (job.get("memory_bytes") or 0) / 1024**3
-        rows.append({"qubits": qubits, "status": job["status"], "memory_bytes": job.get("memory_bytes"),
-                     "seconds": seconds, "error": job["error"]})
+        rows.append(
+            {
+                "qubits": qubits,
+                "status": job["status"],
+                "memory_bytes": job.get("memory_bytes"),
+                "seconds": seconds,
+                "error": job["error"],
+            }
+        )
         print(f"{qubits:>6} {job['status']:>9} {memory:>11.2f} {seconds:>8.1f}  {job['error'] or ''}")
         if job["status"] != "finished":
             break

@@ -56,8 +56,13 @@ def bench_settings() -> Settings:
     return Settings(
         database_url="postgresql://postgres@127.0.0.1:5432/qserver_bench",
         queue_name="qserver.bench.jobs",
-        ingest_port=52052, api_port=18301, nginx_http_port=18380, nginx_grpc_port=15351,
-        nginx_tls_port=18843, ray_head_port=6391, ray_dashboard_port=8275,
+        ingest_port=52052,
+        api_port=18301,
+        nginx_http_port=18380,
+        nginx_grpc_port=15351,
+        nginx_tls_port=18843,
+        ray_head_port=6391,
+        ray_dashboard_port=8275,
         state_dir=Path("/tmp/qserver-bench"),
     )
 
@@ -65,8 +70,10 @@ def bench_settings() -> Settings:
 def small_circuit(rng: random.Random) -> str:
     """A random 2-5 qubit circuit with measurements."""
     n = rng.randint(2, 5)
-    gates = [f"h q[{rng.randrange(n)}];" if rng.random() < 0.5 else f"cx q[{i}],q[{i + 1}];"
-             for i in (rng.randrange(n - 1) for _ in range(rng.randint(2, 8)))]
+    gates = [
+        f"h q[{rng.randrange(n)}];" if rng.random() < 0.5 else f"cx q[{i}],q[{i + 1}];"
+        for i in (rng.randrange(n - 1) for _ in range(rng.randint(2, 8)))
+    ]
     head = f'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[{n}];\ncreg c[{n}];\n'
     return head + "\n".join(gates) + "\nmeasure q -> c;\n"
 
@@ -208,6 +215,7 @@ def api_p50(settings: Settings, requests: int = 300) -> tuple[float, float]:
         deep = conn.execute("SELECT pointer FROM jobs ORDER BY pointer DESC OFFSET 5000 LIMIT 1").fetchone()[0]
         ids = [str(r[0]) for r in conn.execute("SELECT id FROM jobs ORDER BY random() LIMIT %s", (requests,))]
     with httpx.Client(base_url=f"http://127.0.0.1:{settings.nginx_http_port}") as http:
+
         def timed(path: str) -> float:
             started = time.perf_counter()
             assert http.get(path).status_code == 200
@@ -256,8 +264,10 @@ def main() -> None:
         with cpu_profile(jobs=len(counts_only)) as b_profile:
             report["b_jobs_per_s"] = throughput(settings, counts_only, args.clients)
         all_three = [
-            (text, {"counts": True, "quasi_dist": True, "expval": True,
-                    "metadata": {"obs": [[["Z" * width(text), 1.0]]]}})
+            (
+                text,
+                {"counts": True, "quasi_dist": True, "expval": True, "metadata": {"obs": [[["Z" * width(text), 1.0]]]}},
+            )
             for text in small
         ]
         with cpu_profile(jobs=len(all_three)) as f_profile:

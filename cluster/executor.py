@@ -69,7 +69,9 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
         budget = work.memory_bytes
         try:
             return aer.run(
-                job.qasm, job.metadata, list(job.result_types),
+                job.qasm,
+                job.metadata,
+                list(job.result_types),
                 memory_budget_bytes=budget,
                 max_memory_mb=budget // MIB if budget else None,
                 device=work.device,
@@ -147,9 +149,7 @@ def _compute_with_plugin(work: Work) -> dict[str, Any]:
         qasm_file.write(job.qasm)
         qasm_file.flush()
         return {
-            result_type: _json_ready(
-                plugin.execute(job.backend, qasm_file.name, dict(job.metadata), result_type)
-            )
+            result_type: _json_ready(plugin.execute(job.backend, qasm_file.name, dict(job.metadata), result_type))
             for result_type in job.result_types
         }
 
@@ -255,8 +255,7 @@ def warm_up(pause_s: float = 0.5) -> dict[str, Any]:
     from plugins import aer
 
     aer.run(
-        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\n'
-        "measure q -> c;\n",
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n',
         {"shots": 10, "obs": [[["ZZ", 1.0]]]},
         ["counts", "quasi_dist", "expval"],
     )

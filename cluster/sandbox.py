@@ -157,7 +157,11 @@ class Sandbox:
         signal_name = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
         log.warning("job_id=%s: the process running it died (%s)", work.job_id, signal_name)
         return Report(
-            work.job_id, Outcome.LOST, run_ms, self._node, kind="worker",
+            work.job_id,
+            Outcome.LOST,
+            run_ms,
+            self._node,
+            kind="worker",
             error=f"the process simulating the job died ({signal_name})",
         ), None
 

@@ -166,9 +166,7 @@ class WorkerDb:
             return {}
         try:
             try:
-                written = store.record_outcomes_sync(
-                    self.conn(), finished=finished, failed=failed, node_id=node_id
-                )
+                written = store.record_outcomes_sync(self.conn(), finished=finished, failed=failed, node_id=node_id)
             except psycopg.DataError:
                 return self._record_one_by_one(finished, failed, node_id)
         except psycopg.OperationalError:

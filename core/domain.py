@@ -53,32 +53,31 @@ VISIBLE_STATUSES = frozenset(JobStatus(name) for name in get_args(VisibleStatus)
 # Where a pending job waits, when nothing more precise (a parked job's reason) is known.
 WAITING_IN_QUEUE = "the queue: the dispatcher has not taken the job yet"
 WAITING_FOR_EXECUTOR = (
-    "an executor: the dispatcher has taken the job; it waits in a warm executor's batch"
-    " or for its Ray task to start"
+    "an executor: the dispatcher has taken the job; it waits in a warm executor's batch or for its Ray task to start"
 )
 
 # Every status change the store makes, as {from: the statuses it may move to}; each is one
 # guarded UPDATE (core/store/jobs.py, outcomes.py), built with core.store.jobs.Move, which
 # refuses at import a change this table does not allow. A terminal status is never left.
-TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType({
-    # claimed by the dispatcher; canceled before it was claimed
-    JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED}),
-    # its worker starts it; canceled; failed by the dispatcher (no node can run it, its
-    # runtime_env did not build, timed out or lost in Ray's queue); pending again: parked for a
-    # node, or its worker, executor or dispatcher died before it started (attempt not counted)
-    JobStatus.CLAIMED: frozenset(
-        {JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.PENDING}
-    ),
-    # its outcome written; canceled; claimed again: its worker handed it back unsimulated (it
-    # needs more memory than it was granted); pending again: requeued after its worker or node
-    # died, or recovered from a dispatcher that stopped mid-job
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PENDING, JobStatus.CLAIMED}
-    ),
-    JobStatus.FINISHED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
-})
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
+    {
+        # claimed by the dispatcher; canceled before it was claimed
+        JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED}),
+        # its worker starts it; canceled; failed by the dispatcher (no node can run it, its
+        # runtime_env did not build, timed out or lost in Ray's queue); pending again: parked for a
+        # node, or its worker, executor or dispatcher died before it started (attempt not counted)
+        JobStatus.CLAIMED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.PENDING}),
+        # its outcome written; canceled; claimed again: its worker handed it back unsimulated (it
+        # needs more memory than it was granted); pending again: requeued after its worker or node
+        # died, or recovered from a dispatcher that stopped mid-job
+        JobStatus.RUNNING: frozenset(
+            {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PENDING, JobStatus.CLAIMED}
+        ),
+        JobStatus.FINISHED: frozenset(),
+        JobStatus.FAILED: frozenset(),
+        JobStatus.CANCELED: frozenset(),
+    }
+)
 
 
 def can_move(source: JobStatus, target: JobStatus) -> bool:
@@ -149,6 +148,8 @@ TAG_SHARE = 0.001
 def tag_resource(tag: str) -> str:
     """The Ray custom resource that stands for node tag ``tag``."""
     return f"{TAG_RESOURCE_PREFIX}{tag}"
+
+
 MAX_METADATA_DEPTH = 32  # nesting of arrays/objects; deeper JSON cannot be served back
 
 
@@ -183,6 +184,8 @@ def _check_json_values(value: Any, depth: int = 0) -> None:
             raise InvalidJob(f"metadata holds a string that is not valid Unicode: {show(value)}") from None
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidJob("metadata holds a number too large for a float (over 1.8e308)")
+
+
 _TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used with fullmatch, as _PAULI
 
 
@@ -236,13 +239,16 @@ def _utf8_size(text: str, what: str) -> int:
     try:
         return len(text.encode())
     except UnicodeEncodeError as error:
-        raise InvalidJob(
-            f"{what} is not valid Unicode: it holds a lone surrogate at character {error.start}"
-        ) from None
+        raise InvalidJob(f"{what} is not valid Unicode: it holds a lone surrogate at character {error.start}") from None
 
 
 def check_properties(
-    *, counts: bool, quasi_dist: bool, expval: bool, backend: str, metadata_text: str,
+    *,
+    counts: bool,
+    quasi_dist: bool,
+    expval: bool,
+    backend: str,
+    metadata_text: str,
     limits: Limits = Limits(),
 ) -> JobSpec:
     """Validate the gRPC ``JobProperties`` of a submission, without the program.
@@ -269,9 +275,7 @@ def check_properties(
         if wanted
     )
     if not result_types:
-        raise InvalidJob(
-            "no result type selected: ask for at least one of counts, quasi_dist, expval"
-        )
+        raise InvalidJob("no result type selected: ask for at least one of counts, quasi_dist, expval")
     if not backend.strip():
         raise InvalidJob("targetSimulator is empty: name a backend, e.g. 'aer'")
     if len(backend) > 100:
@@ -322,9 +326,7 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
     if "method" in md:
         method = md["method"]
         if not isinstance(method, str) or method not in AER_METHODS:
-            raise InvalidJob(
-                f"metadata 'method' must be one of {', '.join(sorted(AER_METHODS))}, got {show(method)}"
-            )
+            raise InvalidJob(f"metadata 'method' must be one of {', '.join(sorted(AER_METHODS))}, got {show(method)}")
     if "seed" in md:
         seed = md["seed"]
         if not _is_int(seed) or not 0 <= seed < 2**63:
@@ -336,14 +338,13 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
     if "tags" in md:
         tags = md["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.fullmatch(t) for t in tags):
-            raise InvalidJob(
-                "metadata 'tags' must be a list of node tag names (letters, digits, '_', '.', '-')"
-            )
+            raise InvalidJob("metadata 'tags' must be a list of node tag names (letters, digits, '_', '.', '-')")
     if "timeout_s" in md:
         timeout = md["timeout_s"]
         if not _is_number(timeout) or not 0 < timeout <= limits.max_timeout_s:
             raise InvalidJob(
-                f"metadata 'timeout_s' must be a number of seconds in (0, {limits.max_timeout_s:g}], got {show(timeout)}"
+                "metadata 'timeout_s' must be a number of seconds in "
+                f"(0, {limits.max_timeout_s:g}], got {show(timeout)}"
             )
 
 

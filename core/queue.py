@@ -77,6 +77,5 @@ async def publish_job(channel: AbstractChannel, queue_name: str, job_id: uuid.UU
         )
     except Exception as error:  # any failure means: not confirmed
         raise QueueUnavailable(
-            f"the job queue did not accept the job ({type(error).__name__}: {error}); "
-            "nothing was stored, try again"
+            f"the job queue did not accept the job ({type(error).__name__}: {error}); nothing was stored, try again"
         ) from error

@@ -103,6 +103,5 @@ def check(dsn: str) -> None:
     expected = head_revision()
     if found != expected:
         raise SchemaOutOfDate(
-            f"database schema is at revision {found or 'none'}, this QServer needs {expected}: "
-            "run `qserver db upgrade`"
+            f"database schema is at revision {found or 'none'}, this QServer needs {expected}: run `qserver db upgrade`"
         )

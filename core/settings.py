@@ -37,15 +37,11 @@ class Settings(BaseSettings):
     )
     amqp_url: AmqpDsn = Field(AmqpDsn("amqp://guest:guest@127.0.0.1:5672/"))
     queue_name: str = Field("qserver.jobs", description="Durable RabbitMQ queue carrying job ids.")
-    ray_address: str = Field(
-        "auto", description="Ray cluster the dispatcher joins (`ray start --head` address)."
-    )
+    ray_address: str = Field("auto", description="Ray cluster the dispatcher joins (`ray start --head` address).")
     ray_start_head: bool = Field(
         True, description="`qserver up` starts a Ray head; false: it joins QSERVER_RAY_ADDRESS."
     )
-    ray_head_port: int = Field(
-        6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis)."
-    )
+    ray_head_port: int = Field(6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis).")
     ray_dashboard_host: str = Field("127.0.0.1", description="Never a public address.")
     ray_dashboard_port: int = 8265
 
@@ -57,9 +53,7 @@ class Settings(BaseSettings):
     nginx_bind: str = Field("127.0.0.1", description="Address nginx listens on; 0.0.0.0 for a LAN.")
     nginx_http_port: int = Field(8080, description="REST (HTTP/1.1) through nginx.")
     nginx_grpc_port: int = Field(50051, description="Plain-text gRPC through nginx.")
-    state_dir: Path = Field(
-        Path.home() / ".qserver", description="Logs, pid files and nginx config of `qserver up`."
-    )
+    state_dir: Path = Field(Path.home() / ".qserver", description="Logs, pid files and nginx config of `qserver up`.")
 
     nginx_tls_port: int = Field(443, description="REST and gRPC over TLS through nginx (ALPN).")
     tls_dir: Path | None = Field(
@@ -76,12 +70,14 @@ class Settings(BaseSettings):
         False, description="Declares the network trusted: allows auth=off on a non-loopback bind."
     )
     auth_secret: str | None = Field(
-        None, repr=False,
+        None,
+        repr=False,
         description="Server secret keying the HMAC-SHA256 of API keys; required when auth is on. "
         "Changing it invalidates every key.",
     )
     auth_cache_ttl_s: float = Field(
-        5.0, ge=0,
+        5.0,
+        ge=0,
         description="Seconds a verified key stays cached in each process (revocation takes "
         "effect within it); 0 looks every key up.",
     )
@@ -111,7 +107,8 @@ class Settings(BaseSettings):
 
     # --- placement -------------------------------------------------------------------
     default_job_memory_bytes: int = Field(
-        512 * MIB, ge=64 * MIB,
+        512 * MIB,
+        ge=64 * MIB,
         description="Memory a job first asks Ray for; a circuit that needs more is re-placed "
         "with its estimate (active qubits x method).",
     )
@@ -121,14 +118,20 @@ class Settings(BaseSettings):
     )
     max_active_qubits: dict[str, int] = Field(
         {
-            "statevector": 34, "density_matrix": 17, "unitary": 17, "superop": 9,
-            "stabilizer": 10_000, "extended_stabilizer": 63, "matrix_product_state": 1_000,
+            "statevector": 34,
+            "density_matrix": 17,
+            "unitary": 17,
+            "superop": 9,
+            "stabilizer": 10_000,
+            "extended_stabilizer": 63,
+            "matrix_product_state": 1_000,
         },
         description="Most active qubits a job may have, per Aer method (the method Aer will use; "
         "never the declared width). Memory placement bounds them further.",
     )
     api_inline_result_bytes: int = Field(
-        256 * 1024, ge=0,
+        256 * 1024,
+        ge=0,
         description="Results up to this stored (compressed) size come with the job in one statement; "
         "larger ones are read on their own, under the admission of large reads.",
     )
@@ -140,11 +143,13 @@ class Settings(BaseSettings):
         1.0, ge=0, description="How long a large read waits for a free slot before 503 with Retry-After."
     )
     max_result_wait_s: float = Field(
-        30.0, ge=0,
+        30.0,
+        ge=0,
         description="Longest wait GET /job/result/{id}?wait_s= grants; a longer one is cut to it.",
     )
     max_job_cpus: int = Field(
-        0, ge=0,
+        0,
+        ge=0,
         description="Most CPUs (Aer threads) one large job gets; 0 = all of the node's. "
         "Jobs that fit the default memory get one.",
     )
@@ -163,7 +168,9 @@ class Settings(BaseSettings):
     max_observables: int = Field(1_000, ge=1, description="Most PUBs and Pauli terms per PUB.")
     max_metadata_bytes: int = Field(1 * MIB, ge=2)
     grpc_max_header_bytes: int = Field(
-        16 * 1024, ge=1024, le=GRPC_HEADER_TRANSPORT_BYTES // 2,
+        16 * 1024,
+        ge=1024,
+        le=GRPC_HEADER_TRANSPORT_BYTES // 2,
         description="Largest gRPC request metadata (headers, e.g. an API key) ingest accepts; more "
         "is refused RESOURCE_EXHAUSTED naming this limit. nginx and gRPC itself carry up to "
         "GRPC_HEADER_TRANSPORT_BYTES so that the refusal, not a dropped stream, reaches the client.",
@@ -173,32 +180,39 @@ class Settings(BaseSettings):
         256, ge=1, description="Jobs the dispatcher holds at once (claimed or about to be)."
     )
     batch_executors: int | None = Field(
-        None, ge=0,
+        None,
+        ge=0,
         description="Warm executors that run small jobs in batches (cluster/batch.py); "
         "None = one per CPU of the cluster at dispatcher start, 0 = none (every job is a Ray task).",
     )
     batch_max_jobs: int = Field(64, ge=1, description="Most jobs handed to a warm executor at once.")
     batch_max_qubits: int = Field(
-        16, ge=1, le=30,
+        16,
+        ge=1,
+        le=30,
         description="Batched jobs may need at most a statevector of this many qubits in memory; "
         "a larger circuit runs as a Ray task of its own.",
     )
     batch_max_shots: int = Field(100_000, ge=1, description="Jobs with more shots run as their own Ray task.")
     max_expanded_gates: int = Field(
-        50_000, ge=1, description="Most gates a program's own gate definitions may expand to; a "
-        "program past it fails at load, naming the limit."
+        50_000,
+        ge=1,
+        description="Most gates a program's own gate definitions may expand to; a "
+        "program past it fails at load, naming the limit.",
     )
     batch_max_qasm_bytes: int = Field(
         64 * 1024, ge=1, description="Jobs with a longer program run as their own Ray task."
     )
     batch_max_estimate_s: float = Field(
-        0.5, gt=0,
+        0.5,
+        gt=0,
         description="Seconds a warm executor's job may be estimated to take (plugins.aer.sizing.cost: "
         "active qubits, gates after expansion, shots, per-shot simulation); one estimated longer "
         "is handed back unsimulated and runs as a Ray task of its own.",
     )
     batch_max_run_s: float = Field(
-        2.0, gt=0,
+        2.0,
+        gt=0,
         description="Seconds a job may simulate on a warm executor; one still running then is "
         "stopped and runs again as a Ray task of its own (that run not counted as an attempt).",
     )
@@ -207,24 +221,27 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(8, ge=1)
     sweep_after_s: float = Field(
-        30.0, gt=0,
+        30.0,
+        gt=0,
         description="A pending job older than this, with the queue empty, lost its message: "
         "the dispatcher publishes it again (claiming is idempotent).",
     )
     heartbeat_s: float = Field(5.0, gt=0, description="How often an executor marks its job alive.")
     heartbeat_stale_s: float = Field(
-        30.0, gt=0,
+        30.0,
+        gt=0,
         description="A running job whose heartbeat is older than this lost its worker or node: "
         "it runs again (or ends failed after max_attempts).",
     )
-    max_attempts: int = Field(
-        3, ge=1, description="Runs a job gets when its worker is lost before it ends failed."
-    )
+    max_attempts: int = Field(3, ge=1, description="Runs a job gets when its worker is lost before it ends failed.")
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         ports = [
-            self.ingest_port, self.api_port, self.nginx_http_port, self.nginx_grpc_port,
+            self.ingest_port,
+            self.api_port,
+            self.nginx_http_port,
+            self.nginx_grpc_port,
             self.nginx_tls_port,
         ]
         if len(set(ports)) != len(ports):

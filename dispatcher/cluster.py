@@ -38,9 +38,7 @@ def ray_nodes() -> list[dict[str, Any]]:
                 "node_id": node["NodeID"],
                 "address": node.get("NodeManagerAddress", ""),
                 "hostname": node.get("NodeManagerHostname"),
-                "tags": sorted(
-                    key[len(TAG_RESOURCE_PREFIX):] for key in total if key.startswith(TAG_RESOURCE_PREFIX)
-                ),
+                "tags": sorted(key[len(TAG_RESOURCE_PREFIX) :] for key in total if key.startswith(TAG_RESOURCE_PREFIX)),
                 "alive": bool(node["Alive"]),
                 "cpus_total": total.get("CPU", 0.0),
                 "cpus_free": available.get("CPU", 0.0),
@@ -67,8 +65,7 @@ class ClusterView:
         placement treats it as offline from now on (a node that comes back has a new id)."""
         self._dead.add(node_id)
         self.nodes = [
-            Node(n.node_id, False, n.tags, n.gpus, n.memory, n.cpus) if n.node_id == node_id else n
-            for n in self.nodes
+            Node(n.node_id, False, n.tags, n.gpus, n.memory, n.cpus) if n.node_id == node_id else n for n in self.nodes
         ]
         if self._alive is not None:
             self._alive = self._alive - {node_id}
@@ -77,8 +74,11 @@ class ClusterView:
         """Take the nodes from Postgres' ``nodes`` table. True when the alive set changed."""
         self.nodes = [
             Node(
-                node_id=row["node_id"], alive=row["alive"] and row["node_id"] not in self._dead,
-                tags=frozenset(row["tags"]), gpus=row["gpus_total"], memory=row["memory_total"],
+                node_id=row["node_id"],
+                alive=row["alive"] and row["node_id"] not in self._dead,
+                tags=frozenset(row["tags"]),
+                gpus=row["gpus_total"],
+                memory=row["memory_total"],
                 cpus=int(row["cpus_total"] or 0),
             )
             for row in rows

@@ -68,7 +68,8 @@ def failure_reason(job: store.ClaimedJob, report: Report, settings: Settings) ->
     kind, error = report.kind, report.error or ""
     if kind == "runtime_env":
         what = (
-            f"the GPU simulator ({', '.join(settings.gpu_pip_packages)})" if job.needs_gpu
+            f"the GPU simulator ({', '.join(settings.gpu_pip_packages)})"
+            if job.needs_gpu
             else f"plugin {job.plugin}=={job.plugin_version}"
         )
         return f"could not install {what} on the node (its Ray runtime_env failed to build): {error}"
@@ -89,8 +90,12 @@ class Dispatcher:
     """
 
     def __init__(
-        self, settings: Settings, pool: AsyncConnectionPool, view: ClusterView,
-        runner: ray.actor.ActorHandle, publisher: AbstractChannel,
+        self,
+        settings: Settings,
+        pool: AsyncConnectionPool,
+        view: ClusterView,
+        runner: ray.actor.ActorHandle,
+        publisher: AbstractChannel,
         executors: list[ray.actor.ActorHandle] | None = None,
     ):
         self._settings = settings
@@ -218,8 +223,11 @@ class Dispatcher:
             finally:
                 self._done_small(job)
         log.info(
-            "batch of %d jobs on node %s in %.1f ms: %s", len(batch), reports[0].node_id if reports else "-",
-            (time.perf_counter() - started) * 1e3, ", ".join(f"{n} {s}" for s, n in sorted(counted.items())),
+            "batch of %d jobs on node %s in %.1f ms: %s",
+            len(batch),
+            reports[0].node_id if reports else "-",
+            (time.perf_counter() - started) * 1e3,
+            ", ".join(f"{n} {s}" for s, n in sorted(counted.items())),
         )
 
     def _done_small(self, job: store.ClaimedJob) -> None:
@@ -264,14 +272,20 @@ class Dispatcher:
                         return
                     cpus = job_cpus(job, memory, self._view.nodes, self._settings)
                     report = await self._runner.run.remote(
-                        self._work(job, memory, cpus), task_options(job, self._settings, memory, cpus),
+                        self._work(job, memory, cpus),
+                        task_options(job, self._settings, memory, cpus),
                         limit - (time.perf_counter() - started),
                     )
                 if report.outcome is not Outcome.NEEDS_MEMORY:
                     break
                 need = report.memory
-                log.info("job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
-                         job.id, need.memory_bytes, need.method, need.active_qubits)
+                log.info(
+                    "job_id=%s needs %d bytes (%s, %d active qubits): placing it again",
+                    job.id,
+                    need.memory_bytes,
+                    need.method,
+                    need.active_qubits,
+                )
                 memory = need.memory_bytes
                 async with self._pool.connection() as conn:
                     await store.set_job_memory(conn, job_id=job.id, memory_bytes=memory)
@@ -287,8 +301,12 @@ class Dispatcher:
         outcome = report.outcome
         if outcome in (Outcome.FINISHED, Outcome.FAILED, Outcome.DROPPED):
             log.info(
-                "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s", job.id, outcome.value,
-                report.run_ms, (time.perf_counter() - started) * 1e3, report.node_id,
+                "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s",
+                job.id,
+                outcome.value,
+                report.run_ms,
+                (time.perf_counter() - started) * 1e3,
+                report.node_id,
             )
             if outcome is Outcome.DROPPED:
                 await self._check_dropped(job, report)
@@ -303,7 +321,8 @@ class Dispatcher:
             await self._lost(job, report)
         else:  # ERROR, UNKNOWN
             reason = (
-                failure_reason(job, report, self._settings) if outcome is Outcome.ERROR
+                failure_reason(job, report, self._settings)
+                if outcome is Outcome.ERROR
                 else "worker lost: the runner has no record of the job"
             )
             log.warning("job_id=%s failed: %s", job.id, reason)
@@ -313,8 +332,10 @@ class Dispatcher:
         """What a warm executor gets for ``job``: its memory budget, one thread, and the fast
         path's time budgets (settings.batch_max_estimate_s, batch_max_run_s)."""
         return Work(
-            job=job, memory_bytes=self._budget,
-            max_estimate_s=self._settings.batch_max_estimate_s, max_run_s=self._settings.batch_max_run_s,
+            job=job,
+            memory_bytes=self._budget,
+            max_estimate_s=self._settings.batch_max_estimate_s,
+            max_run_s=self._settings.batch_max_run_s,
         )
 
     def _work(self, job: store.ClaimedJob, memory: int, cpus: int = 1) -> Work:

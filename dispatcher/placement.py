@@ -133,10 +133,7 @@ def job_cpus(job: ClaimedJob, memory_bytes: int, nodes: list[Node], settings: Se
     circuit on as many threads (small ones gain nothing from threads: plugins.aer.simulate)."""
     if memory_bytes <= settings.default_job_memory_bytes or job.needs_gpu:
         return 1
-    cpus = [
-        node.cpus for node in nodes
-        if node.alive and node.memory >= memory_bytes and not _missing(job, node)
-    ]
+    cpus = [node.cpus for node in nodes if node.alive and node.memory >= memory_bytes and not _missing(job, node)]
     most = max(cpus, default=1)
     if settings.max_job_cpus:
         most = min(most, settings.max_job_cpus)

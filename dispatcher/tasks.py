@@ -96,6 +96,11 @@ class Tasks:
         error = state.outcome.exception()
         after = f"runs again in {state.next_action.sleep:g} s" if state.next_action else "not run again"
         log.warning(
-            "task %s failed (%s: %s); %s; %d failures so far", task.name, type(error).__name__, error,
-            after, self.failures[task.name], exc_info=error if state.attempt_number == 1 else None,
+            "task %s failed (%s: %s); %s; %d failures so far",
+            task.name,
+            type(error).__name__,
+            error,
+            after,
+            self.failures[task.name],
+            exc_info=error if state.attempt_number == 1 else None,
         )

@@ -112,7 +112,10 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
                 await store.insert_job(
-                    conn, job_id=job_id, spec=spec, owner=caller.name,
+                    conn,
+                    job_id=job_id,
+                    spec=spec,
+                    owner=caller.name,
                     max_pending=self._settings.max_pending_per_user,
                 )
             try:
@@ -130,12 +133,13 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             # Postgres is down or restarting: nothing was stored (or a stored job is found by
             # the dispatcher's sweeper); the client may try again.
             log.warning("refused submission: UNAVAILABLE: the database is unavailable: %s", error)
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later"
-            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later")
         log.info(
             "job_id=%s accepted owner=%s backend=%s qasm_bytes=%d in %.1f ms",
-            job_id, caller.name or "-", spec.backend, len(spec.qasm),
+            job_id,
+            caller.name or "-",
+            spec.backend,
+            len(spec.qasm),
             (time.perf_counter() - started) * 1e3,
         )
         return jobs_pb2.PendingJob(id=str(job_id))
@@ -185,9 +189,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
                 raise InvalidJob("QASM chunk before the properties: send properties first")
             size += len(message.qasmChunk.encode())
             if size > self._settings.max_qasm_bytes:
-                raise InvalidJob(
-                    f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes"
-                )
+                raise InvalidJob(f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes")
             chunks.append(message.qasmChunk)
             return spec, size
         raise InvalidJob("empty JobData message: set properties or qasmChunk")

@@ -23,6 +23,7 @@ from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+
 class NotReady(Exception):
     """A readiness probe did not pass yet (retried until its deadline)."""
 
@@ -98,13 +99,9 @@ def grpc_health(host: str, port: int, timeout: float = 3.0) -> None:
     target = host_port(connect_host(host), port)
     try:
         with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as channel:
-            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(
-                jobs_pb2.HealthCheckInput(), timeout=timeout
-            )
+            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(jobs_pb2.HealthCheckInput(), timeout=timeout)
     except grpc.RpcError as error:
-        raise NotReady(
-            f"gRPC HealthCheck at {target}: {error.code().name} {error.details()}"
-        ) from None
+        raise NotReady(f"gRPC HealthCheck at {target}: {error.code().name} {error.details()}") from None
     if reply.status != "OK":
         raise NotReady(f"gRPC HealthCheck at {target} answered {reply.status!r}")
 
@@ -122,4 +119,3 @@ def http_health(host: str, port: int, timeout: float = 3.0) -> None:
         raise NotReady(f"GET {url}: {error}") from None
     if body.get("status") != "OK":
         raise NotReady(f"GET {url} answered {body}")
-

@@ -151,7 +151,11 @@ class PrivateRabbit:
         """``rabbitmqctl -n <node> ARGS``; returns stdout. Raises ServiceError on failure."""
         proc = subprocess.run(
             [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.node, *args],
-            env=self.env(), capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if proc.returncode != 0:
             raise ServiceError(f"rabbitmqctl {' '.join(args)}: {proc.stdout}{proc.stderr}".strip())
@@ -170,16 +174,18 @@ class PrivateRabbit:
         started = time.monotonic()
         with self.log.open("ab") as out:
             self.child = subprocess.Popen(
-                [str(RABBIT_BIN / "rabbitmq-server")], env=self.env(), cwd=self.base,
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                [str(RABBIT_BIN / "rabbitmq-server")],
+                env=self.env(),
+                cwd=self.base,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
         def up() -> bool:
             if self.child.poll() is not None:
-                raise ServiceError(
-                    f"rabbitmq-server exited with {self.child.returncode}:\n{_tail(self.log)}"
-                )
+                raise ServiceError(f"rabbitmq-server exited with {self.child.returncode}:\n{_tail(self.log)}")
             try:
                 prereqs._amqp_answers("127.0.0.1", self.port)
             except endpoints.NotReady:
@@ -230,8 +236,11 @@ class PrivateRabbit:
         finally:
             self._kill()
             subprocess.run(
-                ["epmd", "-port", str(self.epmd_port), "-kill"], env=self.env(),
-                capture_output=True, check=False, timeout=10,
+                ["epmd", "-port", str(self.epmd_port), "-kill"],
+                env=self.env(),
+                capture_output=True,
+                check=False,
+                timeout=10,
             )
 
 
@@ -239,9 +248,7 @@ class PrivateRabbit:
 
 
 def _pg_bin() -> Path:
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3])
-    )
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     if not found:
         raise ServiceError("no /usr/lib/postgresql/*/bin/initdb")
     return found[-1].parent
@@ -270,12 +277,16 @@ class PrivatePostgres:
         if os.geteuid() == 0:  # Postgres refuses to run as root
             argv = ["runuser", "-u", "postgres", "--", *argv]
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, check=False, cwd="/",
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd="/",
         )
         if proc.returncode != 0:
             raise ServiceError(
-                f"{' '.join(cmd[:2])} failed ({proc.returncode}): {proc.stdout}{proc.stderr}\n"
-                f"{_tail(self.log)}"
+                f"{' '.join(cmd[:2])} failed ({proc.returncode}): {proc.stdout}{proc.stderr}\n{_tail(self.log)}"
             )
         return proc.stdout
 
@@ -286,8 +297,16 @@ class PrivatePostgres:
             user = pwd.getpwnam("postgres")
             os.chown(self.base, user.pw_uid, user.pw_gid)
         self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-            "--no-sync", "--no-instructions",
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
         )
         return time.monotonic() - started
 
@@ -304,8 +323,7 @@ class PrivatePostgres:
         started = time.monotonic()
         if not self.data.exists():
             self.init()
-        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log),
-                  "-w", "-t", "60", "start")
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log), "-w", "-t", "60", "start")
         return time.monotonic() - started
 
     def stop(self, mode: str = "fast") -> float:
@@ -317,8 +335,21 @@ class PrivatePostgres:
     def restart(self, mode: str = "fast") -> float:
         """``pg_ctl restart``: every connection any client holds is cut."""
         started = time.monotonic()
-        self._run("pg_ctl", "-D", str(self.data), "-o", self._options(), "-l", str(self.log),
-                  "-m", mode, "-w", "-t", "60", "restart")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            self._options(),
+            "-l",
+            str(self.log),
+            "-m",
+            mode,
+            "-w",
+            "-t",
+            "60",
+            "restart",
+        )
         return time.monotonic() - started
 
     def close(self) -> None:

@@ -213,7 +213,9 @@ def head_versions(dsn: str, head_host: str, *, timeout: float = 5.0) -> HeadVers
     """
     prefix = (f"[{head_host}]" if ":" in head_host else head_host) + ":"
     row = _read_nodes(
-        dsn, timeout, lambda conn: store.head_node_versions_sync(conn, host=head_host, prefix=prefix),
+        dsn,
+        timeout,
+        lambda conn: store.head_node_versions_sync(conn, host=head_host, prefix=prefix),
         hint="run `qserver db upgrade` or `qserver up` on the head",
     )
     if row is None:
@@ -328,6 +330,7 @@ def node_info_file(settings: Settings) -> Path:
 
 # --- `qserver node status` --------------------------------------------------------------------------
 
+
 def list_nodes(dsn: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
     """Every row of the dispatcher's ``nodes`` table, alive first.
 
@@ -393,4 +396,3 @@ def join_env(base: dict[str, str], token: dict[str, str]) -> dict[str, str]:
     env.update(token)
     env["RAY_AUTH_MODE"] = "token"  # never off, whatever the shell says
     return env
-

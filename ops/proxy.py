@@ -104,12 +104,16 @@ def render_nginx_conf(settings: Settings) -> str:
     if files is None:
         tls_server = "    # " + tls_off_hint(settings)
     else:
-        tls_server = string.Template(TLS_TEMPLATE.read_text()).substitute(
-            tls_listen=host_port(settings.nginx_bind, settings.nginx_tls_port),
-            tls_cert=str(files.cert),
-            tls_key=str(files.key),
-            locations=str(LOCATIONS),
-        ).rstrip("\n")
+        tls_server = (
+            string.Template(TLS_TEMPLATE.read_text())
+            .substitute(
+                tls_listen=host_port(settings.nginx_bind, settings.nginx_tls_port),
+                tls_cert=str(files.cert),
+                tls_key=str(files.key),
+                locations=str(LOCATIONS),
+            )
+            .rstrip("\n")
+        )
     return string.Template(NGINX_TEMPLATE.read_text()).substitute(
         prefix=str(prefix),
         locations=str(LOCATIONS),
@@ -182,22 +186,20 @@ def start(settings: Settings, nginx: str) -> int:
     error_log = p.nginx / "logs" / "error.log"
 
     def run(*args: str) -> None:
-        proc = subprocess.run(
-            nginx_command(settings, *args, nginx=nginx), capture_output=True, text=True, check=False
-        )
+        proc = subprocess.run(nginx_command(settings, *args, nginx=nginx), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = (proc.stdout + proc.stderr).strip() + "\n" + procs.log_tail(error_log, 10)
             raise ComponentFailed(
-                "nginx", f"`nginx {' '.join(args)}` failed{_privileged_hint(settings)}",
-                error_log, tail,
+                "nginx",
+                f"`nginx {' '.join(args)}` failed{_privileged_hint(settings)}",
+                error_log,
+                tail,
             )
 
     def refuse_taken(port_list: list[int]) -> None:
         for port in port_list:
             if endpoints.is_listening(settings.nginx_bind, port):
-                raise ComponentFailed(
-                    "nginx", f"port {host_port(settings.nginx_bind, port)} is already in use"
-                )
+                raise ComponentFailed("nginx", f"port {host_port(settings.nginx_bind, port)} is already in use")
 
     run("-t", "-q")
     pid = nginx_pid(settings)
@@ -218,9 +220,7 @@ def start(settings: Settings, nginx: str) -> int:
     run()  # `daemon on`: returns once the master has forked
     pid = nginx_pid(settings)
     if pid is None:
-        raise ComponentFailed(
-            "nginx", "no master process after start", error_log, procs.log_tail(error_log)
-        )
+        raise ComponentFailed("nginx", "no master process after start", error_log, procs.log_tail(error_log))
     return pid
 
 
@@ -231,9 +231,7 @@ def stop(settings: Settings) -> None:
         return
     nginx = prereqs.find_program("nginx")
     if nginx and paths(settings).nginx_conf.exists():
-        subprocess.run(
-            nginx_command(settings, "-s", "quit", nginx=nginx), capture_output=True, check=False
-        )
+        subprocess.run(nginx_command(settings, "-s", "quit", nginx=nginx), capture_output=True, check=False)
     deadline = time.monotonic() + 10
     while procs.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -255,9 +253,7 @@ def https_health(files: Tls, host: str, port: int, timeout: float = 3.0) -> str:
     try:
         with socket.create_connection((address, port), timeout=timeout) as raw:
             with context.wrap_socket(raw, server_hostname=name) as conn:
-                request = (
-                    f"GET /api/v1/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
-                )
+                request = f"GET /api/v1/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
                 conn.sendall(request.encode())
                 response = http.client.HTTPResponse(conn)
                 response.begin()
@@ -283,13 +279,10 @@ def grpc_tls_health(files: Tls, host: str, port: int, timeout: float = 3.0) -> N
         with grpc.secure_channel(
             target, grpc.ssl_channel_credentials(root_certificates=roots), options=options
         ) as channel:
-            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(
-                jobs_pb2.HealthCheckInput(), timeout=timeout
-            )
+            reply = jobs_pb2_grpc.JobsStub(channel).HealthCheck(jobs_pb2.HealthCheckInput(), timeout=timeout)
     except grpc.RpcError as error:
         raise NotReady(
-            f"gRPC HealthCheck over TLS at {target} (as {name}): "
-            f"{error.code().name} {error.details()}"
+            f"gRPC HealthCheck over TLS at {target} (as {name}): {error.code().name} {error.details()}"
         ) from None
     if reply.status != "OK":
         raise NotReady(f"gRPC HealthCheck over TLS at {target} answered {reply.status!r}")

@@ -31,7 +31,11 @@ def _spawn(cmd: list[str], env: dict[str, str], p, log_name: str) -> subprocess.
     """Start ``cmd`` in a session of its own, its output in the ``log_name`` log."""
     with open_log(p, log_name) as log:
         return subprocess.Popen(
-            cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -91,9 +95,7 @@ def _head_pids(settings: Settings) -> list[int]:
     except (OSError, ValueError):
         sid = None
     if sid is not None:
-        found.update(
-            pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid))
-        )
+        found.update(pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid)))
     temp = str(paths(settings).ray_temp) + "/"
     for pid in procs.all_pids():
         if any(temp in arg for arg in procs.cmdline(pid)) and procs.pid_alive(pid):
@@ -117,9 +119,7 @@ def node_env(env: dict[str, str], spec: NodeSpec) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": str(max(spec.num_cpus or os.cpu_count() or 1, 1))}
 
 
-def launch(
-    settings: Settings, env: dict[str, str], spec: NodeSpec | None = None
-) -> subprocess.Popen | None:
+def launch(settings: Settings, env: dict[str, str], spec: NodeSpec | None = None) -> subprocess.Popen | None:
     """Run `ray start --head` in the background; None when our head already runs.
 
     ``spec`` adds tags, CPUs/GPUs/memory and fixed ports (`qserver node start --head`); every
@@ -131,9 +131,7 @@ def launch(
     if gcs_pid(settings) is not None:
         return None
     if endpoints.is_listening("127.0.0.1", settings.ray_head_port):
-        raise ComponentFailed(
-            "ray", f"port {settings.ray_head_port} is in use by a process that is not our Ray head"
-        )
+        raise ComponentFailed("ray", f"port {settings.ray_head_port} is in use by a process that is not our Ray head")
     stop(settings)  # leftovers of a head that died
     p = paths(settings)
     p.ray_temp.mkdir(parents=True, exist_ok=True)
@@ -169,13 +167,9 @@ def finish(settings: Settings, child: subprocess.Popen | None) -> None:
     try:
         code = child.wait(timeout=START_TIMEOUT)
     except subprocess.TimeoutExpired:
-        raise ComponentFailed(
-            "ray", "`ray start --head` did not return", log, procs.log_tail(log)
-        ) from None
+        raise ComponentFailed("ray", "`ray start --head` did not return", log, procs.log_tail(log)) from None
     if code != 0 or gcs_pid(settings) is None:
-        raise ComponentFailed(
-            "ray", f"`ray start --head` exited with {code}", log, procs.log_tail(log)
-        )
+        raise ComponentFailed("ray", f"`ray start --head` exited with {code}", log, procs.log_tail(log))
 
 
 def stop(settings: Settings) -> None:
@@ -209,9 +203,7 @@ def node_pids(settings: Settings) -> list[int]:
     except (OSError, ValueError):
         sid = None
     if sid is not None:
-        found.update(
-            pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid))
-        )
+        found.update(pid for pid in procs.pids_in_session(sid) if "ray" in " ".join(procs.cmdline(pid)))
     temp = str(nodes.node_temp(settings)) + "/"
     for pid in procs.all_pids():
         if any(temp in arg for arg in procs.cmdline(pid)) and procs.pid_alive(pid):
@@ -230,9 +222,7 @@ def node_raylet_pid(settings: Settings) -> int | None:
     return None
 
 
-def join_node(
-    settings: Settings, head_address: str, spec: NodeSpec, env: dict[str, str]
-) -> str | None:
+def join_node(settings: Settings, head_address: str, spec: NodeSpec, env: dict[str, str]) -> str | None:
     """`ray start --address=HEAD` for this machine, detached in its own session; waits for it.
 
     ``env`` carries the token (ops/nodes.py join_env). Returns the node IP Ray chose.

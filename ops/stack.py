@@ -125,9 +125,7 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
         return pid
     address = _service_address(settings, name)
     if address and endpoints.is_listening(*address):
-        raise ComponentFailed(
-            name, f"port {host_port(*address)} is already in use by a process `up` did not start"
-        )
+        raise ComponentFailed(name, f"port {host_port(*address)} is already in use by a process `up` did not start")
     if name == "dispatcher":
         p.dispatcher_ready.unlink(missing_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)
@@ -248,9 +246,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
     pg_host, pg_port = prereqs.pg_address(settings)
     amqp_host, amqp_port = prereqs.amqp_address(settings)
     result = [
-        ComponentStatus(
-            "postgres", endpoints.is_listening(pg_host, pg_port), None, _pg_where(settings)
-        ),
+        ComponentStatus("postgres", endpoints.is_listening(pg_host, pg_port), None, _pg_where(settings)),
         ComponentStatus(
             "rabbitmq",
             endpoints.is_listening(amqp_host, amqp_port),
@@ -266,8 +262,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
             gcs is not None,
             gcs,
             ray_address(settings),
-            "dashboard http://"
-            + host_port(settings.ray_dashboard_host, settings.ray_dashboard_port),
+            "dashboard http://" + host_port(settings.ray_dashboard_host, settings.ray_dashboard_port),
         )
     )
     for name in SERVICES:
@@ -310,11 +305,7 @@ def _read(path: Path) -> str:
 
 
 def _pg_where(settings: Settings) -> str:
-    return (
-        host_port(*prereqs.pg_address(settings))
-        + "/"
-        + (settings.database_url.path or "/").lstrip("/")
-    )
+    return host_port(*prereqs.pg_address(settings)) + "/" + (settings.database_url.path or "/").lstrip("/")
 
 
 def _amqp_where(settings: Settings) -> str:
@@ -327,19 +318,13 @@ def _print_where(settings: Settings, console: Console, seconds: float) -> None:
     table = Table(title=f"QServer is up ({seconds:.0f} s)", show_header=True)
     table.add_column("what")
     table.add_column("where")
-    table.add_row(
-        "REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)"
-    )
+    table.add_row("REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)")
     table.add_row("gRPC", host_port(host, settings.nginx_grpc_port))
     tls = proxy.tls(settings)
     if tls is not None:
         name = proxy.tls_server_name(tls.cert, host)
         port = "" if settings.nginx_tls_port == 443 else f":{settings.nginx_tls_port}"
-        trust = (
-            f"  (trust: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={tls.ca} REQUESTS_CA_BUNDLE={tls.ca})"
-            if tls.ca
-            else ""
-        )
+        trust = f"  (trust: GRPC_DEFAULT_SSL_ROOTS_FILE_PATH={tls.ca} REQUESTS_CA_BUNDLE={tls.ca})" if tls.ca else ""
         shown = f"[{name}]" if ":" in name else name
         table.add_row(
             "TLS",

@@ -21,13 +21,15 @@ __all__ = ["Stack", "chunks", "properties"]
 
 
 def properties(
-    *, counts: bool = False, quasi_dist: bool = False, expval: bool = False,
-    backend: str = "aer", metadata: dict | str | None = None,
+    *,
+    counts: bool = False,
+    quasi_dist: bool = False,
+    expval: bool = False,
+    backend: str = "aer",
+    metadata: dict | str | None = None,
 ) -> jobs_pb2.JobData:
     """The first message of a submission (no result type unless asked)."""
-    return wire.properties(
-        backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval, metadata=metadata
-    )
+    return wire.properties(backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval, metadata=metadata)
 
 
 class Stack(Client):

@@ -30,8 +30,7 @@ WAIT_S = 300
 def job_ids(stack) -> dict[tuple[str, str], str]:
     """Every exportable case submitted once, before any is awaited: {(name, exporter): job id}."""
     return {
-        (name, exporter): stack.submit(text, counts=True, metadata=METADATA)
-        for name, exporter, text in exportable()
+        (name, exporter): stack.submit(text, counts=True, metadata=METADATA) for name, exporter, text in exportable()
     }
 
 

@@ -29,8 +29,14 @@ BIG = 1 << 30  # memory: never the reason a job leaves the fast path here
 def long_qasm(qubits: int, gates: int, seed: int = 1) -> str:
     """A circuit with a mid-circuit measurement (so Aer simulates every shot on its own)."""
     rng = random.Random(seed)
-    lines = ['OPENQASM 2.0;', 'include "qelib1.inc";', f"qreg q[{qubits}];", f"creg c[{qubits}];",
-             "h q;", "measure q[0] -> c[0];"]
+    lines = [
+        "OPENQASM 2.0;",
+        'include "qelib1.inc";',
+        f"qreg q[{qubits}];",
+        f"creg c[{qubits}];",
+        "h q;",
+        "measure q[0] -> c[0];",
+    ]
     for _ in range(gates):
         a = rng.randrange(qubits)
         b = (a + 1 + rng.randrange(qubits - 1)) % qubits
@@ -46,6 +52,7 @@ LONG = long_qasm(12, 500)
 
 
 # --- the estimate ------------------------------------------------------------------------
+
 
 def test_estimate_tells_a_long_job_from_a_small_one():
     from plugins.aer import sizing
@@ -74,6 +81,7 @@ def test_estimate_hands_back_before_simulating():
 
 # --- the warm executor, in this process, against a database of its own ------------------
 
+
 @pytest.fixture(scope="module")
 def dsn():
     from tests.conftest import fresh_database
@@ -101,8 +109,11 @@ def _claimed(dsn: str, jobs: list[tuple[str, dict]]) -> list[ClaimedJob]:
         async with pool.connection() as conn:
             for qasm, metadata in jobs:
                 ids.append(uuid.uuid4())
-                await store.insert_job(conn, job_id=ids[-1], spec=JobSpec(
-                    backend="aer", result_types=(ResultType.COUNTS,), metadata=metadata, qasm=qasm))
+                await store.insert_job(
+                    conn,
+                    job_id=ids[-1],
+                    spec=JobSpec(backend="aer", result_types=(ResultType.COUNTS,), metadata=metadata, qasm=qasm),
+                )
             claimed = {j.id: j for j in await store.claim_jobs(conn, job_ids=ids)}
         await pool.close()
         return [claimed[i] for i in ids]
@@ -206,6 +217,7 @@ def test_a_job_past_the_time_limit_is_stopped_and_handed_back(dsn, executor):
 
 # --- end to end --------------------------------------------------------------------------
 
+
 def _ray_pids() -> list[int]:
     """Ray's worker processes ("ray::...") and their children (the warm executors' sandboxes)."""
     pids = []
@@ -241,8 +253,9 @@ def test_long_small_jobs_never_hold_up_bell_jobs(stack):
         assert job["status"] == "finished", job
         assert sum(job["results"]["counts"].values()) == 1000
     with store.connect_sync(_dsn()) as conn:
-        attempts = [conn.execute("SELECT attempts FROM jobs WHERE id = %s", (i,)).fetchone()["attempts"]
-                    for i in long_ids]
+        attempts = [
+            conn.execute("SELECT attempts FROM jobs WHERE id = %s", (i,)).fetchone()["attempts"] for i in long_ids
+        ]
     assert attempts == [1, 1]
 
 
@@ -290,5 +303,7 @@ def test_the_issues_long_jobs_beside_bell_jobs_then_canceled(stack, capsys):
     for job_id in long_ids:
         assert stack.wait(job_id, timeout=10)["status"] == "canceled"
     with capsys.disabled():
-        print(f"\nBell beside two long jobs: p50 {sorted(took)[5] * 1e3:.0f} ms, max {max(took) * 1e3:.0f} ms; "
-              f"CPU free {freed:.2f} s after the cancels")
+        print(
+            f"\nBell beside two long jobs: p50 {sorted(took)[5] * 1e3:.0f} ms, max {max(took) * 1e3:.0f} ms; "
+            f"CPU free {freed:.2f} s after the cancels"
+        )

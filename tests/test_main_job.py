@@ -12,7 +12,10 @@ from tests.circuits import BELL, BELL_QASM3, GHZ5
 
 def test_bell_counts_quasi_dist_and_expval(stack):
     job = stack.run(
-        BELL, counts=True, quasi_dist=True, expval=True,
+        BELL,
+        counts=True,
+        quasi_dist=True,
+        expval=True,
         metadata={"shots": 2000, "obs": [[["ZZ", 1.0]], [["XX", 1.0]]]},
     )
     assert job["status"] == "finished", job["error"]
@@ -106,8 +109,6 @@ def test_jobs_listing_shows_submitted_jobs(stack):
 
 def test_history_row_for_each_terminal_job(stack, db):
     job = stack.run(BELL, counts=True)
-    rows = db.execute(
-        "SELECT status, results->'counts' FROM history WHERE job_id = %s", (job["id"],)
-    ).fetchall()
+    rows = db.execute("SELECT status, results->'counts' FROM history WHERE job_id = %s", (job["id"],)).fetchall()
     assert len(rows) == 1
     assert rows[0][0] == "finished" and rows[0][1] == job["results"]["counts"]

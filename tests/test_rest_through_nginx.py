@@ -32,9 +32,7 @@ def test_cursor_abc_is_400(stack):
 
 def test_backends_and_docs_through_nginx(stack):
     backends = stack.http.get("/api/v1/backends").json()
-    assert [(b["backend_name"], b["plugin"]) for b in backends] == [
-        ("aer", "aer-plugin"), ("aer_gpu", "aer-plugin")
-    ]
+    assert [(b["backend_name"], b["plugin"]) for b in backends] == [("aer", "aer-plugin"), ("aer_gpu", "aer-plugin")]
     assert stack.http.get("/api/v1/backend/aer").json()["backend_name"] == "aer"
     assert stack.http.get("/api/v1/backend/nope").status_code == 404
     docs = stack.http.get("/docs")

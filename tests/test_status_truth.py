@@ -12,7 +12,8 @@ from tests.circuits import BELL
 # 12 qubits, a mid-circuit measurement (per-shot simulation): small, but a few seconds of work
 SLOW = (
     'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[12];\ncreg c[12];\n'
-    + "h q;\n" + "".join(f"cx q[{i}],q[{i + 1}];\nt q[{i + 1}];\n" for i in range(11)) * 20
+    + "h q;\n"
+    + "".join(f"cx q[{i}],q[{i + 1}];\nt q[{i + 1}];\n" for i in range(11)) * 20
     + "measure q[0] -> c[0];\nh q;\nmeasure q -> c;\n"
 )
 

@@ -67,14 +67,10 @@ class Client:
         if tls:
             roots = Path(ca_file).read_bytes() if ca_file else None
             credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self.channel = grpc.secure_channel(
-                target, credentials, options=options, compression=grpc.Compression.Gzip
-            )
+            self.channel = grpc.secure_channel(target, credentials, options=options, compression=grpc.Compression.Gzip)
             verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file)
         else:
-            self.channel = grpc.insecure_channel(
-                target, options=options, compression=grpc.Compression.Gzip
-            )
+            self.channel = grpc.insecure_channel(target, options=options, compression=grpc.Compression.Gzip)
             verify = True
         self.http = httpx.Client(
             base_url=f"{'https' if tls else 'http'}://{host_port(host, http_port)}",
@@ -122,9 +118,7 @@ class Client:
         meta = dict(metadata or {})
         if tags is not None:
             meta["tags"] = list(tags)
-        first = wire.properties(
-            backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval, metadata=meta
-        )
+        first = wire.properties(backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval, metadata=meta)
         return self.submit_messages([first, *wire.chunks(qasm)], timeout=timeout)
 
     def submit_messages(self, messages: Iterable[jobs_pb2.JobData], *, timeout: float = 300.0) -> str:
@@ -244,7 +238,12 @@ class Client:
         a failed job is returned, not raised). ``timeout`` bounds the wait; raises what
         ``submit`` and ``wait`` raise."""
         job_id = self.submit(
-            qasm, backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval,
-            metadata=metadata, tags=tags,
+            qasm,
+            backend=backend,
+            counts=counts,
+            quasi_dist=quasi_dist,
+            expval=expval,
+            metadata=metadata,
+            tags=tags,
         )
         return self.wait(job_id, timeout)

@@ -49,8 +49,7 @@ async def known_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
 async def jobs_running_by_node(conn: psycopg.AsyncConnection) -> dict[str, int]:
     """{node id: number of running jobs started there}."""
     cur = await conn.execute(
-        "SELECT node_id, count(*) AS n FROM jobs WHERE status = 'running' AND node_id IS NOT NULL"
-        " GROUP BY node_id"
+        "SELECT node_id, count(*) AS n FROM jobs WHERE status = 'running' AND node_id IS NOT NULL GROUP BY node_id"
     )
     return {row["node_id"]: row["n"] for row in await cur.fetchall()}
 
@@ -68,9 +67,7 @@ async def list_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
     cpus_total, cpus_free, gpus_total, gpus_free, memory_total, memory_free (bytes),
     jobs_running, versions, first_seen, last_seen}.
     """
-    cur = await conn.execute(
-        f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY alive DESC, first_seen, node_id"
-    )
+    cur = await conn.execute(f"SELECT {_NODE_COLUMNS} FROM nodes ORDER BY alive DESC, first_seen, node_id")
     return await cur.fetchall()
 
 

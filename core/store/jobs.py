@@ -53,9 +53,7 @@ class Move:
     def __post_init__(self) -> None:
         refused = [source.value for source in self.sources if not can_move(source, self.target)]
         if refused or not self.sources:
-            raise ValueError(
-                f"no status change {refused or '[]'} -> {self.target.value} in core.domain.TRANSITIONS"
-            )
+            raise ValueError(f"no status change {refused or '[]'} -> {self.target.value} in core.domain.TRANSITIONS")
 
     @property
     def set(self) -> str:
@@ -96,8 +94,12 @@ async def insert_job(
     cur = await conn.execute(
         _INSERT_CAPPED if capped else _INSERT,
         {
-            "id": job_id, "backend": spec.backend, "qasm": spec.qasm,
-            "metadata": Jsonb(spec.metadata), "owner": owner, "max": max_pending,
+            "id": job_id,
+            "backend": spec.backend,
+            "qasm": spec.qasm,
+            "metadata": Jsonb(spec.metadata),
+            "owner": owner,
+            "max": max_pending,
             "counts": ResultType.COUNTS in spec.result_types,
             "quasi_dist": ResultType.QUASI_DIST in spec.result_types,
             "expval": ResultType.EXPVAL in spec.result_types,
@@ -304,9 +306,7 @@ def hand_back_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> bool:
 
 def heartbeat_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> None:
     """The executor still works on the job."""
-    conn.execute(
-        f"UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND {status_in([RUNNING])}", (job_id,)
-    )
+    conn.execute(f"UPDATE jobs SET heartbeat_at = now() WHERE id = %s AND {status_in([RUNNING])}", (job_id,))
 
 
 async def stale_running_jobs(conn: psycopg.AsyncConnection, *, older_than_s: float) -> list[dict[str, Any]]:
@@ -333,9 +333,7 @@ SELECT {JOB_COLUMNS}
 """
 
 
-async def cancel_job(
-    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
-) -> dict[str, Any]:
+async def cancel_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None) -> dict[str, Any]:
     """Move a pending (claimed too) or running job to canceled (one guarded UPDATE); the job
     JSON after it.
 
@@ -358,14 +356,10 @@ async def cancel_job(
     status = await get_job_status(conn, job_id=job_id, owner=owner)
     if status is None:
         raise JobNotFound(f"job {job_id} not found")
-    raise Conflict(
-        f"job {job_id} is already {status['status']}; only pending or running jobs can be canceled"
-    )
+    raise Conflict(f"job {job_id} is already {status['status']}; only pending or running jobs can be canceled")
 
 
-async def delete_job(
-    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
-) -> None:
+async def delete_job(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None) -> None:
     """Delete a job that is not running, with its result types and results (cascade).
 
     One statement guarded on the job not running; the history row, if any, stays. A claimed
@@ -377,9 +371,7 @@ async def delete_job(
         Conflict: the job is running.
     """
     mine, param = owned_by("owner", owner)
-    cur = await conn.execute(
-        f"DELETE FROM jobs WHERE id = %s AND NOT {status_in([RUNNING])}{mine}", (job_id, *param)
-    )
+    cur = await conn.execute(f"DELETE FROM jobs WHERE id = %s AND NOT {status_in([RUNNING])}{mine}", (job_id, *param))
     if cur.rowcount == 1:
         return
     if await get_job_status(conn, job_id=job_id, owner=owner) is None:
@@ -418,7 +410,5 @@ def delete_expired_jobs_sync(conn: psycopg.Connection, *, older_than_days: float
 
 async def canceled_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Which of ``job_ids`` are canceled (the dispatcher's check after it missed notifications)."""
-    cur = await conn.execute(
-        f"SELECT id FROM jobs WHERE id = ANY(%s) AND {status_in([CANCELED])}", (job_ids,)
-    )
+    cur = await conn.execute(f"SELECT id FROM jobs WHERE id = ANY(%s) AND {status_in([CANCELED])}", (job_ids,))
     return [row["id"] for row in await cur.fetchall()]

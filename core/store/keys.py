@@ -7,13 +7,10 @@ from typing import Any
 import psycopg
 
 
-def insert_api_key_sync(
-    conn: psycopg.Connection, *, key_id: str, owner: str, role: str, key_hash: bytes
-) -> bool:
+def insert_api_key_sync(conn: psycopg.Connection, *, key_id: str, owner: str, role: str, key_hash: bytes) -> bool:
     """Store a key's hash; False (nothing stored) if ``key_id`` is taken."""
     cur = conn.execute(
-        "INSERT INTO api_keys (key_id, owner, role, hash) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (key_id) DO NOTHING",
+        "INSERT INTO api_keys (key_id, owner, role, hash) VALUES (%s, %s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
         (key_id, owner, role, key_hash),
     )
     return cur.rowcount == 1
@@ -22,8 +19,7 @@ def insert_api_key_sync(
 def list_api_keys_sync(conn: psycopg.Connection) -> list[dict[str, Any]]:
     """Every key, oldest first: {key_id, owner, role, created_at, revoked_at, last_used_at} (never the hash)."""
     cur = conn.execute(
-        "SELECT key_id, owner, role, created_at, revoked_at, last_used_at FROM api_keys"
-        " ORDER BY created_at, key_id"
+        "SELECT key_id, owner, role, created_at, revoked_at, last_used_at FROM api_keys ORDER BY created_at, key_id"
     )
     return cur.fetchall()
 

@@ -129,9 +129,7 @@ def record_outcomes_sync(
     return {row["id"] for row in cur.fetchall()}
 
 
-def fail_job_sync(
-    conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None
-) -> bool:
+def fail_job_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None) -> bool:
     """Mark a running job failed with ``error``. False if it was no longer running."""
     cur = conn.execute(_FAIL, (error, node_id, job_id))
     return cur.rowcount == 1

@@ -19,8 +19,7 @@ from core.store.connect import PAGE_SIZE
 async def get_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
     """The backend row {id, pointer, backend_name, plugin, enabled, needs_gpu}, or None."""
     cur = await conn.execute(
-        "SELECT id, pointer, backend_name, plugin, enabled, needs_gpu FROM backends"
-        " WHERE backend_name = %s",
+        "SELECT id, pointer, backend_name, plugin, enabled, needs_gpu FROM backends WHERE backend_name = %s",
         (name,),
     )
     return await cur.fetchone()
@@ -37,23 +36,17 @@ async def require_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[s
     if backend is None:
         raise BackendNotFound(f"backend {show(name)} does not exist; GET /api/v1/backends lists them")
     if not backend["enabled"]:
-        raise BackendDisabled(
-            f"backend {name!r} is disabled: its plugin {backend['plugin']!r} was removed"
-        )
+        raise BackendDisabled(f"backend {name!r} is disabled: its plugin {backend['plugin']!r} was removed")
     return backend
 
 
 async def get_plugin(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
     """The plugin row {name, version, builtin, admitted_at}, or None."""
-    cur = await conn.execute(
-        "SELECT name, version, builtin, admitted_at FROM plugins WHERE name = %s", (name,)
-    )
+    cur = await conn.execute("SELECT name, version, builtin, admitted_at FROM plugins WHERE name = %s", (name,))
     return await cur.fetchone()
 
 
-async def enable_builtin_plugin(
-    conn: psycopg.AsyncConnection, *, name: str, backends: tuple[str, ...]
-) -> None:
+async def enable_builtin_plugin(conn: psycopg.AsyncConnection, *, name: str, backends: tuple[str, ...]) -> None:
     """(Re-)enable the backends of a built-in plugin, recreating any missing row.
 
     Nothing is downloaded or updated in ``plugins`` (no ``qserver_plugins`` notification,
@@ -73,9 +66,7 @@ async def enable_builtin_plugin(
             raise Conflict(_taken(name, "(built in)", taken))
 
 
-async def admit_plugin(
-    conn: psycopg.AsyncConnection, *, name: str, version: str, backends: tuple[str, ...]
-) -> None:
+async def admit_plugin(conn: psycopg.AsyncConnection, *, name: str, version: str, backends: tuple[str, ...]) -> None:
     """Record a plugin and its (enabled) backends in one transaction.
 
     The plugin row's INSERT notifies ``qserver_plugins`` at commit, so the dispatcher
@@ -116,8 +107,7 @@ async def _backends_of_others(
     conn: psycopg.AsyncConnection, *, name: str, backends: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     cur = await conn.execute(
-        "SELECT backend_name, plugin FROM backends"
-        " WHERE backend_name = ANY(%s) AND plugin <> %s ORDER BY pointer",
+        "SELECT backend_name, plugin FROM backends WHERE backend_name = ANY(%s) AND plugin <> %s ORDER BY pointer",
         (list(backends), name),
     )
     return await cur.fetchall()
@@ -125,10 +115,7 @@ async def _backends_of_others(
 
 def _taken(name: str, version: str, taken: list[dict[str, Any]]) -> str:
     names = ", ".join(f"{t['backend_name']} (plugin {t['plugin']})" for t in taken)
-    return (
-        f"plugin {name} {version} ships backend names that other plugins already registered:"
-        f" {names}"
-    )
+    return f"plugin {name} {version} ships backend names that other plugins already registered: {names}"
 
 
 async def remove_plugin(conn: psycopg.AsyncConnection, *, name: str) -> None:
@@ -147,9 +134,7 @@ async def remove_plugin(conn: psycopg.AsyncConnection, *, name: str) -> None:
         Conflict: jobs on its backends are pending or running (their number is named).
     """
     async with conn.transaction():
-        cur = await conn.execute(
-            "SELECT name, builtin FROM plugins WHERE name = %s FOR UPDATE", (name,)
-        )
+        cur = await conn.execute("SELECT name, builtin FROM plugins WHERE name = %s FOR UPDATE", (name,))
         plugin = await cur.fetchone()
         if plugin is None:
             raise PluginNotFound(f"plugin {name} is not admitted")
@@ -179,9 +164,7 @@ async def backend_needs_gpu(conn: psycopg.AsyncConnection, *, name: str) -> bool
     return None if row is None else row["needs_gpu"]
 
 
-async def list_backends(
-    conn: psycopg.AsyncConnection, *, cursor: int = 0
-) -> list[dict[str, Any]]:
+async def list_backends(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
     """Enabled backends with pointer > cursor, PAGE_SIZE a page, in pointer order: {id, pointer,
     backend_name, plugin, needs_gpu}."""
     cur = await conn.execute(

@@ -56,6 +56,8 @@ def _raw_results(inline_bytes: int) -> str:
     columns = [f"({RESULTS_BYTES}) AS r_bytes"]
     columns += [f"CASE WHEN {RESULTS_BYTES} <= {limit} THEN r.{name}::text END AS r_{name}" for name in RESULT_TYPES]
     return ", ".join(columns)
+
+
 JOB_FROM = """
 FROM jobs j
 LEFT JOIN result_types rt ON rt.job_id = j.id
@@ -123,7 +125,8 @@ async def raw_results(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]
     """The results of ``job_ids`` that have some: {job id: {id, job_id, counts, quasi_dist, expval}},
     each result type as its JSON text (or None). Results never change once written."""
     cur = await conn.execute(
-        "SELECT r.id, r.job_id, " + ", ".join(f"r.{name}::text AS {name}" for name in RESULT_TYPES)
+        "SELECT r.id, r.job_id, "
+        + ", ".join(f"r.{name}::text AS {name}" for name in RESULT_TYPES)
         + " FROM results r WHERE r.job_id = ANY(%s)",
         (job_ids,),
     )

@@ -45,9 +45,7 @@ def certs(
         ("server key", made.server_key),
     ):
         out.print(f"{label + ':':<20} {path}", highlight=False)
-    out.print(
-        f"{'covers:':<20} {', '.join([*dns, *map(str, ips)])} (until {expires})", highlight=False
-    )
+    out.print(f"{'covers:':<20} {', '.join([*dns, *map(str, ips)])} (until {expires})", highlight=False)
     out.print(
         f"`qserver up` serves REST and gRPC over TLS on port {settings.nginx_tls_port} "
         "(it reloads a running nginx). A client trusts the CA with:",

@@ -66,8 +66,12 @@ def keys_list() -> None:
 
     for row in rows:
         table.add_row(
-            row["key_id"], row["owner"], row["role"], when(row["created_at"]),
-            when(row["revoked_at"]), when(row["last_used_at"]),
+            row["key_id"],
+            row["owner"],
+            row["role"],
+            when(row["created_at"]),
+            when(row["revoked_at"]),
+            when(row["last_used_at"]),
         )
     # one line per key, piped too (a console's own width is 80 columns when not a terminal)
     Console(width=max(out.width, 200), highlight=False).print(table)

@@ -53,9 +53,7 @@ def status() -> None:
     components = stack.status(common.settings_or_exit())
     for part in components:
         colour = "green" if part.running else "red"
-        table.add_row(
-            part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""), part.address, part.detail
-        )
+        table.add_row(part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""), part.address, part.detail)
     out.print(table)
     if not all(part.running for part in components):
         raise typer.Exit(1) from None

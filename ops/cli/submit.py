@@ -30,9 +30,7 @@ def _wait_for(client: Client, job_id: str, timeout: float) -> dict:
     """The job's JSON once it has ended; exits 3 (api error or unreachable) or 4 (timeout)."""
     with err.status(f"job {job_id}: submitted") as spinner:
         try:
-            return client.wait(
-                job_id, timeout, on_status=lambda status: spinner.update(f"job {job_id}: {status}")
-            )
+            return client.wait(job_id, timeout, on_status=lambda status: spinner.update(f"job {job_id}: {status}"))
         except ApiError as error:
             err.print(f"[red]{error}[/]", highlight=False)
         except ApiUnreachable as error:
@@ -47,9 +45,7 @@ def _wait_for(client: Client, job_id: str, timeout: float) -> dict:
 def submit(
     file: Annotated[
         Path,
-        typer.Argument(
-            exists=True, dir_okay=False, readable=True, help="An OpenQASM 2 or 3 program."
-        ),
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="An OpenQASM 2 or 3 program."),
     ],
     backend: Annotated[str, typer.Option(help="The backend that runs it.")] = "aer",
     counts: Annotated[bool, typer.Option("--counts", help="Ask for counts (the default).")] = False,
@@ -65,18 +61,10 @@ def submit(
         str | None,
         typer.Option(help="More metadata, a JSON object (--shots/--seed/--obs win over it)."),
     ] = None,
-    wait: Annotated[
-        bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")
-    ] = True,
-    host: Annotated[
-        str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")
-    ] = None,
-    grpc_port: Annotated[
-        int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")
-    ] = None,
-    http_port: Annotated[
-        int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")
-    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")] = True,
+    host: Annotated[str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")] = None,
+    grpc_port: Annotated[int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")] = None,
+    http_port: Annotated[int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
     api_key: Annotated[
         str | None,
@@ -109,8 +97,13 @@ def submit(
     with Client(host, grpc_port, http_port, api_key=api_key, timeout=10) as client:
         try:
             job_id = client.submit(
-                qasm, backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval,
-                metadata=meta, timeout=300,
+                qasm,
+                backend=backend,
+                counts=counts,
+                quasi_dist=quasi_dist,
+                expval=expval,
+                metadata=meta,
+                timeout=300,
             )
         except SubmitError as error:
             err.print(f"[red]gRPC {error.code().name}:[/] {error.details()}", highlight=False)
@@ -125,10 +118,6 @@ def submit(
             highlight=False,
         )
         raise typer.Exit(1) from None
-    wanted = [
-        name
-        for name, on in (("counts", counts), ("quasi_dist", quasi_dist), ("expval", expval))
-        if on
-    ]
+    wanted = [name for name, on in (("counts", counts), ("quasi_dist", quasi_dist), ("expval", expval)) if on]
     results = job.get("results") or {}
     out.print_json(data={name: results.get(name) for name in wanted})

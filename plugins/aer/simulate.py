@@ -35,10 +35,8 @@ _NON_UNITARY = frozenset({"measure", "reset", "initialize", "kraus", "superop", 
 _INT64 = 2**63
 
 
-@functools.lru_cache(maxsize=None)
-def _simulator(
-    method: str, threads: int | None, max_memory_mb: int | None, device: str = "CPU"
-) -> AerSimulator:
+@functools.cache
+def _simulator(method: str, threads: int | None, max_memory_mb: int | None, device: str = "CPU") -> AerSimulator:
     """One AerSimulator per setting, built once per process (run options go per call).
     ``threads``: Aer's max_parallel_threads (None: Aer's default, what OpenMP allows)."""
     options: dict[str, Any] = {"method": method}
@@ -198,11 +196,7 @@ def _without_final_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
         name = instruction.operation.name
         if name == "barrier":
             continue
-        if (
-            name == "measure"
-            and instruction.qubits[0] not in used_qubits
-            and instruction.clbits[0] not in used_clbits
-        ):
+        if name == "measure" and instruction.qubits[0] not in used_qubits and instruction.clbits[0] not in used_clbits:
             continue
         kept.append(instruction)
         used_qubits.update(instruction.qubits)
@@ -220,11 +214,7 @@ def _without_idle_qubits(circuit: QuantumCircuit, keep: set[int]) -> QuantumCirc
     (Qiskit/qiskit-aer#2442, open in 0.18.2), so expval runs truncate here and turn Aer's off.
     """
     dag = circuit_to_dag(circuit)
-    idle = [
-        wire
-        for wire in dag.idle_wires()
-        if isinstance(wire, Qubit) and circuit.find_bit(wire).index not in keep
-    ]
+    idle = [wire for wire in dag.idle_wires() if isinstance(wire, Qubit) and circuit.find_bit(wire).index not in keep]
     if idle:
         dag.remove_qubits(*idle)
     return dag_to_circuit(dag)
@@ -340,7 +330,5 @@ def run(
             results["quasi_dist"] = _quasi_dist(counts, shots)
     if "expval" in wanted:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
-        results["expval"] = _expvals(
-            circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads
-        )
+        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads)
     return results

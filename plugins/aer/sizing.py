@@ -20,8 +20,28 @@ MIB = 1024 * 1024
 WORKER_BYTES = 256 * MIB
 # Gates of the Clifford group Aer's stabilizer method runs, plus non-unitary bookkeeping.
 CLIFFORD = frozenset(
-    {"id", "x", "y", "z", "h", "s", "sdg", "sx", "sxdg", "cx", "cy", "cz", "swap", "iswap",
-     "ecr", "dcx", "measure", "reset", "barrier", "delay"}
+    {
+        "id",
+        "x",
+        "y",
+        "z",
+        "h",
+        "s",
+        "sdg",
+        "sx",
+        "sxdg",
+        "cx",
+        "cy",
+        "cz",
+        "swap",
+        "iswap",
+        "ecr",
+        "dcx",
+        "measure",
+        "reset",
+        "barrier",
+        "delay",
+    }
 )
 _EXPONENT = {"statevector": 1, "density_matrix": 2, "unitary": 2, "superop": 4}
 
@@ -72,8 +92,20 @@ def size(circuit: QuantumCircuit, method: str) -> Size:
 # Operations that make Aer simulate every shot on its own (no sampling of one final state):
 # resets, noise and state preparation, and any control flow (conditionals read a measurement).
 PER_SHOT_OPERATIONS = frozenset(
-    {"reset", "initialize", "kraus", "superop", "quantum_channel", "roerror", "set_statevector",
-     "set_density_matrix", "if_else", "while_loop", "for_loop", "switch_case"}
+    {
+        "reset",
+        "initialize",
+        "kraus",
+        "superop",
+        "quantum_channel",
+        "roerror",
+        "set_statevector",
+        "set_density_matrix",
+        "if_else",
+        "while_loop",
+        "for_loop",
+        "switch_case",
+    }
 )
 # Amplitude updates per second Aer does on one thread, per-shot, here (a 12-qubit circuit of
 # 1000 gates, 1000 shots: 6.8 s, estimated 8.4 s); errs towards slow, so that a job the fast

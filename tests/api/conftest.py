@@ -21,10 +21,7 @@ from tests.conftest import fresh_database
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 DB_NAME = "qserver_test_api"
 DSN = f"{SERVER}/{DB_NAME}"
-BELL = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
 
@@ -99,9 +96,7 @@ async def make_job(dsn: str) -> AsyncIterator[MakeJob]:
             )
             assert done
         elif status == "failed":
-            done = await asyncio.to_thread(
-                store.fail_job_sync, sconn, job_id=job_id, error=error, node_id=node_id
-            )
+            done = await asyncio.to_thread(store.fail_job_sync, sconn, job_id=job_id, error=error, node_id=node_id)
             assert done
         else:
             assert status == "running", status

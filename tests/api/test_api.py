@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -23,9 +23,23 @@ GHZ = (
 BELL_RESULTS = {"counts": {"11 0": 1000}, "quasi_dist": {"6": 1.0}, "expval": [0.5, -1.0]}
 ALL_TYPES = (ResultType.COUNTS, ResultType.QUASI_DIST, ResultType.EXPVAL)
 JOB_KEYS = {
-    "id", "pointer", "target_simulator", "qasm", "status", "submission_date", "start_time",
-    "finish_time", "metadata", "result_types", "results", "error", "node_id", "attempts",
-    "waiting_for", "memory_bytes", "owner",
+    "id",
+    "pointer",
+    "target_simulator",
+    "qasm",
+    "status",
+    "submission_date",
+    "start_time",
+    "finish_time",
+    "metadata",
+    "result_types",
+    "results",
+    "error",
+    "node_id",
+    "attempts",
+    "waiting_for",
+    "memory_bytes",
+    "owner",
 }
 
 
@@ -65,10 +79,8 @@ async def test_health(client: httpx.AsyncClient) -> None:
 
 
 async def test_pending_job_json(client: httpx.AsyncClient, make_job: MakeJob) -> None:
-    before = datetime.now(timezone.utc)
-    job_id = await make_job(
-        metadata={"shots": 1000, "tags": ["gpu"], "custom": {"x": 1}}, qasm=GHZ
-    )
+    before = datetime.now(UTC)
+    job_id = await make_job(metadata={"shots": 1000, "tags": ["gpu"], "custom": {"x": 1}}, qasm=GHZ)
     response = await client.get(f"{V1}/job/{job_id}")
     assert response.status_code == 200
     job = response.json()
@@ -90,7 +102,10 @@ async def test_pending_job_json(client: httpx.AsyncClient, make_job: MakeJob) ->
 
 async def test_finished_job_json(client: httpx.AsyncClient, make_job: MakeJob) -> None:
     job_id = await make_job(
-        status="finished", result_types=ALL_TYPES, results=BELL_RESULTS, node_id="node-7",
+        status="finished",
+        result_types=ALL_TYPES,
+        results=BELL_RESULTS,
+        node_id="node-7",
         metadata={"shots": 1000, "obs": [[["ZZ", 1.0]], [["XX", -1.0]]]},
     )
     job = (await client.get(f"{V1}/job/{job_id}")).json()
@@ -100,9 +115,7 @@ async def test_finished_job_json(client: httpx.AsyncClient, make_job: MakeJob) -
     assert job["node_id"] == "node-7"
     assert job["attempts"] == 1
     assert job["error"] is None
-    submitted, started, finished = (
-        _utc(job[k]) for k in ("submission_date", "start_time", "finish_time")
-    )
+    submitted, started, finished = (_utc(job[k]) for k in ("submission_date", "start_time", "finish_time"))
     assert submitted <= started <= finished
 
 
@@ -138,9 +151,7 @@ async def test_no_results_when_failed(client: httpx.AsyncClient, make_job: MakeJ
     job_id = await make_job(status="failed", error="unknown gate 'foo' on line 3")
     response = await client.get(f"{V1}/job/result/{job_id}")
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": f"job {job_id} has no results: it failed: unknown gate 'foo' on line 3"
-    }
+    assert response.json() == {"detail": f"job {job_id} has no results: it failed: unknown gate 'foo' on line 3"}
     job = (await client.get(f"{V1}/job/{job_id}")).json()
     assert job["status"] == "failed"
     assert job["error"] == "unknown gate 'foo' on line 3"
@@ -165,9 +176,7 @@ async def test_malformed_job_id_is_400_without_a_query(
     assert no_database == []
 
 
-async def test_no_database_fixture_does_catch_a_checkout(
-    client: httpx.AsyncClient, no_database: list[str]
-) -> None:
+async def test_no_database_fixture_does_catch_a_checkout(client: httpx.AsyncClient, no_database: list[str]) -> None:
     # The proof above is only worth something if a well-formed id does reach get_conn.
     with pytest.raises(AssertionError):
         await client.get(f"{V1}/job/{uuid.uuid4()}")
@@ -192,9 +201,7 @@ async def test_jobs_keyset_paging(client: httpx.AsyncClient, make_job: MakeJob) 
     assert page3 == []
 
 
-async def test_jobs_without_cursor_starts_at_the_beginning(
-    client: httpx.AsyncClient, make_job: MakeJob
-) -> None:
+async def test_jobs_without_cursor_starts_at_the_beginning(client: httpx.AsyncClient, make_job: MakeJob) -> None:
     await make_job()
     response = await client.get(f"{V1}/jobs")
     assert response.status_code == 200
@@ -230,23 +237,16 @@ async def test_backends(client: httpx.AsyncClient) -> None:
 
     missing = await client.get(f"{V1}/backend/nope")
     assert missing.status_code == 404
-    assert missing.json() == {
-        "detail": "backend 'nope' does not exist; GET /api/v1/backends lists them"
-    }
+    assert missing.json() == {"detail": "backend 'nope' does not exist; GET /api/v1/backends lists them"}
 
 
 async def test_disabled_backend_is_hidden(client: httpx.AsyncClient, dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO backends (backend_name, plugin, enabled)"
-            " VALUES ('gone1', 'gone-plugin', false)"
-        )
+        conn.execute("INSERT INTO backends (backend_name, plugin, enabled) VALUES ('gone1', 'gone-plugin', false)")
     try:
         response = await client.get(f"{V1}/backend/gone1")
         assert response.status_code == 404
-        assert response.json()["detail"] == (
-            "backend 'gone1' is disabled: its plugin 'gone-plugin' was removed"
-        )
+        assert response.json()["detail"] == ("backend 'gone1' is disabled: its plugin 'gone-plugin' was removed")
         names = [b["backend_name"] for b in (await client.get(f"{V1}/backends")).json()]
         assert "gone1" not in names
     finally:
@@ -293,14 +293,10 @@ async def test_swagger_index_redirects_to_docs(client: httpx.AsyncClient) -> Non
     assert response.headers["location"] == "/docs"
 
 
-async def test_finished_job_has_a_history_row(
-    client: httpx.AsyncClient, make_job: MakeJob, dsn: str
-) -> None:
+async def test_finished_job_has_a_history_row(client: httpx.AsyncClient, make_job: MakeJob, dsn: str) -> None:
     job_id = await make_job(status="finished", results={"counts": {"11 0": 1000}})
     with psycopg.connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT status, results, result_types FROM history WHERE job_id = %s", (job_id,)
-        ).fetchall()
+        rows = conn.execute("SELECT status, results, result_types FROM history WHERE job_id = %s", (job_id,)).fetchall()
     assert rows == [
         (
             "finished",
@@ -330,14 +326,10 @@ async def test_lifespan_refuses_an_old_schema(dsn: str) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def test_timestamps_are_utc_whatever_the_session_time_zone(
-    settings: Any, make_job: MakeJob
-) -> None:
+async def test_timestamps_are_utc_whatever_the_session_time_zone(settings: Any, make_job: MakeJob) -> None:
     from api.app import create_app
 
-    tokyo = settings.model_copy(
-        update={"database_url": settings.database_dsn + "?options=-c%20TimeZone%3DAsia/Tokyo"}
-    )
+    tokyo = settings.model_copy(update={"database_url": settings.database_dsn + "?options=-c%20TimeZone%3DAsia/Tokyo"})
     app = create_app(tokyo)
     job_id = await make_job(status="running")
     async with app.router.lifespan_context(app):

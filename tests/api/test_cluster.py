@@ -23,22 +23,74 @@ VERSIONS = {"qserver": "0.1.0", "python": "3.11.9", "ray": "2.60.0"}
 # (node_id, address, hostname, tags, alive, cpus total/free, gpus total/free,
 #  memory total/free, jobs_running, first_seen, last_seen), deliberately out of order.
 NODES = [
-    ("n-desk", "192.168.1.30", "desk", ["gpu", "big"], False, 16.0, 16.0, 1.0, 1.0,
-     64 * GIB, 60 * GIB, 0, "2025-01-01 09:00:00+00", "2025-01-03 22:00:00+00"),
-    ("n-worker", "192.168.1.20", None, ["cpu", "fast"], True, 4.0, 1.5, 0.0, 0.0,
-     8 * GIB, 3 * GIB, 2, "2025-01-02 10:00:00+01", "2025-01-04 12:00:00+00"),
-    ("n-head", "192.168.1.10", "head", ["cpu"], True, 8.0, 6.0, 0.0, 0.0,
-     24 * GIB, 20 * GIB, 1, "2025-01-01 08:00:00+00", "2025-01-04 12:00:01+00"),
+    (
+        "n-desk",
+        "192.168.1.30",
+        "desk",
+        ["gpu", "big"],
+        False,
+        16.0,
+        16.0,
+        1.0,
+        1.0,
+        64 * GIB,
+        60 * GIB,
+        0,
+        "2025-01-01 09:00:00+00",
+        "2025-01-03 22:00:00+00",
+    ),
+    (
+        "n-worker",
+        "192.168.1.20",
+        None,
+        ["cpu", "fast"],
+        True,
+        4.0,
+        1.5,
+        0.0,
+        0.0,
+        8 * GIB,
+        3 * GIB,
+        2,
+        "2025-01-02 10:00:00+01",
+        "2025-01-04 12:00:00+00",
+    ),
+    (
+        "n-head",
+        "192.168.1.10",
+        "head",
+        ["cpu"],
+        True,
+        8.0,
+        6.0,
+        0.0,
+        0.0,
+        24 * GIB,
+        20 * GIB,
+        1,
+        "2025-01-01 08:00:00+00",
+        "2025-01-04 12:00:01+00",
+    ),
 ]
 
 
 def _node_json(row: tuple[Any, ...], first_seen: str, last_seen: str) -> dict[str, Any]:
     keys = (
-        "node_id", "address", "hostname", "tags", "alive", "cpus_total", "cpus_free",
-        "gpus_total", "gpus_free", "memory_total", "memory_free", "jobs_running",
+        "node_id",
+        "address",
+        "hostname",
+        "tags",
+        "alive",
+        "cpus_total",
+        "cpus_free",
+        "gpus_total",
+        "gpus_free",
+        "memory_total",
+        "memory_free",
+        "jobs_running",
     )
     return {
-        **dict(zip(keys, row[:12])),
+        **dict(zip(keys, row[:12], strict=False)),
         "versions": VERSIONS,
         "first_seen": first_seen,
         "last_seen": last_seen,
@@ -108,9 +160,17 @@ async def test_empty_cluster(client: httpx.AsyncClient, nodes: Any) -> None:
     assert response.json() == {
         "nodes": [],
         "totals": {
-            "nodes_alive": 0, "nodes_known": 0, "cpus_total": 0, "cpus_free": 0,
-            "gpus_total": 0, "gpus_free": 0, "memory_total": 0, "memory_free": 0,
-            "jobs_running": 0, "tags": [], "tags_known": [],
+            "nodes_alive": 0,
+            "nodes_known": 0,
+            "cpus_total": 0,
+            "cpus_free": 0,
+            "gpus_total": 0,
+            "gpus_free": 0,
+            "memory_total": 0,
+            "memory_free": 0,
+            "jobs_running": 0,
+            "tags": [],
+            "tags_known": [],
         },
     }
 
@@ -123,13 +183,34 @@ async def test_cluster_in_openapi(client: httpx.AsyncClient) -> None:
     assert "Admin-only" in get["description"]
     schemas = spec["components"]["schemas"]
     assert set(schemas["Node"]["properties"]) == {
-        "node_id", "address", "hostname", "tags", "alive", "cpus_total", "cpus_free",
-        "gpus_total", "gpus_free", "memory_total", "memory_free", "jobs_running", "versions",
-        "first_seen", "last_seen",
+        "node_id",
+        "address",
+        "hostname",
+        "tags",
+        "alive",
+        "cpus_total",
+        "cpus_free",
+        "gpus_total",
+        "gpus_free",
+        "memory_total",
+        "memory_free",
+        "jobs_running",
+        "versions",
+        "first_seen",
+        "last_seen",
     }
     assert set(schemas["ClusterTotals"]["properties"]) == {
-        "nodes_alive", "nodes_known", "cpus_total", "cpus_free", "gpus_total", "gpus_free",
-        "memory_total", "memory_free", "jobs_running", "tags", "tags_known",
+        "nodes_alive",
+        "nodes_known",
+        "cpus_total",
+        "cpus_free",
+        "gpus_total",
+        "gpus_free",
+        "memory_total",
+        "memory_free",
+        "jobs_running",
+        "tags",
+        "tags_known",
     }
     assert {"waiting_for", "memory_bytes"} <= set(schemas["Job"]["properties"])
     assert "needs_gpu" in schemas["Backend"]["properties"]
@@ -144,8 +225,14 @@ async def test_list_nodes_order(aconn: psycopg.AsyncConnection, nodes: Any) -> N
 
 async def test_cluster_capabilities(aconn: psycopg.AsyncConnection, nodes: Any) -> None:
     assert await store.cluster_capabilities(aconn) == {
-        "tags_known": set(), "tags_alive": set(), "gpus_known": False, "gpus_alive": False,
-        "memory_largest_known": 0, "memory_largest_alive": 0, "nodes_known": 0, "nodes_alive": 0,
+        "tags_known": set(),
+        "tags_alive": set(),
+        "gpus_known": False,
+        "gpus_alive": False,
+        "memory_largest_known": 0,
+        "memory_largest_alive": 0,
+        "nodes_known": 0,
+        "nodes_alive": 0,
     }
     nodes(NODES)
     assert await store.cluster_capabilities(aconn) == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import psycopg
@@ -17,16 +17,27 @@ from core import store
 V1 = "/api/v1"
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
 HISTORY_KEYS = {
-    "id", "pointer", "job_id", "target_simulator", "status", "metadata", "error", "node_id",
-    "attempts", "submission_date", "start_time", "finish_time", "result_types", "results", "owner",
+    "id",
+    "pointer",
+    "job_id",
+    "target_simulator",
+    "status",
+    "metadata",
+    "error",
+    "node_id",
+    "attempts",
+    "submission_date",
+    "start_time",
+    "finish_time",
+    "result_types",
+    "results",
+    "owner",
 }
 NO_RESULTS = {"counts": None, "quasi_dist": None, "expval": None}
 
 
 def history(db: psycopg.Connection, job_id: uuid.UUID) -> list[dict]:
-    return db.execute(
-        "SELECT status, results FROM history WHERE job_id = %s", (job_id,)
-    ).fetchall()
+    return db.execute("SELECT status, results FROM history WHERE job_id = %s", (job_id,)).fetchall()
 
 
 def status_of(db: psycopg.Connection, job_id: uuid.UUID) -> str | None:
@@ -37,11 +48,9 @@ def status_of(db: psycopg.Connection, job_id: uuid.UUID) -> str | None:
 # --- cancel ---------------------------------------------------------------------------
 
 
-async def test_cancel_pending(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection, dsn: str
-) -> None:
+async def test_cancel_pending(client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection, dsn: str) -> None:
     job_id = await make_job()
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     response = await client.put(f"{V1}/job/cancel/{job_id}")
     assert response.status_code == 200
     job = response.json()
@@ -76,8 +85,11 @@ async def test_cancel_running_wins_over_a_later_finish(
     sconn = store.connect_sync(dsn)
     try:
         wrote = await asyncio.to_thread(
-            store.finish_job_sync, sconn, job_id=job_id,
-            results={"counts": {"11": 1000}}, node_id="node-9",
+            store.finish_job_sync,
+            sconn,
+            job_id=job_id,
+            results={"counts": {"11": 1000}},
+            node_id="node-9",
         )
     finally:
         sconn.close()
@@ -99,9 +111,7 @@ async def test_cancel_racing_completion_has_one_winner(
     sconn = [store.connect_sync(dsn) for _ in range(3)]
 
     def finish(i: int, job_id: uuid.UUID) -> bool:
-        return store.finish_job_sync(
-            sconn[i % 3], job_id=job_id, results={"counts": {"1": 1}}, node_id="n"
-        )
+        return store.finish_job_sync(sconn[i % 3], job_id=job_id, results={"counts": {"1": 1}}, node_id="n")
 
     async def finish_all() -> list[bool]:
         out = []
@@ -117,7 +127,7 @@ async def test_cancel_racing_completion_has_one_winner(
     finally:
         for conn in sconn:
             conn.close()
-    for job_id, cancel, wrote in zip(ids, cancels, finished):
+    for job_id, cancel, wrote in zip(ids, cancels, finished, strict=True):
         status = status_of(db, job_id)
         assert history(db, job_id)[0]["status"] == status
         assert len(history(db, job_id)) == 1
@@ -129,9 +139,7 @@ async def test_cancel_racing_completion_has_one_winner(
             assert history(db, job_id)[0]["results"] is None
 
 
-async def test_finish_then_cancel_is_409(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection
-) -> None:
+async def test_finish_then_cancel_is_409(client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection) -> None:
     job_id = await make_job(status="finished", results={"counts": {"11 0": 1000}})
     response = await client.put(f"{V1}/job/cancel/{job_id}")
     assert response.status_code == 409
@@ -142,15 +150,12 @@ async def test_finish_then_cancel_is_409(
     assert job["status"] == "finished"
     assert job["results"]["counts"] == {"11 0": 1000}
     assert history(db, job_id) == [
-        {"status": "finished", "results": {"counts": {"11 0": 1000}, **{
-            "quasi_dist": None, "expval": None}}}
+        {"status": "finished", "results": {"counts": {"11 0": 1000}, **{"quasi_dist": None, "expval": None}}}
     ]
 
 
 @pytest.mark.parametrize("status", ["failed", "canceled"])
-async def test_cancel_terminal_is_409(
-    client: httpx.AsyncClient, make_job: MakeJob, status: str
-) -> None:
+async def test_cancel_terminal_is_409(client: httpx.AsyncClient, make_job: MakeJob, status: str) -> None:
     job_id = await make_job(status="failed" if status == "failed" else "pending")
     if status == "canceled":
         assert (await client.put(f"{V1}/job/cancel/{job_id}")).status_code == 200
@@ -189,29 +194,22 @@ async def test_delete_finished_keeps_history(
         count = db.execute(f"SELECT count(*) AS n FROM {table} WHERE job_id = %s", (job_id,))
         assert count.fetchone()["n"] == 0, table
     assert history(db, job_id) == [
-        {"status": "finished", "results": {"counts": {"11 0": 1000}, "quasi_dist": None,
-                                           "expval": None}}
+        {"status": "finished", "results": {"counts": {"11 0": 1000}, "quasi_dist": None, "expval": None}}
     ]
     again = await client.delete(f"{V1}/job/{job_id}")
     assert again.status_code == 404
     assert again.json() == {"detail": f"job {job_id} not found"}
 
 
-async def test_delete_running_is_409(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection
-) -> None:
+async def test_delete_running_is_409(client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection) -> None:
     job_id = await make_job(status="running")
     response = await client.delete(f"{V1}/job/{job_id}")
     assert response.status_code == 409
-    assert response.json() == {
-        "detail": f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})"
-    }
+    assert response.json() == {"detail": f"job {job_id} is running: cancel it first (PUT /api/v1/job/cancel/{job_id})"}
     assert status_of(db, job_id) == "running"
 
 
-async def test_delete_pending(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection
-) -> None:
+async def test_delete_pending(client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection) -> None:
     job_id = await make_job()
     response = await client.delete(f"{V1}/job/{job_id}")
     assert response.status_code == 200
@@ -233,9 +231,7 @@ async def test_delete_unknown_and_malformed(client: httpx.AsyncClient) -> None:
 # --- history ---------------------------------------------------------------------------
 
 
-async def test_history_keyset_paging(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection
-) -> None:
+async def test_history_keyset_paging(client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection) -> None:
     ids = []
     for i in range(25):
         if i % 5 == 4:
@@ -282,9 +278,7 @@ async def test_history_bad_cursor_is_400(client: httpx.AsyncClient, cursor: str)
 # --- janitor ------------------------------------------------------------------------------
 
 
-async def test_janitor_deletes_only_old_terminal_jobs(
-    make_job: MakeJob, db: psycopg.Connection, dsn: str
-) -> None:
+async def test_janitor_deletes_only_old_terminal_jobs(make_job: MakeJob, db: psycopg.Connection, dsn: str) -> None:
     old = [
         await make_job(status="finished", results={"counts": {"0": 1}}),
         await make_job(status="failed"),
@@ -294,12 +288,8 @@ async def test_janitor_deletes_only_old_terminal_jobs(
     recent = await make_job(status="finished", results={"counts": {"0": 1}})
     pending = await make_job()
     running = await make_job(status="running")
-    db.execute(
-        "UPDATE jobs SET finish_time = now() - interval '40 days' WHERE id = ANY(%s)", (old,)
-    )
-    db.execute(
-        "UPDATE jobs SET finish_time = now() - interval '29 days' WHERE id = %s", (recent,)
-    )
+    db.execute("UPDATE jobs SET finish_time = now() - interval '40 days' WHERE id = ANY(%s)", (old,))
+    db.execute("UPDATE jobs SET finish_time = now() - interval '29 days' WHERE id = %s", (recent,))
     # no pending or running job has a finish time; give them one to prove status decides
     db.execute(
         "UPDATE jobs SET submission_date = now() - interval '90 days',"
@@ -315,9 +305,7 @@ async def test_janitor_deletes_only_old_terminal_jobs(
         assert status_of(db, job_id) is None
         n = db.execute("SELECT count(*) AS n FROM results WHERE job_id = %s", (job_id,))
         assert n.fetchone()["n"] == 0
-    assert [h["status"] for job_id in old for h in history(db, job_id)] == [
-        "finished", "failed", "canceled"
-    ]
+    assert [h["status"] for job_id in old for h in history(db, job_id)] == ["finished", "failed", "canceled"]
     assert status_of(db, recent) == "finished"
     assert status_of(db, pending) == "pending"
     assert status_of(db, running) == "running"

@@ -30,9 +30,7 @@ def big_counts(keys: int = 120_000, seed: int = 7) -> dict[str, int]:
 async def test_a_large_result_reads_back_exactly(client: httpx.AsyncClient, make_job: MakeJob, db) -> None:
     counts = big_counts()
     job_id = await make_job(status="finished", results={"counts": counts, "expval": [0.25, -1.0]})
-    stored = db.execute(
-        "SELECT pg_column_size(counts) AS n FROM results WHERE job_id = %s", (job_id,)
-    ).fetchone()["n"]
+    stored = db.execute("SELECT pg_column_size(counts) AS n FROM results WHERE job_id = %s", (job_id,)).fetchone()["n"]
     assert stored > 256 * 1024  # over api_inline_result_bytes: read on its own, admitted
 
     result = await client.get(f"{V1}/job/result/{job_id}", headers=HEAVY)
@@ -49,7 +47,9 @@ async def test_a_large_result_reads_back_exactly(client: httpx.AsyncClient, make
 
 
 async def test_small_results_keep_their_json_shape(client: httpx.AsyncClient, make_job: MakeJob) -> None:
-    job_id = await make_job(status="finished", results={"counts": {"00": 498, "11": 502}, "quasi_dist": {"0": 0.5, "3": 0.5}})
+    job_id = await make_job(
+        status="finished", results={"counts": {"00": 498, "11": 502}, "quasi_dist": {"0": 0.5, "3": 0.5}}
+    )
     job = (await client.get(f"{V1}/job/{job_id}")).json()
     assert job["results"] == {"counts": {"00": 498, "11": 502}, "quasi_dist": {"0": 0.5, "3": 0.5}, "expval": None}
     assert job["result_types"] == {"counts": True, "quasi_dist": False, "expval": False}
@@ -100,9 +100,10 @@ async def test_large_reads_are_capped_per_process(client: httpx.AsyncClient, mak
     default = app.state.large_reads
     app.state.large_reads = LargeReads(at_once=1, per_caller=1, wait_s=0.0)
     try:
-        answers = await asyncio.gather(*(
-            client.get(f"{V1}/job/result/{big}", headers={"x-real-ip": f"10.0.1.{n}"}) for n in range(3)
-        ), client.get(f"{V1}/job/result/{small}", headers=OTHER))
+        answers = await asyncio.gather(
+            *(client.get(f"{V1}/job/result/{big}", headers={"x-real-ip": f"10.0.1.{n}"}) for n in range(3)),
+            client.get(f"{V1}/job/result/{small}", headers=OTHER),
+        )
     finally:
         app.state.large_reads = default
     *heavy, other = answers

@@ -59,7 +59,11 @@ def aer_enabled_afterwards(db: psycopg.Connection) -> Iterator[None]:
 
 
 def make_wheel(
-    directory: Path, project: str, version: str, *, backends: str | None,
+    directory: Path,
+    project: str,
+    version: str,
+    *,
+    backends: str | None,
     package: str | None = None,
 ) -> Path:
     """A minimal wheel whose ``<package>/backends.txt`` holds ``backends`` (None: no file)."""
@@ -71,12 +75,10 @@ def make_wheel(
         archive.writestr(f"{package}/__init__.py", "raise SystemExit('never imported')\n")
         if backends is not None:
             archive.writestr(f"{package}/backends.txt", backends)
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
         archive.writestr(
-            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n"
-        )
-        archive.writestr(
-            f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-            "Tag: py3-none-any\n",
+            f"{info}/WHEEL",
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         )
         archive.writestr(f"{info}/RECORD", "")
     return wheel
@@ -122,14 +124,10 @@ def local(use_settings: Callable[..., Any], local_index: str, db: psycopg.Connec
         forget_plugin(db, name)
 
 
-async def test_admit_from_the_configured_index(
-    client: httpx.AsyncClient, local: str, db: psycopg.Connection
-) -> None:
+async def test_admit_from_the_configured_index(client: httpx.AsyncClient, local: str, db: psycopg.Connection) -> None:
     response = await client.post(f"{V1}/plugin/Local_Plugin")
     assert response.status_code == 201
-    assert response.json() == {
-        "name": "local-plugin", "version": "1.2.3", "backends": ["local_a", "local-b"]
-    }
+    assert response.json() == {"name": "local-plugin", "version": "1.2.3", "backends": ["local_a", "local-b"]}
     row = db.execute("SELECT version, builtin FROM plugins WHERE name = 'local-plugin'")
     assert row.fetchone() == {"version": "1.2.3", "builtin": False}
     one = (await client.get(f"{V1}/backend/local-b")).json()
@@ -140,9 +138,7 @@ async def test_admit_from_the_configured_index(
     assert again.json() == {"detail": "plugin local-plugin is already admitted (version 1.2.3)"}
 
 
-async def test_configured_index_is_the_only_one(
-    client: httpx.AsyncClient, local: str
-) -> None:
+async def test_configured_index_is_the_only_one(client: httpx.AsyncClient, local: str) -> None:
     # fake-plugin is on PyPI, and the machine's pip configuration may name other indexes
     started = time.monotonic()
     response = await client.post(f"{V1}/plugin/fake-plugin")
@@ -154,13 +150,17 @@ async def test_configured_index_is_the_only_one(
 @pytest.mark.parametrize(
     ("name", "detail"),
     [
-        ("no-backends-txt", "no-backends-txt 0.1 is not a QServer plugin: it ships no "
-                            "no_backends_txt/backends.txt"),
-        ("empty-backends", "empty-backends 0.2 is not a QServer plugin: its "
-                           "empty_backends/backends.txt names no backend"),
-        ("bad-backend", "bad-backend 0.3: bad_backend/backends.txt names an invalid backend "
-                        "'bad name': use letters, digits, '-' and '_' only, starting with a "
-                        "letter or digit, at most 100 characters"),
+        ("no-backends-txt", "no-backends-txt 0.1 is not a QServer plugin: it ships no no_backends_txt/backends.txt"),
+        (
+            "empty-backends",
+            "empty-backends 0.2 is not a QServer plugin: its empty_backends/backends.txt names no backend",
+        ),
+        (
+            "bad-backend",
+            "bad-backend 0.3: bad_backend/backends.txt names an invalid backend "
+            "'bad name': use letters, digits, '-' and '_' only, starting with a "
+            "letter or digit, at most 100 characters",
+        ),
     ],
 )
 async def test_not_a_plugin_is_422(
@@ -172,14 +172,12 @@ async def test_not_a_plugin_is_422(
     assert db.execute("SELECT 1 FROM plugins WHERE name = %s", (name,)).fetchone() is None
 
 
-async def test_backend_of_another_plugin_is_409(
-    client: httpx.AsyncClient, local: str, db: psycopg.Connection
-) -> None:
+async def test_backend_of_another_plugin_is_409(client: httpx.AsyncClient, local: str, db: psycopg.Connection) -> None:
     response = await client.post(f"{V1}/plugin/takes-aer")
     assert response.status_code == 409
     assert response.json() == {
         "detail": "plugin takes-aer 0.4 ships backend names that other plugins already "
-                  "registered: aer (plugin aer-plugin)"
+        "registered: aer (plugin aer-plugin)"
     }
     # one transaction: neither the plugin nor its other backend was recorded
     assert db.execute("SELECT 1 FROM plugins WHERE name = 'takes-aer'").fetchone() is None
@@ -204,14 +202,12 @@ async def test_download_timeout_is_504(
     assert response.status_code == 504
     assert response.json() == {
         "detail": f"downloading local-plugin from {local_index} took longer than 0.05 s "
-                  "(QSERVER_PLUGIN_DOWNLOAD_TIMEOUT_S); try again later"
+        "(QSERVER_PLUGIN_DOWNLOAD_TIMEOUT_S); try again later"
     }
     assert time.monotonic() - started < 5
 
 
-@pytest.mark.parametrize(
-    "index", ["http://127.0.0.1:9/simple", "http://robot:s3cret@127.0.0.1:9/simple"]
-)
+@pytest.mark.parametrize("index", ["http://127.0.0.1:9/simple", "http://robot:s3cret@127.0.0.1:9/simple"])
 async def test_unreachable_index_is_502(
     client: httpx.AsyncClient, use_settings: Callable[..., Any], index: str
 ) -> None:
@@ -227,9 +223,7 @@ async def test_unreachable_index_is_502(
 
 
 def test_shown_url_drops_credentials() -> None:
-    assert distribution.shown_url("https://u:p@pkgs.example:8443/simple") == (
-        "https://pkgs.example:8443/simple"
-    )
+    assert distribution.shown_url("https://u:p@pkgs.example:8443/simple") == ("https://pkgs.example:8443/simple")
     assert distribution.shown_url("https://token@pkgs.example/simple") == "https://pkgs.example/simple"
     assert distribution.shown_url(PYPI) == PYPI
 
@@ -238,13 +232,10 @@ async def test_download_is_killed_on_timeout(tmp_path: Path, monkeypatch: pytest
     # a pip that hangs: the subprocess group is killed, not left behind
     script = tmp_path / "hang.py"
     pidfile = tmp_path / "pid"
-    script.write_text(
-        "import os, time\n"
-        f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
-        "time.sleep(60)\n"
-    )
+    script.write_text(f"import os, time\nopen({str(pidfile)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
     monkeypatch.setattr(
-        distribution, "pip_command",
+        distribution,
+        "pip_command",
         lambda name, **_: [distribution.sys.executable, str(script)],
     )
     with pytest.raises(distribution.DownloadTimedOut):
@@ -259,9 +250,7 @@ def test_pip_ignores_the_machine_configuration(monkeypatch: pytest.MonkeyPatch) 
     env = distribution.pip_environment()
     assert env["PIP_CONFIG_FILE"] == "/dev/null"
     assert [k for k in env if k.upper().startswith("PIP_")] == ["PIP_CONFIG_FILE"]
-    command = distribution.pip_command(
-        "fake-plugin", index_url=PYPI, dest=Path("/tmp/x"), timeout_s=20
-    )
+    command = distribution.pip_command("fake-plugin", index_url=PYPI, dest=Path("/tmp/x"), timeout_s=20)
     assert command[1:4] == ["-m", "pip", "download"]
     for flag in ("--isolated", "--no-deps", "--no-input", "--only-binary=:all:"):
         assert flag in command
@@ -287,15 +276,13 @@ def test_pip_ignores_the_machine_configuration(monkeypatch: pytest.MonkeyPatch) 
     ],
 )
 @pytest.mark.parametrize("method", ["POST", "DELETE"])
-async def test_bad_names_are_400(
-    client: httpx.AsyncClient, method: str, path: str, name: str
-) -> None:
+async def test_bad_names_are_400(client: httpx.AsyncClient, method: str, path: str, name: str) -> None:
     response = await client.request(method, f"{V1}/plugin/{path}")
     assert response.status_code == 400
     assert response.json() == {
         "detail": f"plugin name {name!r} is not valid: use letters, digits, '-' and '_' only, "
-                  "starting with a letter or digit, at most 100 characters (a bare package "
-                  "name: no version specifier, URL, path or pip option)"
+        "starting with a letter or digit, at most 100 characters (a bare package "
+        "name: no version specifier, URL, path or pip option)"
     }
 
 
@@ -309,7 +296,9 @@ async def test_remove_unknown_plugin_is_404(client: httpx.AsyncClient) -> None:
 
 
 async def test_aer_plugin_admission_downloads_nothing(
-    client: httpx.AsyncClient, use_settings: Callable[..., Any], db: psycopg.Connection,
+    client: httpx.AsyncClient,
+    use_settings: Callable[..., Any],
+    db: psycopg.Connection,
     aer_enabled_afterwards: None,
 ) -> None:
     use_settings(plugin_index_url="http://127.0.0.1:9/simple")  # a download would fail (502)
@@ -328,8 +317,11 @@ async def test_aer_plugin_admission_downloads_nothing(
 
 
 async def test_aer_plugin_removal_and_readmission(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection,
-    use_settings: Callable[..., Any], aer_enabled_afterwards: None,
+    client: httpx.AsyncClient,
+    make_job: MakeJob,
+    db: psycopg.Connection,
+    use_settings: Callable[..., Any],
+    aer_enabled_afterwards: None,
 ) -> None:
     use_settings(plugin_index_url="http://127.0.0.1:9/simple")
     pending = await make_job()
@@ -375,8 +367,12 @@ def cold_pip_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_fake_plugin_from_pypi(
-    client: httpx.AsyncClient, make_job: MakeJob, db: psycopg.Connection, dsn: str,
-    use_settings: Callable[..., Any], cold_pip_cache: Path,
+    client: httpx.AsyncClient,
+    make_job: MakeJob,
+    db: psycopg.Connection,
+    dsn: str,
+    use_settings: Callable[..., Any],
+    cold_pip_cache: Path,
 ) -> None:
     use_settings(plugin_index_url=PYPI)
     try:
@@ -409,11 +405,9 @@ async def test_fake_plugin_from_pypi(
         assert refused.status_code == 409
         assert refused.json() == {
             "detail": "plugin fake-plugin cannot be removed: 1 job is pending or running on its "
-                      "backends; wait for them to end or cancel them (PUT /api/v1/job/cancel/<id>)"
+            "backends; wait for them to end or cancel them (PUT /api/v1/job/cancel/<id>)"
         }
-        async with await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, row_factory=dict_row
-        ) as aconn:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True, row_factory=dict_row) as aconn:
             (claimed,) = await store.claim_jobs(aconn, job_ids=[job_id])
         assert claimed is not None and claimed.plugin == "fake-plugin"
         refused = await client.delete(f"{V1}/plugin/fake-plugin")
@@ -423,8 +417,11 @@ async def test_fake_plugin_from_pypi(
         try:
             assert await asyncio.to_thread(store.mark_started_sync, sconn, job_id=job_id, node_id="node-2")
             assert await asyncio.to_thread(
-                store.finish_job_sync, sconn, job_id=job_id,
-                results={"counts": {"00": 512, "11": 488}}, node_id="node-2",
+                store.finish_job_sync,
+                sconn,
+                job_id=job_id,
+                results={"counts": {"00": 512, "11": 488}},
+                node_id="node-2",
             )
         finally:
             sconn.close()
@@ -436,9 +433,7 @@ async def test_fake_plugin_from_pypi(
         assert backend_names(await all_backend_pages(client)) == ["aer", "aer_gpu"]
         gone = await client.get(f"{V1}/backend/fake1")
         assert gone.status_code == 404
-        assert gone.json() == {
-            "detail": "backend 'fake1' does not exist; GET /api/v1/backends lists them"
-        }
+        assert gone.json() == {"detail": "backend 'fake1' does not exist; GET /api/v1/backends lists them"}
         job = await client.get(f"{V1}/job/{job_id}")
         assert job.status_code == 200
         assert job.json()["status"] == "finished"
@@ -458,9 +453,7 @@ async def test_fake_plugin_from_pypi(
         forget_plugin(db, "fake-plugin")
 
 
-async def test_no_such_package_on_pypi_is_404(
-    client: httpx.AsyncClient, use_settings: Callable[..., Any]
-) -> None:
+async def test_no_such_package_on_pypi_is_404(client: httpx.AsyncClient, use_settings: Callable[..., Any]) -> None:
     use_settings(plugin_index_url=PYPI)
     started = time.monotonic()
     response = await client.post(f"{V1}/plugin/qserver-no-such-plugin-0f3a9")

@@ -36,8 +36,11 @@ async def test_wait_returns_the_results_once_the_job_finishes(
 ) -> None:
     job_id = await make_job(status="running")
     with store.connect_sync(dsn) as conn:
-        finish = asyncio.create_task(_later(0.3, lambda: store.finish_job_sync(
-            conn, job_id=job_id, results={"counts": COUNTS}, node_id="node-1")))
+        finish = asyncio.create_task(
+            _later(
+                0.3, lambda: store.finish_job_sync(conn, job_id=job_id, results={"counts": COUNTS}, node_id="node-1")
+            )
+        )
         # without the wait this would be a 404 "it is running" (tests/api/test_api.py)
         response = await _get(client, f"{V1}/job/result/{job_id}")
         await finish
@@ -50,14 +53,18 @@ async def test_wait_ends_with_the_failure_when_the_job_fails(
 ) -> None:
     job_id = await make_job(status="running")
     with store.connect_sync(dsn) as conn:
-        fail = asyncio.create_task(_later(0.3, lambda: store.fail_job_sync(
-            conn, job_id=job_id, error="Aer could not run the circuit", node_id="node-1")))
+        fail = asyncio.create_task(
+            _later(
+                0.3,
+                lambda: store.fail_job_sync(
+                    conn, job_id=job_id, error="Aer could not run the circuit", node_id="node-1"
+                ),
+            )
+        )
         response = await _get(client, f"{V1}/job/result/{job_id}")
         await fail
     assert response.status_code == 404
-    assert response.json() == {
-        "detail": f"job {job_id} has no results: it failed: Aer could not run the circuit"
-    }
+    assert response.json() == {"detail": f"job {job_id} has no results: it failed: Aer could not run the circuit"}
 
 
 async def test_wait_ends_when_the_job_is_canceled(client: httpx.AsyncClient, make_job: MakeJob) -> None:

@@ -22,10 +22,7 @@ SERVER = "postgresql://postgres@127.0.0.1:5432"
 DB_NAME = "qserver_test_auth"
 DSN = f"{SERVER}/{DB_NAME}"
 SECRET = "test-server-secret-" + "s" * 40
-BELL = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
-    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
-)
+BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
 MakeKey = Callable[..., str]
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
@@ -41,7 +38,11 @@ def auth_dsn() -> Iterator[str]:
 def auth_settings(auth_dsn: str) -> Settings:
     """Authentication on, keys looked up on every request (no cache: revocation is immediate)."""
     return Settings(
-        database_url=auth_dsn, db_pool_size=4, auth="on", auth_secret=SECRET, auth_cache_ttl_s=0,
+        database_url=auth_dsn,
+        db_pool_size=4,
+        auth="on",
+        auth_secret=SECRET,
+        auth_cache_ttl_s=0,
         queue_name="qserver.test.auth.jobs",
     )
 
@@ -85,9 +86,7 @@ def make_key(db: psycopg.Connection) -> Iterator[MakeKey]:
         return key
 
     def owner(key: str) -> str:
-        return db.execute(
-            "SELECT owner FROM api_keys WHERE key_id = %s", (auth.parse_key(key),)
-        ).fetchone()["owner"]
+        return db.execute("SELECT owner FROM api_keys WHERE key_id = %s", (auth.parse_key(key),)).fetchone()["owner"]
 
     make.owner = owner  # type: ignore[attr-defined]
     try:
@@ -106,9 +105,7 @@ async def make_job(auth_dsn: str) -> AsyncIterator[MakeJob]:
     aconn = await psycopg.AsyncConnection.connect(auth_dsn, autocommit=True, row_factory=dict_row)
     sconn = store.connect_sync(auth_dsn)
 
-    async def make(
-        *, owner: str | None, status: str = "pending", results: dict[str, Any] | None = None
-    ) -> uuid.UUID:
+    async def make(*, owner: str | None, status: str = "pending", results: dict[str, Any] | None = None) -> uuid.UUID:
         job_id = uuid.uuid4()
         spec = JobSpec(backend="aer", result_types=(ResultType.COUNTS,), metadata={}, qasm=BELL)
         await store.insert_job(aconn, job_id=job_id, spec=spec, owner=owner)
@@ -119,13 +116,14 @@ async def make_job(auth_dsn: str) -> AsyncIterator[MakeJob]:
         assert await asyncio.to_thread(store.mark_started_sync, sconn, job_id=job_id, node_id="node-1")
         if status == "finished":
             assert await asyncio.to_thread(
-                store.finish_job_sync, sconn, job_id=job_id,
-                results=results or {"counts": {"11": 7}}, node_id="node-1",
+                store.finish_job_sync,
+                sconn,
+                job_id=job_id,
+                results=results or {"counts": {"11": 7}},
+                node_id="node-1",
             )
         elif status == "failed":
-            assert await asyncio.to_thread(
-                store.fail_job_sync, sconn, job_id=job_id, error="boom", node_id="node-1"
-            )
+            assert await asyncio.to_thread(store.fail_job_sync, sconn, job_id=job_id, error="boom", node_id="node-1")
         else:
             assert status == "running", status
         return job_id

@@ -28,10 +28,18 @@ def auth_stack():
 
     settings = Settings(
         database_url="postgresql://postgres@127.0.0.1:5432/qserver_test_authstack",
-        queue_name="qserver.test.authstack", ingest_port=51082, api_port=18031,
-        nginx_http_port=18110, nginx_grpc_port=15081, nginx_tls_port=18483,
-        ray_head_port=6383, ray_dashboard_port=8268, state_dir=Path("/tmp/qserver-authstack"),
-        auth="on", auth_secret=SECRET, executor_warm_workers=1,
+        queue_name="qserver.test.authstack",
+        ingest_port=51082,
+        api_port=18031,
+        nginx_http_port=18110,
+        nginx_grpc_port=15081,
+        nginx_tls_port=18483,
+        ray_head_port=6383,
+        ray_dashboard_port=8268,
+        state_dir=Path("/tmp/qserver-authstack"),
+        auth="on",
+        auth_secret=SECRET,
+        executor_warm_workers=1,
     )
     stack_ops.down(settings)
     _drop_database(settings.database_dsn)
@@ -39,8 +47,7 @@ def auth_stack():
         stack_ops.up(settings)
         with psycopg.connect(settings.database_dsn, autocommit=True) as conn:
             keys = {
-                name: auth.create_key_sync(conn, secret=SECRET, owner=name, role="user")[1]
-                for name in ("alice", "bob")
+                name: auth.create_key_sync(conn, secret=SECRET, owner=name, role="user")[1] for name in ("alice", "bob")
             }
         yield settings, keys
     finally:
@@ -50,9 +57,24 @@ def auth_stack():
 def submit(settings: Settings, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QSERVER_")}
     return subprocess.run(
-        [sys.executable, "-m", "ops.cli", "submit", "examples/bell.qasm", "--counts",
-         "--grpc-port", str(settings.nginx_grpc_port), "--http-port", str(settings.nginx_http_port), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "ops.cli",
+            "submit",
+            "examples/bell.qasm",
+            "--counts",
+            "--grpc-port",
+            str(settings.nginx_grpc_port),
+            "--http-port",
+            str(settings.nginx_http_port),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -61,7 +83,7 @@ def test_submit_with_a_key_runs_and_only_its_owner_sees_it(auth_stack):
     done = submit(settings, "--api-key", keys["alice"])
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.split()[0]
-    counts = json.loads(done.stdout[done.stdout.index("{"):])["counts"]
+    counts = json.loads(done.stdout[done.stdout.index("{") :])["counts"]
     assert set(counts) <= {"00", "11"} and sum(counts.values()) == 1000
     with httpx.Client(base_url=f"http://127.0.0.1:{settings.nginx_http_port}") as http:
         mine = http.get(f"/api/v1/job/{job_id}", headers={"Authorization": f"Bearer {keys['alice']}"})

@@ -26,8 +26,12 @@ def keys(auth_dsn, db):
         if secret is not None:
             env["QSERVER_AUTH_SECRET"] = secret
         return subprocess.run(
-            [sys.executable, "-m", "ops.cli", "keys", *args], cwd=ROOT, env=env,
-            capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "ops.cli", "keys", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     yield run

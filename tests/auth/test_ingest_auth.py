@@ -150,6 +150,4 @@ def test_build_server_refuses_unsafe_settings(auth_settings, pool, broker):
     with pytest.raises(UnsafeSettings):
         build_server(auth_settings.model_copy(update={"auth_secret": None}), pool, broker, port=0)
     with pytest.raises(UnsafeSettings):
-        build_server(
-            auth_settings.model_copy(update={"auth": "off", "ingest_host": "0.0.0.0"}), pool, broker, port=0
-        )
+        build_server(auth_settings.model_copy(update={"auth": "off", "ingest_host": "0.0.0.0"}), pool, broker, port=0)

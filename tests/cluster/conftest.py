@@ -62,9 +62,7 @@ class Homelab:
 
     def add_lab_node(self):
         """Node A: tag `lab`, a (mocked) GPU, 768 MiB for jobs."""
-        return self.add_node(
-            "lab", num_cpus=1, num_gpus=1, memory=768 * MIB, resources={"tag:lab": 1000.0}
-        )
+        return self.add_node("lab", num_cpus=1, num_gpus=1, memory=768 * MIB, resources={"tag:lab": 1000.0})
 
     def nodes_table(self) -> dict[str, bool]:
         with psycopg.connect(self.settings.database_dsn, autocommit=True) as conn:
@@ -95,9 +93,7 @@ def homelab(homelab_settings):
     assert ray_env(settings)["RAY_AUTH_TOKEN_PATH"] == os.environ["RAY_AUTH_TOKEN_PATH"]
     cluster = Cluster(initialize_head=False)
     lab = Homelab(cluster, {}, None, settings)
-    lab.add_node(
-        "head", num_cpus=1, memory=768 * MIB, gcs_server_port=free_port(), include_dashboard=False
-    )
+    lab.add_node("head", num_cpus=1, memory=768 * MIB, gcs_server_port=free_port(), include_dashboard=False)
     settings = lab.settings = settings.model_copy(update={"ray_address": cluster.address})
     lab.add_lab_node()
     lab.add_node("big", num_cpus=1, memory=3 * 1024 * MIB, resources={"tag:big": 1000.0})

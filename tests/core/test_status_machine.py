@@ -62,11 +62,13 @@ OPERATIONS: dict[str, tuple[dict[JobStatus, JobStatus], Operation]] = {
     "mark_started_sync": (changes(jobs.START), _sync(lambda s, j: store.mark_started_sync(s, job_id=j, node_id="n"))),
     "hand_back_sync": (changes(jobs.HAND_BACK), _sync(lambda s, j: store.hand_back_sync(s, job_id=j))),
     "park_job": (
-        changes(jobs.PARK), lambda a, s, j: store.park_job(a, job_id=j, waiting_for="a node with tag 'x'"),
+        changes(jobs.PARK),
+        lambda a, s, j: store.park_job(a, job_id=j, waiting_for="a node with tag 'x'"),
     ),
     "requeue_job": (changes(jobs.REQUEUE), lambda a, s, j: store.requeue_job(a, job_id=j)),
     "recover_orphans (requeued)": (
-        changes(outcomes.RECOVER), lambda a, s, j: store.recover_orphans(a, job_ids=[j], max_attempts=99),
+        changes(outcomes.RECOVER),
+        lambda a, s, j: store.recover_orphans(a, job_ids=[j], max_attempts=99),
     ),
     # after its last attempt a running job fails; a claimed one never ran: pending again
     "recover_orphans (failed)": (
@@ -87,7 +89,8 @@ OPERATIONS: dict[str, tuple[dict[JobStatus, JobStatus], Operation]] = {
     ),
     "fail_job": (changes(outcomes.STOP), lambda a, s, j: store.fail_job(a, job_id=j, error="boom")),
     "fail_job_sync": (
-        changes(outcomes.FAIL), _sync(lambda s, j: store.fail_job_sync(s, job_id=j, error="boom", node_id="n")),
+        changes(outcomes.FAIL),
+        _sync(lambda s, j: store.fail_job_sync(s, job_id=j, error="boom", node_id="n")),
     ),
     "cancel_job": (changes(jobs.CANCEL), _cancel),
 }
@@ -242,7 +245,8 @@ def test_a_claim_that_never_started_is_not_an_attempt(dsn):
             assert (await _row(aconn, job_id))["attempts"] == 0
             await store.claim_jobs(aconn, job_ids=[job_id])
             assert await store.recover_orphans(aconn, job_ids=[job_id], max_attempts=1) == {
-                "requeued": [job_id], "failed": [],
+                "requeued": [job_id],
+                "failed": [],
             }
             row = await _row(aconn, job_id)
             assert (row["status"], row["attempts"], row["claimed_at"]) == ("pending", 0, None)

@@ -28,8 +28,16 @@ BELL = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\nc
 
 def job(*, plugin: str | None = BUILTIN_PLUGIN, metadata=None, qasm=BELL, gpu=False, memory=None) -> ClaimedJob:
     return ClaimedJob(
-        id=uuid.uuid4(), backend="aer", plugin=plugin, plugin_version=None, qasm=qasm,
-        metadata=metadata or {}, result_types=("counts",), attempts=1, needs_gpu=gpu, memory_bytes=memory,
+        id=uuid.uuid4(),
+        backend="aer",
+        plugin=plugin,
+        plugin_version=None,
+        qasm=qasm,
+        metadata=metadata or {},
+        result_types=("counts",),
+        attempts=1,
+        needs_gpu=gpu,
+        memory_bytes=memory,
     )
 
 
@@ -65,8 +73,11 @@ def test_batch_budget_is_a_worker_and_a_statevector_of_batch_max_qubits():
 
 
 def test_large_job_gets_the_cpus_of_the_largest_node_that_fits():
-    nodes = [Node("a", True, memory=4 * GIB, cpus=2), Node("b", True, memory=64 * GIB, cpus=12),
-             Node("c", False, memory=64 * GIB, cpus=32)]
+    nodes = [
+        Node("a", True, memory=4 * GIB, cpus=2),
+        Node("b", True, memory=64 * GIB, cpus=12),
+        Node("c", False, memory=64 * GIB, cpus=32),
+    ]
     settings = Settings()
     assert job_cpus(job(), 512 * 2**20, nodes, settings) == 1
     assert job_cpus(job(), 8 * GIB, nodes, settings) == 12
@@ -88,9 +99,16 @@ async def _claimed(dsn: str, qasms: list[str], metadata=None) -> list[ClaimedJob
     async with pool.connection() as conn:
         for qasm in qasms:
             ids.append(uuid.uuid4())
-            await store.insert_job(conn, job_id=ids[-1], spec=JobSpec(
-                backend="aer", result_types=(ResultType.COUNTS,), metadata=metadata or {"shots": 1000, "seed": 7},
-                qasm=qasm))
+            await store.insert_job(
+                conn,
+                job_id=ids[-1],
+                spec=JobSpec(
+                    backend="aer",
+                    result_types=(ResultType.COUNTS,),
+                    metadata=metadata or {"shots": 1000, "seed": 7},
+                    qasm=qasm,
+                ),
+            )
         jobs = {j.id: j for j in await store.claim_jobs(conn, job_ids=ids)}
     await pool.close()
     return [jobs[i] for i in ids]
@@ -114,13 +132,15 @@ def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
         conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (ids[3],))
         executor = Executor(budget)
         reports = executor.run_batch([Work(job=job, memory_bytes=budget) for job in claimed])
-        assert [r.outcome for r in reports] == [
-            Outcome.FINISHED, Outcome.FAILED, Outcome.NEEDS_MEMORY, Outcome.DROPPED
-        ]
+        assert [r.outcome for r in reports] == [Outcome.FINISHED, Outcome.FAILED, Outcome.NEEDS_MEMORY, Outcome.DROPPED]
         assert [r.job_id for r in reports] == ids
         assert reports[2].memory.active_qubits == 20 and reports[2].memory.memory_bytes > budget
-        rows = {r["id"]: r for r in conn.execute(
-            "SELECT j.id, j.status, j.error, r.counts FROM jobs j LEFT JOIN results r ON r.job_id = j.id")}
+        rows = {
+            r["id"]: r
+            for r in conn.execute(
+                "SELECT j.id, j.status, j.error, r.counts FROM jobs j LEFT JOIN results r ON r.job_id = j.id"
+            )
+        }
     assert rows[ids[0]]["status"] == "finished"
     assert set(rows[ids[0]]["counts"]) == {"00", "11"}
     assert sum(rows[ids[0]]["counts"].values()) == 1000

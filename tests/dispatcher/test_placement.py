@@ -13,8 +13,14 @@ GIB = 1024**3
 
 def job(plugin: str | None = "aer-plugin", version: str | None = None, *, tags=(), gpu=False) -> ClaimedJob:
     return ClaimedJob(
-        id=uuid.uuid4(), backend="x", plugin=plugin, plugin_version=version, qasm="",
-        metadata={"tags": list(tags)} if tags else {}, result_types=("counts",), attempts=1,
+        id=uuid.uuid4(),
+        backend="x",
+        plugin=plugin,
+        plugin_version=version,
+        qasm="",
+        metadata={"tags": list(tags)} if tags else {},
+        result_types=("counts",),
+        attempts=1,
         needs_gpu=gpu,
     )
 

@@ -195,11 +195,18 @@ async def test_the_listener_connects_again_after_its_connection_is_killed(dsn):
     pool = await store.open_pool(dsn, max_size=2)
     dispatcher = _FakeDispatcher()
     tasks = Tasks()
-    tasks.start(Task("notifications", partial(notifications.listen, settings, pool, dispatcher, tasks),
-                     interval_s=0, retry_wait=wait_fixed(0.1)))
+    tasks.start(
+        Task(
+            "notifications",
+            partial(notifications.listen, settings, pool, dispatcher, tasks),
+            interval_s=0,
+            retry_wait=wait_fixed(0.1),
+        )
+    )
     listeners = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
     try:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
+
             async def listening() -> list[int]:
                 return [row[0] for row in await (await admin.execute(listeners)).fetchall()]
 

@@ -53,9 +53,7 @@ def lab():
 
 def pytest_terminal_summary(terminalreporter) -> None:
     if TIMINGS:
-        terminalreporter.write_line(
-            "fault lab: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items())
-        )
+        terminalreporter.write_line("fault lab: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
 
 
 @pytest.fixture

@@ -16,10 +16,7 @@ import pytest
 from tests.circuits import BELL
 
 # Non-Clifford: Aer's extended_stabilizer takes seconds to minutes (see tests/test_lifecycle.py).
-SLOW = (
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
-    "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
-)
+SLOW = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
 SERVICES = ("ingest", "api", "dispatcher")
 
 
@@ -256,9 +253,7 @@ def test_restart_while_deliveries_wait_for_a_slot(faults):
     jobs = [client.wait(job_id, timeout=120) for job_id in ids]
     assert [j["status"] for j in jobs] == ["finished"] * len(ids), [(j["status"], j["error"]) for j in jobs]
     with faults.db() as conn:
-        history = conn.execute(
-            "SELECT count(*) FROM history WHERE job_id = ANY(%s::uuid[])", (ids,)
-        ).fetchone()[0]
+        history = conn.execute("SELECT count(*) FROM history WHERE job_id = ANY(%s::uuid[])", (ids,)).fetchone()[0]
     assert history == len(ids)
 
 
@@ -273,8 +268,9 @@ def test_job_longer_than_the_consumer_timeout_runs_once(faults):
     try:
         lab.rabbit.restart()
         deadline = time.monotonic() + 120
-        job_id, _ = submit_retrying(client, deadline, SLOW, counts=True,
-                                    metadata={"method": "extended_stabilizer", "shots": 600})
+        job_id, _ = submit_retrying(
+            client, deadline, SLOW, counts=True, metadata={"method": "extended_stabilizer", "shots": 600}
+        )
         started = time.monotonic()
         job = client.wait(job_id, timeout=600)
         took = time.monotonic() - started

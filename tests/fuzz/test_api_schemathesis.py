@@ -48,16 +48,48 @@ KNOWN_IDS: list[str] = []
 KEYS: dict[str, str] = {}
 
 HOSTILE_NAMES = [
-    "", " ", ".", "..", "../../etc/passwd", "aer\n", "aer ", "AER", "a\nb", "é", "\u202eaer", "a" * 1000,
-    "' OR 1=1 --", "aer;DROP TABLE jobs", "%00", "%2e%2e%2f", "{}", "aer-plugin", "aer_plugin", "aer.plugin", "a" * 101,
-    "-aer", "aer==1.0", "git+https://x/y", "--index-url=http://x", "\t",
+    "",
+    " ",
+    ".",
+    "..",
+    "../../etc/passwd",
+    "aer\n",
+    "aer ",
+    "AER",
+    "a\nb",
+    "é",
+    "\u202eaer",
+    "a" * 1000,
+    "' OR 1=1 --",
+    "aer;DROP TABLE jobs",
+    "%00",
+    "%2e%2e%2f",
+    "{}",
+    "aer-plugin",
+    "aer_plugin",
+    "aer.plugin",
+    "a" * 101,
+    "-aer",
+    "aer==1.0",
+    "git+https://x/y",
+    "--index-url=http://x",
+    "\t",
     # "a\x00b" is left out: GET /api/v1/backend/a%00b answers 500 (test_nul_in_backend_name_is_a_400 below)
 ]
 HOSTILE_IDS = [
-    "", "0", "null", "00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000\n",
-    "{00000000-0000-0000-0000-000000000000}", "urn:uuid:00000000-0000-0000-0000-000000000000",
-    "0000000000000000000000000000_000", "ffffffff-ffff-ffff-ffff-ffffffffffffff", "\x00", "é" * 40,
-    "' OR 1=1 --", "a" * 1000,
+    "",
+    "0",
+    "null",
+    "00000000-0000-0000-0000-000000000000",
+    "00000000-0000-0000-0000-000000000000\n",
+    "{00000000-0000-0000-0000-000000000000}",
+    "urn:uuid:00000000-0000-0000-0000-000000000000",
+    "0000000000000000000000000000_000",
+    "ffffffff-ffff-ffff-ffff-ffffffffffffff",
+    "\x00",
+    "é" * 40,
+    "' OR 1=1 --",
+    "a" * 1000,
 ]
 
 
@@ -70,8 +102,10 @@ async def _make_jobs(dsn: str, owner: str | None) -> list[uuid.UUID]:
         for status in ("pending", "running", "finished", "failed", "canceled"):
             job_id = uuid.uuid4()
             spec = JobSpec(
-                backend="aer", result_types=(ResultType.COUNTS, ResultType.QUASI_DIST),
-                metadata={"shots": 10, "extra": {"nested": [1, 2.5, None, "é"]}}, qasm=BELL,
+                backend="aer",
+                result_types=(ResultType.COUNTS, ResultType.QUASI_DIST),
+                metadata={"shots": 10, "extra": {"nested": [1, 2.5, None, "é"]}},
+                qasm=BELL,
             )
             await store.insert_job(conn, job_id=job_id, spec=spec, owner=owner)
             ids.append(job_id)
@@ -104,11 +138,15 @@ def scratch_data(fuzz_dsn: str, fuzz_db: psycopg.Connection) -> Iterator[None]:
 
 def _settings(**changes) -> Settings:
     return Settings(
-        database_url=DSN, db_pool_size=2,
-        ingest_host="127.0.0.1", api_host="127.0.0.1", nginx_bind="127.0.0.1",
+        database_url=DSN,
+        db_pool_size=2,
+        ingest_host="127.0.0.1",
+        api_host="127.0.0.1",
+        nginx_bind="127.0.0.1",
         # GET /job/result/{id}?wait_s= up to 30 s on a pending job: cut short, so that hundreds
         # of generated waits run in seconds (tests/api/test_result_wait.py tests the wait)
-        max_result_wait_s=0.05, **changes,
+        max_result_wait_s=0.05,
+        **changes,
     )
 
 
@@ -148,8 +186,11 @@ def _swap_headers(headers):
     value = st.one_of(keys, junk)
     return st.one_of(
         st.just(headers),
-        st.builds(lambda v, scheme: {**headers, "Authorization": scheme + v},
-                  value, st.sampled_from(["Bearer ", "bearer ", "Basic ", "", "Bearer\t"])),
+        st.builds(
+            lambda v, scheme: {**headers, "Authorization": scheme + v},
+            value,
+            st.sampled_from(["Bearer ", "bearer ", "Basic ", "", "Bearer\t"]),
+        ),
         value.map(lambda v: {**headers, "X-API-Key": v}),
     )
 
@@ -165,7 +206,8 @@ KEYED.hook("flatmap_headers")(lambda context, headers: _swap_headers(headers))
 
 @schemathesis.pytest.parametrize(open=OPEN, keyed=KEYED)
 @hsettings(
-    max_examples=EXAMPLES, deadline=None,
+    max_examples=EXAMPLES,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 def test_no_5xx_and_every_4xx_says_why(case, scratch_data):
@@ -191,4 +233,3 @@ async def test_nul_in_backend_name_is_a_400(fuzz_dsn, scratch_data):
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             response = await http.get("/api/v1/backend/a%00b")
     assert response.status_code == 400, response.text
-

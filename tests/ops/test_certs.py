@@ -156,9 +156,7 @@ def test_a_name_the_certificate_lacks_is_refused(tmp_path):
 def test_cli_certs_writes_into_the_tls_dir_and_says_how_to_trust_it(tmp_path, monkeypatch):
     settings = Settings(state_dir=tmp_path / "state")
     monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
-    result = CliRunner().invoke(
-        cli.app, ["certs", "--host", "localhost", "--host", "10.1.2.3"], catch_exceptions=False
-    )
+    result = CliRunner().invoke(cli.app, ["certs", "--host", "localhost", "--host", "10.1.2.3"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     ca = settings.tls_path / "ca.crt"
     assert (settings.tls_path / "server.crt").is_file() and ca.is_file()

@@ -41,9 +41,7 @@ def test_submit_bell_prints_the_job_id_and_counts(qserver):
 
 
 def test_submit_several_result_types(qserver):
-    result = qserver(
-        "submit", str(BELL), "--counts", "--quasi-dist", "--expval", "--obs", '[[["ZZ", 1.0]]]'
-    )
+    result = qserver("submit", str(BELL), "--counts", "--quasi-dist", "--expval", "--obs", '[[["ZZ", 1.0]]]')
     assert result.exit_code == 0, result.output
     _, results = _results(result.stdout)
     assert set(results) == {"counts", "quasi_dist", "expval"}

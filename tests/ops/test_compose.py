@@ -36,7 +36,14 @@ SECRETS = {"POSTGRES_PASSWORD", "RABBITMQ_USER", "RABBITMQ_PASSWORD", "RAY_AUTH_
 PUBLISHED = {8080, 50051, 443}
 RAY_SERVICES = {"ray-head", "ray-worker", "dispatcher"}
 EXPECTED = {
-    "postgres", "rabbitmq", "migrate", "ray-head", "ray-worker", "ingest", "dispatcher", "api",
+    "postgres",
+    "rabbitmq",
+    "migrate",
+    "ray-head",
+    "ray-worker",
+    "ingest",
+    "dispatcher",
+    "api",
     "nginx",
 }
 
@@ -131,9 +138,7 @@ def test_the_python_image_holds_every_package(services_):
 
 def test_every_ray_container_runs_the_same_image(services_):
     """Ray needs the same Python, Ray and project everywhere: one image for all its nodes."""
-    images = {
-        (services_[name].get("image"), repr(services_[name].get("build"))) for name in RAY_SERVICES
-    }
+    images = {(services_[name].get("image"), repr(services_[name].get("build"))) for name in RAY_SERVICES}
     assert len(images) == 1, images
     python_services = {"migrate", "ingest", "api", *RAY_SERVICES}
     assert {services_[name].get("image") for name in python_services} == {images.pop()[0]}
@@ -157,8 +162,7 @@ def test_secrets_are_required_variables_never_values(raw):
         assert name in uses, name
         assert uses[name] == {":?"}, f"{name} must always be ${{{name}:?message}}"
     # no literal secret anywhere: every password-ish key's value comes from a variable
-    for key in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "RABBITMQ_DEFAULT_USER",
-                "RAY_AUTH_TOKEN"):
+    for key in ("POSTGRES_PASSWORD", "RABBITMQ_DEFAULT_PASS", "RABBITMQ_DEFAULT_USER", "RAY_AUTH_TOKEN"):
         for match in re.finditer(rf"^\s*{key}:\s*(.*)$", raw, re.M):
             assert match.group(1).startswith("${"), (key, match.group(1))
     for match in re.finditer(r"^\s*QSERVER_(?:DATABASE|AMQP)_URL:\s*(\S+)$", raw, re.M):
@@ -361,7 +365,10 @@ def _render_compose_nginx(tmp_path: Path, tls_dir: Path) -> Path:
     }
     proc = subprocess.run(
         ["sh", str(ROOT / "nginx" / "compose" / "40-qserver-config.sh")],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return conf_d
@@ -379,22 +386,20 @@ def _nginx_t_compose(tmp_path: Path, conf_d: Path) -> subprocess.CompletedProces
         "http {\n"
         f"    access_log {prefix}/logs/access.log;\n"
         + "".join(
-            f"    {kind}_temp_path {prefix}/{kind};\n"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            f"    {kind}_temp_path {prefix}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
         + f"    include {conf_d}/*.conf;\n}}\n"
     )
     return subprocess.run(
-        [NGINX, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "logs" / "error.log"),
-         "-t"],
-        capture_output=True, text=True, check=False,
+        [NGINX, "-p", str(prefix), "-c", str(main), "-e", str(prefix / "logs" / "error.log"), "-t"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-needs_envsubst = pytest.mark.skipif(
-    shutil.which("envsubst") is None, reason="envsubst (gettext-base) is not installed"
-)
+needs_envsubst = pytest.mark.skipif(shutil.which("envsubst") is None, reason="envsubst (gettext-base) is not installed")
 
 
 @needs_nginx
@@ -431,16 +436,13 @@ def test_compose_nginx_routes_like_qserver_up(tmp_path):
     made = certs.make_dev_certs(tmp_path / "tls", ["localhost"])
     conf_d = _render_compose_nginx(tmp_path, made.directory)
     compose_conf = "\n".join(p.read_text() for p in sorted(conf_d.iterdir()))
-    local_conf = proxy.render_nginx_conf(
-        Settings(state_dir=tmp_path / "state", tls_dir=made.directory)
-    )
+    local_conf = proxy.render_nginx_conf(Settings(state_dir=tmp_path / "state", tls_dir=made.directory))
 
     def routing(conf: str) -> list[tuple[str, str]]:
         return sorted(
             (name, value)
             for name, value in ROUTING.findall(conf)
-            if name not in ("ssl_certificate", "ssl_certificate_key")
-            and not name.endswith("_temp_path")
+            if name not in ("ssl_certificate", "ssl_certificate_key") and not name.endswith("_temp_path")
         )
 
     assert routing(compose_conf) == routing(local_conf)

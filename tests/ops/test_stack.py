@@ -31,9 +31,9 @@ def test_children_read_the_same_settings(settings, monkeypatch):
     for key, value in stack.settings_env(settings).items():
         monkeypatch.setenv(key, value)
     again = Settings()
-    assert again.model_dump(exclude={"ray_address"}) == settings.model_dump(
-        exclude={"ray_address", "state_dir"}
-    ) | {"state_dir": statedir.paths(settings).root}
+    assert again.model_dump(exclude={"ray_address"}) == settings.model_dump(exclude={"ray_address", "state_dir"}) | {
+        "state_dir": statedir.paths(settings).root
+    }
     assert again.ray_address == f"127.0.0.1:{settings.ray_head_port}"
 
 

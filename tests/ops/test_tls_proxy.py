@@ -30,9 +30,7 @@ class _Api(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        body = json.dumps(
-            {"status": "OK", "path": self.path, "proto": self.headers.get("X-Forwarded-Proto")}
-        ).encode()
+        body = json.dumps({"status": "OK", "path": self.path, "proto": self.headers.get("X-Forwarded-Proto")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -26,12 +26,22 @@ from tests.circuits import BELL
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = (  # extended stabilizer, 2000 shots: seconds
-    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\n'
-    "h q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n"
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
 )
 SERVER_PACKAGES = (
-    "core", "ops", "ingest", "dispatcher", "cluster", "plugins", "api", "protos",
-    "ray", "qiskit", "qiskit_aer", "psycopg", "fastapi",
+    "core",
+    "ops",
+    "ingest",
+    "dispatcher",
+    "cluster",
+    "plugins",
+    "api",
+    "protos",
+    "ray",
+    "qiskit",
+    "qiskit_aer",
+    "psycopg",
+    "fastapi",
 )
 
 

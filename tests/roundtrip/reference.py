@@ -88,8 +88,9 @@ def _flip(state: np.ndarray, qubit: int) -> np.ndarray:
     return state[np.arange(state.size) ^ (1 << qubit)]
 
 
-def _evolve(circuit: QuantumCircuit, qubit_map: list[int], clbit_map: list[int], num_qubits: int,
-            branches: list[_Branch]) -> list[_Branch]:
+def _evolve(
+    circuit: QuantumCircuit, qubit_map: list[int], clbit_map: list[int], num_qubits: int, branches: list[_Branch]
+) -> list[_Branch]:
     """Follow `circuit` (a top-level circuit or a control-flow block) on every branch.
 
     qubit_map[i] / clbit_map[i]: the top-level index of circuit.qubits[i] / circuit.clbits[i].
@@ -149,7 +150,10 @@ def _exact(circuit: QuantumCircuit) -> dict[str, float]:
     start = np.zeros(2**circuit.num_qubits, dtype=complex)
     start[0] = 1
     branches = _evolve(
-        circuit, list(range(circuit.num_qubits)), list(range(circuit.num_clbits)), circuit.num_qubits,
+        circuit,
+        list(range(circuit.num_qubits)),
+        list(range(circuit.num_clbits)),
+        circuit.num_qubits,
         [(start, (0,) * circuit.num_clbits, 1.0)],
     )
     distribution: dict[str, float] = {}

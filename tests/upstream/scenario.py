@@ -40,8 +40,16 @@ def main() -> None:
     if "--fake" in sys.argv:
         plugins.add_plugin("fake-plugin")
         job_id = jobs.send_job(
-            Job({"qasm": qasm, "counts": True, "quasi_dist": False, "expval": False,
-                 "simulator": "fake1", "metadata": {}})
+            Job(
+                {
+                    "qasm": qasm,
+                    "counts": True,
+                    "quasi_dist": False,
+                    "expval": False,
+                    "simulator": "fake1",
+                    "metadata": {},
+                }
+            )
         )
         data = wait(jobs, job_id)
         result = jobs.get_job_result(job_id)
@@ -61,20 +69,34 @@ def main() -> None:
             gone = True
         plugins.delete_plugin("fake-plugin")
         seen["fake"] = {
-            "status": data["status"], "error": data.get("error"), "counts": result["counts"],
-            "listed": job_id in listed, "deleted": gone,
+            "status": data["status"],
+            "error": data.get("error"),
+            "counts": result["counts"],
+            "listed": job_id in listed,
+            "deleted": gone,
         }
 
     plugins.add_plugin("aer-plugin")
     job_id = jobs.send_job(
-        Job({"qasm": qasm, "counts": True, "quasi_dist": True, "expval": True, "simulator": "aer",
-             "metadata": {"shots": 2000, "obs": [[["ZZ", 1.0]], [["XX", 1.0], ["ZI", 0.5]]]}})
+        Job(
+            {
+                "qasm": qasm,
+                "counts": True,
+                "quasi_dist": True,
+                "expval": True,
+                "simulator": "aer",
+                "metadata": {"shots": 2000, "obs": [[["ZZ", 1.0]], [["XX", 1.0], ["ZI", 0.5]]]},
+            }
+        )
     )
     data = wait(jobs, job_id)
     result = jobs.get_job_result(job_id) if data["status"] == "finished" else {}
     seen["aer"] = {
-        "status": data["status"], "error": data.get("error"), "counts": result.get("counts"),
-        "quasi_dist": result.get("quasi_dist"), "expval": result.get("expval"),
+        "status": data["status"],
+        "error": data.get("error"),
+        "counts": result.get("counts"),
+        "quasi_dist": result.get("quasi_dist"),
+        "expval": result.get("expval"),
     }
     print(json.dumps(seen))
 

@@ -29,17 +29,19 @@ def client_python() -> Path:
     stamp = CLIENT_VENV / ".installed"
     if not stamp.exists() or stamp.read_text() != " ".join(CLIENT_PACKAGES):
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(CLIENT_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *CLIENT_PACKAGES], check=True, timeout=900
-        )
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *CLIENT_PACKAGES], check=True, timeout=900)
         stamp.write_text(" ".join(CLIENT_PACKAGES))
     return python
 
 
 def run_scenario(python: Path, *args: str, env: dict | None = None) -> dict:
     done = subprocess.run(
-        [str(python), str(SCENARIO), *args], capture_output=True, text=True, timeout=600,
-        env={**os.environ, **(env or {})}, cwd=ROOT,
+        [str(python), str(SCENARIO), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -59,8 +61,13 @@ def check_aer(seen: dict) -> None:
 
 def test_upstream_client_plain_text(stack, settings, client_python):
     seen = run_scenario(
-        client_python, "127.0.0.1", str(settings.nginx_http_port), str(settings.nginx_grpc_port),
-        "plain", str(BELL), "--fake",
+        client_python,
+        "127.0.0.1",
+        str(settings.nginx_http_port),
+        str(settings.nginx_grpc_port),
+        "plain",
+        str(BELL),
+        "--fake",
     )
     fake = seen["fake"]
     assert fake["status"] == "finished", fake["error"]
@@ -72,8 +79,12 @@ def test_upstream_client_plain_text(stack, settings, client_python):
 def test_upstream_client_over_tls_on_443(stack, settings, client_python):
     ca = str(settings.tls_path / "ca.crt")
     seen = run_scenario(
-        client_python, "localhost", str(settings.nginx_tls_port), str(settings.nginx_tls_port),
-        "tls", str(BELL),
+        client_python,
+        "localhost",
+        str(settings.nginx_tls_port),
+        str(settings.nginx_tls_port),
+        "tls",
+        str(BELL),
         env={"GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": ca, "REQUESTS_CA_BUNDLE": ca},
     )
     check_aer(seen)

@@ -11,13 +11,14 @@ from api import distribution
 from api.deps import AdminDep, ConnDep, PluginNameDep, PoolDep, SettingsDep
 from api.models import AdmittedPlugin, ErrorDetail, RemovedPlugin
 from core import store
+from core.domain import BUILTIN_BACKENDS, BUILTIN_PLUGIN
 from core.errors import Conflict
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1", tags=["plugins"])
 
-BUILT_IN: dict[str, tuple[str, ...]] = {"aer-plugin": ("aer", "aer_gpu")}
+BUILT_IN: dict[str, tuple[str, ...]] = {BUILTIN_PLUGIN: BUILTIN_BACKENDS}
 """Plugins that are part of QServer (migration 0001 seeds them): admission downloads nothing."""
 
 _AUTH_ERRORS = {

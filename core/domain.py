@@ -135,6 +135,8 @@ AER_METHODS = frozenset(
 DEFAULT_SHOTS = 1000
 # Our built-in backend `aer` is registered as this plugin (upstream-contract.md, Plugins).
 BUILTIN_PLUGIN = "aer-plugin"
+# Its backends (migrations 0001 and 0004 insert them; POST /plugin/aer-plugin enables them again).
+BUILTIN_BACKENDS = ("aer", "aer_gpu")
 _PAULI = re.compile(r"[IXYZ]+")  # used with fullmatch: "$" would let "ZZ\n" through
 
 # A node tag NAME is the Ray custom resource "tag:NAME" (qserver node join --tag NAME offers
@@ -186,7 +188,11 @@ def _check_json_values(value: Any, depth: int = 0) -> None:
         raise InvalidJob("metadata holds a number too large for a float (over 1.8e308)")
 
 
-_TAG = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # used with fullmatch, as _PAULI
+# A node tag: a job's metadata `tags` names them, `qserver node join --tag` offers them. Each is a
+# Ray node label value too (Ray 2.60 follows Kubernetes: at most 63 of [A-Za-z0-9_.-], beginning
+# and ending with a letter or digit; ray/_private/label_utils.py), so this is the one rule.
+NODE_TAG = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+TAG_RULE = "1-63 letters, digits, '_', '.', '-', beginning and ending with a letter or digit"
 
 
 @dataclass(frozen=True)
@@ -337,8 +343,8 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
             raise InvalidJob("metadata 'parameters' must be an object of {name: number}")
     if "tags" in md:
         tags = md["tags"]
-        if not isinstance(tags, list) or not all(isinstance(t, str) and _TAG.fullmatch(t) for t in tags):
-            raise InvalidJob("metadata 'tags' must be a list of node tag names (letters, digits, '_', '.', '-')")
+        if not isinstance(tags, list) or not all(isinstance(t, str) and NODE_TAG.fullmatch(t) for t in tags):
+            raise InvalidJob(f"metadata 'tags' must be a list of node tag names, each {TAG_RULE}")
     if "timeout_s" in md:
         timeout = md["timeout_s"]
         if not _is_number(timeout) or not 0 < timeout <= limits.max_timeout_s:

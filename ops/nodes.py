@@ -23,7 +23,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from core import store
-from core.domain import TAG_CAPACITY, tag_resource
+from core.domain import NODE_TAG, TAG_CAPACITY, TAG_RULE, tag_resource
 from core.settings import Settings
 from ops.endpoints import is_local
 from ops.statedir import paths
@@ -41,11 +41,6 @@ TAG_LABEL_PREFIX = "qserver-tag/"
 # Our short version names (as `nodes.versions` may also hold them) and their labels.
 VERSION_LABELS = {"qserver": LABEL_QSERVER, "python": LABEL_PYTHON, "ray": LABEL_RAY}
 VERSION_NAMES = {"qserver": "QServer", "python": "Python", "ray": "Ray"}
-
-_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
-# A node tag must be a Ray label name too (stricter than ingest's 1-64 of [A-Za-z0-9_.-]).
-NODE_TAG = _LABEL_VALUE
-TAG_RULE = "1-63 letters, digits, '_', '.', '-', beginning and ending with a letter or digit"
 
 
 class NodeError(ValueError):

@@ -38,6 +38,9 @@ def refused(stack, messages) -> grpc.RpcError:
         (dict(counts=True, metadata={"method": "magic"}), grpc.StatusCode.INVALID_ARGUMENT, "'method' must be one of"),
         (dict(counts=True, metadata={"parameters": {"theta": "pi"}}), grpc.StatusCode.INVALID_ARGUMENT, "'parameters'"),
         (dict(counts=True, metadata={"tags": "gpu"}), grpc.StatusCode.INVALID_ARGUMENT, "'tags' must be a list"),
+        # the one tag rule (core.domain.TAG_RULE): a tag no node could offer is refused as malformed
+        (dict(counts=True, metadata={"tags": ["a" * 64]}), grpc.StatusCode.INVALID_ARGUMENT, "1-63 letters"),
+        (dict(counts=True, metadata={"tags": [".lab"]}), grpc.StatusCode.INVALID_ARGUMENT, "beginning and ending"),
         (dict(counts=True, metadata={"timeout_s": -5}), grpc.StatusCode.INVALID_ARGUMENT, "'timeout_s'"),
         (dict(expval=True), grpc.StatusCode.INVALID_ARGUMENT, "expval needs observables"),
         (dict(expval=True, metadata={"obs": []}), grpc.StatusCode.INVALID_ARGUMENT, "'obs' must be a non-empty list"),

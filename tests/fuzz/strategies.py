@@ -117,7 +117,7 @@ good_values = {
     "method": st.sampled_from(sorted(AER_METHODS)),
     "seed": st.integers(0, 2**63 - 1),
     "parameters": st.dictionaries(any_text, st.floats(allow_nan=False, allow_infinity=False), max_size=3),
-    "tags": st.lists(st.from_regex(r"[A-Za-z0-9_.-]{1,64}", fullmatch=True), max_size=3),
+    "tags": st.lists(st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?", fullmatch=True), max_size=3),
     "timeout_s": st.floats(0.001, 5.0),
 }
 _finite_json = st.recursive(

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from api.distribution import NAME_PATTERN, check_plugin_name
 from api.errors import InvalidName
-from core.domain import parse_job_id
+from core.domain import NODE_TAG, parse_job_id
 from core.errors import InvalidJob
-from ops.nodes import NODE_TAG, NodeError, check_tag
+from ops.nodes import NodeError, check_tag
 from tests.fuzz.strategies import ANY_CHAR
 
 RUNS = hsettings(max_examples=300, deadline=None)

@@ -88,7 +88,7 @@ def _check_contract(md: dict, limits: Limits, result_types: tuple[ResultType, ..
         assert all(_finite_float(v) for v in md["parameters"].values()), md["parameters"]
     if "tags" in md:
         assert isinstance(md["tags"], list)
-        tag = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+        tag = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")  # core.domain.TAG_RULE
         assert all(isinstance(t, str) and tag.fullmatch(t) for t in md["tags"]), md["tags"]
     if "timeout_s" in md:
         assert _finite_float(md["timeout_s"]) and 0 < md["timeout_s"] <= limits.max_timeout_s

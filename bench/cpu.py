@@ -35,16 +35,26 @@ GROUPS = (
 
 
 def group_of(process: psutil.Process) -> str | None:
-    """The group of ``process`` (see GROUPS), or None for the rest of the machine."""
-    try:
-        line = " ".join(process.cmdline()) or process.name()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
+    """The group of ``process`` (see GROUPS), or None for the rest of the machine.
+
+    A process no needle matches counts with its nearest matching ancestor (up to three
+    generations): the fork server of a warm executor and the children that simulate its jobs
+    (cluster/sandbox.py) are the executor's CPU.
+    """
     if process.pid == os.getpid():
         return "bench clients"
-    for name, needles in GROUPS:
-        if any(needle in line for needle in needles):
-            return name
+    try:
+        lineage = [process, *process.parents()[:3]]
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    for member in lineage:
+        try:
+            line = " ".join(member.cmdline()) or member.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+        for name, needles in GROUPS:
+            if any(needle in line for needle in needles):
+                return name
     return None
 
 

@@ -38,7 +38,6 @@ from core.auth import Caller
 from core.domain import JobStatus
 from core.errors import JobNotFound
 from core.settings import Settings
-from core.store.reads import RESULT_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +147,7 @@ async def get_job_result(
             if row is None:
                 raise JobNotFound(f"job {job_id} not found")
             if row["results"] is not None:
-                job = {
-                    "id": job_id,
-                    "results_bytes": row["results_bytes"],
-                    "results_inline": any(row["results"][name] is not None for name in RESULT_TYPES)
-                    or not row["results_bytes"],
-                }
+                job = {"id": job_id, **row}
                 raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
                 return Response(result_body(raw), media_type="application/json")
             remaining = deadline - loop.time()

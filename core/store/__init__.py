@@ -84,12 +84,10 @@ from core.store.plugins import (
 )
 from core.store.reads import (
     RESULT_TYPES,
-    get_job,
     get_job_raw,
     get_job_status,
     get_results,
     list_history,
-    list_jobs,
     list_jobs_raw,
     raw_results,
 )
@@ -119,7 +117,6 @@ __all__ = [
     "finish_job_sync",
     "get_api_key",
     "get_backend",
-    "get_job",
     "get_job_raw",
     "get_job_status",
     "get_plugin",
@@ -134,7 +131,6 @@ __all__ = [
     "list_api_keys_sync",
     "list_backends",
     "list_history",
-    "list_jobs",
     "list_jobs_raw",
     "list_nodes",
     "list_nodes_sync",

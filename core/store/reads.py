@@ -87,8 +87,13 @@ def raw_job_json(row: dict[str, Any]) -> dict[str, Any]:
     large to come with the job (read them with ``raw_results``)."""
     job = job_json(row)
     job["results_bytes"] = row["r_bytes"]
-    job["results_inline"] = row["r_bytes"] == 0 or any(row[f"r_{name}"] is not None for name in RESULT_TYPES)
+    job["results_inline"] = _inline(row)
     return job
+
+
+def _inline(row: dict[str, Any]) -> bool:
+    """Whether a row read with ``_raw_results`` holds its results (none, or small enough)."""
+    return row["r_bytes"] == 0 or any(row[f"r_{name}"] is not None for name in RESULT_TYPES)
 
 
 def owned_by(column: str, owner: str | None) -> tuple[str, tuple[Any, ...]]:
@@ -133,34 +138,6 @@ async def raw_results(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]
     return {row["job_id"]: row for row in await cur.fetchall()}
 
 
-async def get_job(
-    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
-) -> dict[str, Any] | None:
-    """The job as the contract's job JSON (with result_types and results), or None.
-
-    With ``owner``, another user's job is None too (the api answers 404 for both).
-    """
-    mine, param = owned_by("j.owner", owner)
-    cur = await conn.execute(f"SELECT {JOB_COLUMNS} {JOB_FROM} WHERE j.id = %s{mine}", (job_id, *param))
-    row = await cur.fetchone()
-    return None if row is None else job_json(row)
-
-
-async def list_jobs(
-    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
-) -> list[dict[str, Any]]:
-    """Jobs with pointer > cursor (keyset paging), PAGE_SIZE a page, in submission order.
-
-    With ``owner``, only that user's jobs.
-    """
-    mine, param = owned_by("j.owner", owner)
-    cur = await conn.execute(
-        f"SELECT {JOB_COLUMNS} {JOB_FROM} WHERE j.pointer > %s{mine} ORDER BY j.pointer LIMIT %s",
-        (cursor, *param, PAGE_SIZE),
-    )
-    return [job_json(row) for row in await cur.fetchall()]
-
-
 async def get_results(
     conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None, inline_bytes: int
 ) -> dict[str, Any] | None:
@@ -168,7 +145,7 @@ async def get_results(
     seen with its results, which are written in the same transaction), or None if the job does
     not exist (with ``owner``: or is another user's).
 
-    Returns {status, error, results, results_bytes}: ``results`` is None when the job has none,
+    Returns {status, error, results, results_bytes, results_inline}: ``results`` is None when the job has none,
     else {id, job_id, counts, quasi_dist, expval}, each type its JSON TEXT, all None when the
     results are over ``inline_bytes`` stored bytes (read them with ``raw_results``).
     """
@@ -184,7 +161,13 @@ async def get_results(
     results = None
     if row["id"] is not None:
         results = {"id": row["id"], "job_id": row["job_id"], **{name: row[f"r_{name}"] for name in RESULT_TYPES}}
-    return {"status": row["status"], "error": row["error"], "results": results, "results_bytes": row["r_bytes"]}
+    return {
+        "status": row["status"],
+        "error": row["error"],
+        "results": results,
+        "results_bytes": row["r_bytes"],
+        "results_inline": _inline(row),
+    }
 
 
 async def get_job_status(

@@ -144,16 +144,19 @@ class WorkerDb:
         finished: list[tuple[uuid.UUID, dict[str, Any]]],
         failed: list[tuple[uuid.UUID, str]],
         node_id: str | None,
+        run_s: dict[uuid.UUID, float] | None = None,
     ) -> dict[uuid.UUID, str | None]:
         """Write many jobs' outcomes in one statement (store.record_outcomes_sync), each only
-        if the job is still running. When Postgres refuses a result, the jobs are written one
-        at a time instead, and the job whose results were refused fails with Postgres' reason.
+        if the job is still running (or claimed: a warm executor's job never marked started).
+        When Postgres refuses a result, the jobs are written one at a time instead, and the job
+        whose results were refused fails with Postgres' reason.
         A broken connection is reopened and the write retried, up to 3 times.
 
         Args:
             finished: (job id, {result type: JSON-ready value}) per job that finished.
             failed: (job id, error text) per job that failed.
             node_id: the node that ran them.
+            run_s: {job id: seconds it ran}: sets the ``start_time`` of a job still claimed.
 
         Returns:
             {job id: None (written finished) or the error written (failed)} for the jobs
@@ -166,9 +169,11 @@ class WorkerDb:
             return {}
         try:
             try:
-                written = store.record_outcomes_sync(self.conn(), finished=finished, failed=failed, node_id=node_id)
+                written = store.record_outcomes_sync(
+                    self.conn(), finished=finished, failed=failed, node_id=node_id, run_s=run_s
+                )
             except psycopg.DataError:
-                return self._record_one_by_one(finished, failed, node_id)
+                return self._record_one_by_one(finished, failed, node_id, run_s)
         except psycopg.OperationalError:
             self.drop()
             raise
@@ -180,15 +185,20 @@ class WorkerDb:
         finished: list[tuple[uuid.UUID, dict[str, Any]]],
         failed: list[tuple[uuid.UUID, str]],
         node_id: str | None,
+        run_s: dict[uuid.UUID, float] | None = None,
     ) -> dict[uuid.UUID, str | None]:
         conn, written, failed = self.conn(), {}, list(failed)
+
+        def ran(job_id: uuid.UUID) -> float | None:  # None: the task path, only a started job is written
+            return None if run_s is None else run_s.get(job_id, 0.0)
+
         for job_id, results in finished:
             try:
-                if store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id):
+                if store.finish_job_sync(conn, job_id=job_id, results=results, node_id=node_id, run_s=ran(job_id)):
                     written[job_id] = None
             except psycopg.DataError as exc:
                 failed.append((job_id, _unstorable(exc)))
         for job_id, error in failed:
-            if store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id):
+            if store.fail_job_sync(conn, job_id=job_id, error=error, node_id=node_id, run_s=ran(job_id)):
                 written[job_id] = error
         return written

@@ -63,10 +63,14 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
     {
         # claimed by the dispatcher; canceled before it was claimed
         JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED}),
-        # its worker starts it; canceled; failed by the dispatcher (no node can run it, its
-        # runtime_env did not build, timed out or lost in Ray's queue); pending again: parked for a
-        # node, or its worker, executor or dispatcher died before it started (attempt not counted)
-        JobStatus.CLAIMED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.PENDING}),
+        # its worker starts it; finished or failed at once: a warm executor's job that finished
+        # within settings.batch_running_after_s (never shown running; its start_time is its true
+        # start); canceled; failed by the dispatcher (no node can run it, its runtime_env did not
+        # build, timed out or lost in Ray's queue); pending again: parked for a node, or its
+        # worker, executor or dispatcher died before it started (attempt not counted)
+        JobStatus.CLAIMED: frozenset(
+            {JobStatus.RUNNING, JobStatus.FINISHED, JobStatus.CANCELED, JobStatus.FAILED, JobStatus.PENDING}
+        ),
         # its outcome written; canceled; claimed again: its worker handed it back unsimulated (it
         # needs more memory than it was granted); pending again: requeued after its worker or node
         # died, or recovered from a dispatcher that stopped mid-job

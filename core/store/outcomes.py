@@ -5,6 +5,7 @@ UPDATE, built with core.store.jobs.Move from core.domain.TRANSITIONS."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -14,9 +15,16 @@ from core.domain import JobStatus
 from core.store.jobs import ACTIVE, Move, status_in
 
 CLAIMED, RUNNING = JobStatus.CLAIMED, JobStatus.RUNNING
-# the worker's writes: only a job it started (mark_started_sync) has an outcome to write
+# the worker's writes: only a job it started (mark_started_sync) has an outcome to write ...
 FINISH = Move((RUNNING,), JobStatus.FINISHED)
 FAIL = Move((RUNNING,), JobStatus.FAILED)
+# ... except on a warm executor, whose job may finish still claimed: one that finished within
+# settings.batch_running_after_s was never marked started (nor shown running); its start_time
+# is set from its run time then (seconds, the parameter)
+QUICK_FINISH = Move((CLAIMED, RUNNING), JobStatus.FINISHED)
+QUICK_FAIL = Move((CLAIMED, RUNNING), JobStatus.FAILED)
+_STARTED = "start_time = coalesce(start_time, now() - make_interval(secs => {}))"
+
 # the dispatcher's: a claimed job can fail before it starts (no node for it, its runtime_env,
 # its timeout in Ray's queue, lost on its last attempt)
 STOP = Move(ACTIVE, JobStatus.FAILED)
@@ -25,19 +33,25 @@ STOP = Move(ACTIVE, JobStatus.FAILED)
 RECOVER = Move(ACTIVE, JobStatus.PENDING)
 GIVE_UP = Move((RUNNING,), JobStatus.FAILED)
 
-_FINISH = f"""
-UPDATE jobs SET {FINISH.set}, finish_time = now(), node_id = %s, error = NULL
- WHERE id = %s AND {FINISH.where()}
+_FINISH, _QUICK_FINISH = (
+    f"""
+UPDATE jobs SET {move.set}, finish_time = now(), node_id = %s, error = NULL, {_STARTED.format("%s")}
+ WHERE id = %s AND {move.where()}
 """
+    for move in (FINISH, QUICK_FINISH)
+)
 _INSERT_RESULTS = """
 INSERT INTO results (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)
 ON CONFLICT (job_id) DO NOTHING
 """
-_FAIL = f"""
-UPDATE jobs SET {FAIL.set}, finish_time = now(), error = %s,
-       node_id = coalesce(%s, node_id)
- WHERE id = %s AND {FAIL.where()}
+_FAIL, _QUICK_FAIL = (
+    f"""
+UPDATE jobs SET {move.set}, finish_time = now(), error = %s,
+       node_id = coalesce(%s, node_id), {_STARTED.format("%s")}
+ WHERE id = %s AND {move.where()}
 """
+    for move in (FAIL, QUICK_FAIL)
+)
 _STOP = f"""
 UPDATE jobs SET {STOP.set}, finish_time = now(), error = %s,
        node_id = coalesce(%s, node_id)
@@ -46,15 +60,22 @@ UPDATE jobs SET {STOP.set}, finish_time = now(), error = %s,
 
 
 def finish_job_sync(
-    conn: psycopg.Connection, *, job_id: uuid.UUID, results: dict[str, Any], node_id: str | None
+    conn: psycopg.Connection,
+    *,
+    job_id: uuid.UUID,
+    results: dict[str, Any],
+    node_id: str | None,
+    run_s: float | None = None,
 ) -> bool:
-    """Record a job's results and mark it finished, if it is still running.
+    """Record a job's results and mark it finished, if it is still running; with ``run_s`` (its
+    run time, seconds: a warm executor's job), also if it is still claimed (never marked
+    started), its ``start_time`` that long before now.
 
     ``results`` maps result type names to JSON-ready values. Returns False (and
     writes nothing) when the job was canceled, failed or deleted meanwhile.
     """
     with conn.transaction():
-        cur = conn.execute(_FINISH, (node_id, job_id))
+        cur = conn.execute(_FINISH if run_s is None else _QUICK_FINISH, (node_id, run_s or 0.0, job_id))
         if cur.rowcount != 1:
             return False
         conn.execute(
@@ -71,22 +92,24 @@ def finish_job_sync(
 
 _RECORD_MANY = f"""
 WITH done_input AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[])
-        AS t(id, counts, quasi_dist, expval)
+    SELECT * FROM unnest(
+        %(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[], %(run_s)s::float8[]
+    ) AS t(id, counts, quasi_dist, expval, run_s)
 ), done AS (
-    UPDATE jobs j SET {FINISH.set}, finish_time = now(), node_id = %(node)s, error = NULL
+    UPDATE jobs j SET {QUICK_FINISH.set}, finish_time = now(), node_id = %(node)s, error = NULL,
+           {_STARTED.format("i.run_s")}
       FROM done_input i
-     WHERE j.id = i.id AND {FINISH.where("j")}
+     WHERE j.id = i.id AND {QUICK_FINISH.where("j")}
     RETURNING j.id
 ), saved AS (
     INSERT INTO results (job_id, counts, quasi_dist, expval)
     SELECT i.id, i.counts, i.quasi_dist, i.expval FROM done_input i JOIN done d ON d.id = i.id
     ON CONFLICT (job_id) DO NOTHING
 ), failed AS (
-    UPDATE jobs j SET {FAIL.set}, finish_time = now(), error = t.error,
-           node_id = coalesce(%(node)s, j.node_id)
-      FROM unnest(%(failed_ids)s::uuid[], %(errors)s::text[]) AS t(id, error)
-     WHERE j.id = t.id AND {FAIL.where("j")}
+    UPDATE jobs j SET {QUICK_FAIL.set}, finish_time = now(), error = t.error,
+           node_id = coalesce(%(node)s, j.node_id), {_STARTED.format("t.run_s")}
+      FROM unnest(%(failed_ids)s::uuid[], %(errors)s::text[], %(failed_run_s)s::float8[]) AS t(id, error, run_s)
+     WHERE j.id = t.id AND {QUICK_FAIL.where("j")}
     RETURNING j.id
 )
 SELECT id FROM done UNION ALL SELECT id FROM failed
@@ -99,6 +122,7 @@ def record_outcomes_sync(
     finished: list[tuple[uuid.UUID, dict[str, Any]]],
     failed: list[tuple[uuid.UUID, str]],
     node_id: str | None,
+    run_s: Mapping[uuid.UUID, float] | None = None,
 ) -> set[uuid.UUID]:
     """Record many jobs' outcomes in one statement (one transaction, one round trip).
 
@@ -106,14 +130,17 @@ def record_outcomes_sync(
         finished: (job id, {result type: JSON-ready value}) per job that finished.
         failed: (job id, error text) per job that failed.
         node_id: the node that ran them.
+        run_s: {job id: run time in seconds}: the ``start_time`` of a job still claimed (a warm
+            executor's job never marked started) is that long before now; missing: 0.
 
     Returns:
-        The ids written; a job missing from it was no longer running (canceled or deleted
-        meanwhile) and nothing of it was written.
+        The ids written; a job missing from it was no longer running or claimed (canceled or
+        deleted meanwhile) and nothing of it was written.
 
     Raises:
         psycopg.DataError: Postgres refused a result value (nothing is written then).
     """
+    run_s = run_s or {}
     cur = conn.execute(
         _RECORD_MANY,
         {
@@ -121,17 +148,22 @@ def record_outcomes_sync(
             "counts": [_jsonb_or_none(results.get("counts")) for _, results in finished],
             "quasi": [_jsonb_or_none(results.get("quasi_dist")) for _, results in finished],
             "expval": [_jsonb_or_none(results.get("expval")) for _, results in finished],
+            "run_s": [run_s.get(job_id, 0.0) for job_id, _ in finished],
             "failed_ids": [job_id for job_id, _ in failed],
             "errors": [error for _, error in failed],
+            "failed_run_s": [run_s.get(job_id, 0.0) for job_id, _ in failed],
             "node": node_id,
         },
     )
     return {row["id"] for row in cur.fetchall()}
 
 
-def fail_job_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None) -> bool:
-    """Mark a running job failed with ``error``. False if it was no longer running."""
-    cur = conn.execute(_FAIL, (error, node_id, job_id))
+def fail_job_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, error: str, node_id: str | None, run_s: float | None = None
+) -> bool:
+    """Mark a running job failed with ``error`` (with ``run_s``, a claimed one too, as
+    :func:`finish_job_sync`). False if it was no longer running (or claimed)."""
+    cur = conn.execute(_FAIL if run_s is None else _QUICK_FAIL, (error, node_id, run_s or 0.0, job_id))
     return cur.rowcount == 1
 
 

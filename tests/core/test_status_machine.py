@@ -79,18 +79,27 @@ OPERATIONS: dict[str, tuple[dict[JobStatus, JobStatus], Operation]] = {
         changes(outcomes.FINISH),
         _sync(lambda s, j: store.finish_job_sync(s, job_id=j, results=RESULTS, node_id="n")),
     ),
+    # a warm executor's job may finish still claimed (never marked started)
+    "finish_job_sync (quick)": (
+        changes(outcomes.QUICK_FINISH),
+        _sync(lambda s, j: store.finish_job_sync(s, job_id=j, results=RESULTS, node_id="n", run_s=0.01)),
+    ),
     "record_outcomes_sync (finished)": (
-        changes(outcomes.FINISH),
+        changes(outcomes.QUICK_FINISH),
         _sync(lambda s, j: store.record_outcomes_sync(s, finished=[(j, RESULTS)], failed=[], node_id="n")),
     ),
     "record_outcomes_sync (failed)": (
-        changes(outcomes.FAIL),
+        changes(outcomes.QUICK_FAIL),
         _sync(lambda s, j: store.record_outcomes_sync(s, finished=[], failed=[(j, "boom")], node_id="n")),
     ),
     "fail_job": (changes(outcomes.STOP), lambda a, s, j: store.fail_job(a, job_id=j, error="boom")),
     "fail_job_sync": (
         changes(outcomes.FAIL),
         _sync(lambda s, j: store.fail_job_sync(s, job_id=j, error="boom", node_id="n")),
+    ),
+    "fail_job_sync (quick)": (
+        changes(outcomes.QUICK_FAIL),
+        _sync(lambda s, j: store.fail_job_sync(s, job_id=j, error="boom", node_id="n", run_s=0.01)),
     ),
     "cancel_job": (changes(jobs.CANCEL), _cancel),
 }

@@ -31,6 +31,7 @@ from cluster.messages import Report, Work
 from cluster.sandbox import Sandbox
 from cluster.workerdb import WorkerDb
 from core.domain import Outcome
+from core.settings import get_settings
 
 
 class Executor:
@@ -47,7 +48,7 @@ class Executor:
         self._node_id = executor.node_id()
         self._one_batch = threading.Lock()
         self._db.conn()
-        self._sandbox = Sandbox(self._node_id)
+        self._sandbox = Sandbox(self._node_id, get_settings().batch_running_after_s)
 
     def ready(self) -> dict[str, Any]:
         """{"pid", "node_id", "children"} of this executor (answers once it is warm);
@@ -88,21 +89,27 @@ class Executor:
         finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
         failed: list[tuple[uuid.UUID, str]] = []
         reports: list[Report] = []
+        started: set[uuid.UUID] = set()
+
+        def mark_started(work: Work) -> bool:  # the job runs past running_after_s: show it running
+            started.add(work.job_id)
+            return self._db.mark_started(work.job_id, self._node_id)
+
         for work in works:
             if work.memory_bytes != self._budget:
                 work = replace(work, memory_bytes=self._budget)
-            if not self._db.mark_started(work.job_id, self._node_id):  # canceled or deleted while claimed
-                reports.append(Report(work.job_id, Outcome.DROPPED, 0.0, self._node_id, database=self.database()))
-                continue
-            report, results = self._sandbox.run(work)
-            if report.outcome is Outcome.NEEDS_MEMORY:  # not simulated here: claimed again
+            report, results = self._sandbox.run(work, mark_started)
+            if report.outcome is Outcome.NEEDS_MEMORY and work.job_id in started:  # not run here: claimed again
                 self._db.hand_back(work.job_id)
-            if report.outcome is Outcome.FINISHED:
+            if report.outcome is Outcome.DROPPED:
+                report = replace(report, database=self.database())
+            elif report.outcome is Outcome.FINISHED:
                 finished.append((work.job_id, results))
             elif report.outcome is Outcome.FAILED:
                 failed.append((work.job_id, report.error))
             reports.append(report)
-        written = self._db.record(finished=finished, failed=failed, node_id=self._node_id)
+        run_s = {report.job_id: report.run_ms / 1e3 for report in reports}
+        written = self._db.record(finished=finished, failed=failed, node_id=self._node_id, run_s=run_s)
         for i, report in enumerate(reports):
             if report.outcome not in (Outcome.FINISHED, Outcome.FAILED):
                 continue

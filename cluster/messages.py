@@ -61,7 +61,9 @@ class Report:
         run_ms: the worker's time on it (milliseconds; 0 when no worker reported).
         node_id: the Ray node it ran on (None outside Ray, or when no worker reported).
         error: FAILED: the error written; LOST and ERROR: Ray's message.
-        kind: LOST: "worker" or "node"; ERROR: "runtime_env", "oom" or Ray's exception type;
+        kind: LOST: "crash" (the process simulating the job died, its node alive: a warm
+            executor's child, or a task's worker), "worker" (a warm executor or the runner died)
+            or "node"; ERROR: "runtime_env", "oom" or Ray's exception type;
             NEEDS_MEMORY: MEMORY, ESTIMATE or OVERRAN.
         memory: NEEDS_MEMORY: what the circuit needs.
         database: DROPPED: host:port/dbname of the worker's database (to tell a node that

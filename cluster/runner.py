@@ -34,6 +34,14 @@ def _text(error: BaseException) -> str:
     return _ANSI.sub("", str(error)).strip()
 
 
+def _crash_text(error: BaseException) -> str:
+    """Ray's account of a task's worker that died (WorkerCrashedError), in one line: the exit
+    detail Ray gives (it does not name the signal)."""
+    text = " ".join(_text(error).split())
+    detail = re.search(r"Worker exit detail: (.*?\.)", text)
+    return f"the task's worker process died: {detail.group(1) if detail else text[:300]}"
+
+
 def classify(job_id: uuid.UUID, error: BaseException) -> Report:
     """The report for a Ray error raised while waiting on job ``job_id``'s task."""
     if isinstance(error, ray.exceptions.TaskCancelledError):
@@ -43,8 +51,8 @@ def classify(job_id: uuid.UUID, error: BaseException) -> Report:
         return Report(job_id, Outcome.ERROR, kind="runtime_env", error=lines[-1] if lines else repr(error))
     if isinstance(error, ray.exceptions.OutOfMemoryError):
         return Report(job_id, Outcome.ERROR, kind="oom", error=_text(error).splitlines()[0])
-    if isinstance(error, ray.exceptions.WorkerCrashedError):
-        return Report(job_id, Outcome.LOST, kind="worker", error=_text(error))
+    if isinstance(error, ray.exceptions.WorkerCrashedError):  # the task's worker died, its node alive
+        return Report(job_id, Outcome.LOST, kind="crash", error=_crash_text(error))
     if isinstance(error, (ray.exceptions.NodeDiedError, ray.exceptions.LocalRayletDiedError)):
         return Report(job_id, Outcome.LOST, kind="node", error=_text(error))
     return Report(job_id, Outcome.ERROR, kind=type(error).__name__, error=_text(error)[:2000])

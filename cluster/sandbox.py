@@ -23,15 +23,20 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from cluster.messages import OVERRAN, Report, Work
-from core.domain import Outcome
+import psutil
+
+from cluster.messages import MEMORY, OVERRAN, Report, Work
+from core.domain import MemoryNeed, Outcome
 
 log = logging.getLogger(__name__)
 PRELOAD = ["plugins.aer", "cluster.executor"]
 _PR_SET_PDEATHSIG = 1
+WATCH_S = 0.05  # how often a running child's time and memory are checked (seconds)
 _WARM_UP = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
 
@@ -54,6 +59,15 @@ def _serve(conn: Connection, node: str | None) -> None:
         conn.send(executor.execute(work, node))
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a run was stopped: "dropped" (no longer claimed), "overran" (past its time) or
+    "memory" (``resident``: the child's resident bytes then)."""
+
+    why: str
+    resident: int = 0
+
+
 class _Child:
     """One child process and the executor's end of its pipe."""
 
@@ -64,6 +78,7 @@ class _Child:
         theirs.close()
         self.ready = False
         self.killed = False
+        self._psutil: psutil.Process | None = None
 
     @property
     def pid(self) -> int | None:
@@ -78,6 +93,15 @@ class _Child:
             except (EOFError, OSError):
                 return False
         return self.ready
+
+    def resident_bytes(self) -> int:
+        """The child's resident memory (bytes); 0 once it is gone."""
+        try:
+            if self._psutil is None:
+                self._psutil = psutil.Process(self.process.pid)
+            return self._psutil.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, TypeError):
+            return 0
 
     def kill(self) -> None:
         """SIGKILL the child and reap it (its CPU is free once this returns)."""
@@ -94,11 +118,14 @@ class Sandbox:
 
     Args:
         node: the Ray node id the reports name.
+        running_after_s: how long a job simulates before ``run``'s ``on_start`` marks it
+            started (settings.batch_running_after_s).
 
     Thread-safe for one caller of :meth:`run` and any callers of :meth:`cancel`.
     """
 
-    def __init__(self, node: str | None) -> None:
+    def __init__(self, node: str | None, running_after_s: float = 0.0) -> None:
+        self._running_after_s = running_after_s
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self._node = node
@@ -113,57 +140,111 @@ class Sandbox:
         """The process ids of the child that runs jobs and of the spare."""
         return [pid for pid in (self._child.pid, self._spare.pid) if pid is not None]
 
-    def run(self, work: Work) -> tuple[Report, dict[str, Any] | None]:
-        """Run ``work`` in the child (cluster.executor.execute), at most ``work.max_run_s`` seconds.
+    def run(self, work: Work, on_start: Callable[[Work], bool] | None = None) -> tuple[Report, dict[str, Any] | None]:
+        """Run ``work`` in the child (cluster.executor.execute), at most ``work.max_run_s`` seconds,
+        with the child's resident memory at most ``work.memory_bytes``.
+
+        Args:
+            work: the job.
+            on_start: called once the job has simulated ``running_after_s`` seconds without
+                answering (most jobs answer sooner and are never marked): marks it started
+                (claimed to running); False means the job is no longer claimed (canceled or
+                deleted meanwhile): its run is stopped.
 
         Returns:
             (report, results) as ``executor.execute`` returns them; or, with None: CANCELED (the
-            job was canceled before or while it ran: the run was stopped), NEEDS_MEMORY kind
-            OVERRAN (it ran past ``work.max_run_s`` and was stopped), LOST kind "worker" (the
-            child died by itself: a crash in the loader or simulator). After a stop or a crash
-            the spare child takes over and a new spare is started.
+            job was canceled before or while it ran: the run was stopped), DROPPED (``on_start``
+            said it is no longer claimed: stopped), NEEDS_MEMORY kind OVERRAN (it ran past
+            ``work.max_run_s``: stopped) or kind MEMORY (the child grew past ``work.memory_bytes``:
+            stopped; ``report.memory`` asks for twice what it had reached), LOST kind "crash" (the
+            child died by itself: a crash in the loader or simulator; ``report.error`` names the
+            signal). After a stop or a crash the spare child takes over and a new spare is started.
         """
         started = time.perf_counter()
         with self._lock:
             if work.job_id in self._canceled:
                 return Report(work.job_id, Outcome.CANCELED, 0.0, self._node), None
             self._current = work.job_id
-        answer = why = None
+        answer = stop = None
         child = self._ready_child()
         try:
             child.conn.send(work)
-            if child.conn.poll(work.max_run_s):
-                answer = child.conn.recv()
-        except (EOFError, OSError) as error:  # the child died: killed by cancel(), or a crash
-            why = error
+            answer, stop = self._await(child, work, on_start, started)
+        except (EOFError, OSError):  # the child died: killed by cancel(), or a crash
+            pass
         finally:
             with self._lock:
                 self._current = None
                 canceled, killed = work.job_id in self._canceled, child.killed
         if answer is not None:
-            if killed:  # canceled as it finished: its outcome write finds the job canceled
+            # canceled as it finished (its outcome write finds the job canceled), or grown past
+            # what a job may have: the spare takes over
+            if killed or (work.memory_bytes and child.resident_bytes() > work.memory_bytes):
                 self._replace(child)
             return answer
         run_ms = (time.perf_counter() - started) * 1e3
         self._replace(child)
+        return self._stopped(work, child, run_ms, stop, canceled)
+
+    def _await(
+        self, child: _Child, work: Work, on_start: Callable[[Work], bool] | None, started: float
+    ) -> tuple[tuple[Report, dict[str, Any] | None] | None, Stop | None]:
+        """Wait for the child's answer: (answer, None), or (None, why it must be stopped).
+
+        Raises:
+            EOFError, OSError: the child died.
+        """
+        deadline = None if work.max_run_s is None else started + work.max_run_s
+        if on_start is not None:
+            first = self._running_after_s if deadline is None else min(self._running_after_s, work.max_run_s)
+            if child.conn.poll(first):
+                return child.conn.recv(), None
+            try:
+                if not on_start(work):
+                    return None, Stop("dropped")
+            except BaseException:  # Postgres unreachable: nothing of this job may go on
+                child.kill()
+                raise
+        while True:
+            left = None if deadline is None else deadline - time.perf_counter()
+            if left is not None and left <= 0:
+                return None, Stop("overran")
+            if child.conn.poll(WATCH_S if left is None else min(WATCH_S, left)):
+                return child.conn.recv(), None
+            resident = child.resident_bytes()
+            if work.memory_bytes and resident > work.memory_bytes:
+                return None, Stop("memory", resident)
+
+    def _stopped(
+        self, work: Work, child: _Child, run_ms: float, stop: Stop | None, canceled: bool
+    ) -> tuple[Report, None]:
+        """The report of a run that gave no answer (``stop`` None: the child died)."""
+        job_id, node = work.job_id, self._node
         if canceled:
-            log.info("job_id=%s canceled: its simulation was stopped after %.0f ms", work.job_id, run_ms)
-            return Report(work.job_id, Outcome.CANCELED, run_ms, self._node), None
-        if why is None:
-            log.info("job_id=%s ran past %g s on the fast path: stopped", work.job_id, work.max_run_s)
+            log.info("job_id=%s canceled: its simulation was stopped after %.0f ms", job_id, run_ms)
+            return Report(job_id, Outcome.CANCELED, run_ms, node), None
+        if stop is not None and stop.why == "dropped":
+            log.info("job_id=%s no longer claimed (canceled or deleted): stopped", job_id)
+            return Report(job_id, Outcome.DROPPED, run_ms, node), None
+        if stop is not None and stop.why == "overran":
+            log.info("job_id=%s ran past %g s on the fast path: stopped", job_id, work.max_run_s)
             message = f"ran past the fast path's {work.max_run_s:g} s: stopped, to run as a task of its own"
-            return Report(work.job_id, Outcome.NEEDS_MEMORY, run_ms, self._node, error=message, kind=OVERRAN), None
+            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=OVERRAN), None
+        if stop is not None:  # memory
+            log.info(
+                "job_id=%s grew to %d MiB, past %d MiB: stopped", job_id, stop.resident >> 20, work.memory_bytes >> 20
+            )
+            message = (
+                f"grew to {stop.resident >> 20} MiB while loading or simulating, past the "
+                f"{work.memory_bytes >> 20} MiB it was granted: stopped"
+            )
+            need = MemoryNeed(2 * stop.resident, "measured", 0)
+            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=MEMORY, memory=need), None
         code = child.process.exitcode
         signal_name = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
-        log.warning("job_id=%s: the process running it died (%s)", work.job_id, signal_name)
-        return Report(
-            work.job_id,
-            Outcome.LOST,
-            run_ms,
-            self._node,
-            kind="worker",
-            error=f"the process simulating the job died ({signal_name})",
-        ), None
+        log.warning("job_id=%s: the process running it died (%s)", job_id, signal_name)
+        error = f"the process simulating it died: {signal_name}"
+        return Report(job_id, Outcome.LOST, run_ms, node, kind="crash", error=error), None
 
     def _ready_child(self) -> _Child:
         """The child to run the next job, warm; one that died warming up is replaced.

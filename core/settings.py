@@ -190,8 +190,8 @@ class Settings(BaseSettings):
         16,
         ge=1,
         le=30,
-        description="Batched jobs may need at most a statevector of this many qubits in memory; "
-        "a larger circuit runs as a Ray task of its own.",
+        description="A batched job's memory budget: a statevector of this many qubits and 8192 gates "
+        "(plugins.aer.sizing); a circuit that needs more runs as a Ray task of its own.",
     )
     batch_max_shots: int = Field(100_000, ge=1, description="Jobs with more shots run as their own Ray task.")
     max_expanded_gates: int = Field(
@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a job may simulate on a warm executor; one still running then is "
         "stopped and runs again as a Ray task of its own (that run not counted as an attempt).",
+    )
+    batch_running_after_s: float = Field(
+        0.1,
+        ge=0,
+        description="Seconds a warm executor's job simulates before it is marked running (one write); "
+        "a job that finishes sooner goes from pending straight to finished, its start_time its true start.",
     )
     executor_warm_workers: int = Field(
         0, ge=0, description="Ray workers to warm at dispatcher start; 0 = the cluster's CPUs."

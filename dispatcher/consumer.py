@@ -35,6 +35,7 @@ from dispatcher.placement import (
     Decision,
     batch_memory_bytes,
     decide,
+    first_memory_bytes,
     job_cpus,
     runs_in_batch,
     task_options,
@@ -75,6 +76,8 @@ def failure_reason(job: store.ClaimedJob, report: Report, settings: Settings) ->
         return f"could not install {what} on the node (its Ray runtime_env failed to build): {error}"
     if kind == "oom":
         return f"out of memory: Ray's memory monitor ended the worker because its node ran low on memory ({error})"
+    if kind == "crash":
+        return f"the process simulating the job died ({error}), its node alive: the program crashed the simulator"
     if kind == "worker":
         return f"worker lost: the process running the job died ({error})"
     if kind == "node":
@@ -110,6 +113,7 @@ class Dispatcher:
         self._arrival = asyncio.Event()
         self._small: asyncio.Queue[store.ClaimedJob] = asyncio.Queue()
         self._on_executor: dict[uuid.UUID, int] = {}  # job id -> the warm executor running its batch
+        self._crashed: dict[uuid.UUID, str] = {}  # job id -> how its first run crashed (retried once)
         self._executors = list(executors or [])
         self._budget = batch_memory_bytes(settings)
         self._loops: list[asyncio.Task] = []
@@ -207,6 +211,7 @@ class Dispatcher:
         for job, report in zip(batch, reports, strict=True):
             counted[report.outcome.value] = counted.get(report.outcome.value, 0) + 1
             self._on_executor.pop(job.id, None)
+            self._forget_crash(job, report)
             if report.outcome is Outcome.NEEDS_MEMORY:
                 # too large, estimated too slow, or stopped for running too long: a task of its
                 # own, still claimed (that run is not counted as an attempt); it keeps its slot
@@ -229,6 +234,11 @@ class Dispatcher:
             (time.perf_counter() - started) * 1e3,
             ", ".join(f"{n} {s}" for s, n in sorted(counted.items())),
         )
+
+    def _forget_crash(self, job: store.ClaimedJob, report: Report) -> None:
+        """A job that ended (finished, failed, canceled, ...) needs its crash record no more."""
+        if report.outcome not in (Outcome.NEEDS_MEMORY, Outcome.LOST):
+            self._crashed.pop(job.id, None)
 
     def _done_small(self, job: store.ClaimedJob) -> None:
         self._on_executor.pop(job.id, None)
@@ -257,7 +267,7 @@ class Dispatcher:
         what Ray reported. Holds one of the consumer's slots unless adopted."""
         holds_slot = not adopted
         started = time.perf_counter()
-        memory = job.memory_bytes or self._settings.default_job_memory_bytes
+        memory = first_memory_bytes(job, self._settings)
         limit = job_timeout(job, self._settings)
         self._inflight.add(job.id)
         try:
@@ -299,6 +309,7 @@ class Dispatcher:
 
     async def _outcome(self, job: store.ClaimedJob, report: Report, limit: float, started: float) -> None:
         outcome = report.outcome
+        self._forget_crash(job, report)
         if outcome in (Outcome.FINISHED, Outcome.FAILED, Outcome.DROPPED):
             log.info(
                 "job_id=%s %s run_ms=%.1f total_ms=%.1f node=%s",
@@ -362,9 +373,26 @@ class Dispatcher:
             log.exception("job_id=%s could not record the failure", job.id)
 
     async def _lost(self, job: store.ClaimedJob, report: Report) -> None:
-        """The worker or node running the job died: run it again, up to settings.max_attempts."""
+        """The worker or node running the job died: run it again, up to settings.max_attempts.
+
+        A crash (kind "crash": the process simulating the job died, its node alive; the job ran
+        alone in it, a warm executor's child or a task's worker) is the program's doing: the job
+        runs again once, and fails naming the program and the signals if that crashes too.
+        """
         reason = failure_reason(job, report, self._settings)
         self._rewarm(job)
+        if report.kind == "crash":
+            first = self._crashed.pop(job.id, None)
+            if first is not None:
+                log.warning("job_id=%s crashed its simulator twice: failed", job.id)
+                await self._fail(
+                    job,
+                    f"the program crashed the simulator twice, its node up each time ({first}; then "
+                    f"{report.error}): it is not run again. Check the program (deeply nested "
+                    "expressions, huge literals or gate definitions)",
+                )
+                return
+            self._crashed[job.id] = report.error or "no reason given"
         if job.attempts >= self._settings.max_attempts:
             log.warning("job_id=%s lost on attempt %d, the last: %s", job.id, job.attempts, reason)
             await self._fail(job, f"{reason} (attempt {job.attempts} of {self._settings.max_attempts})")
@@ -374,6 +402,8 @@ class Dispatcher:
             self._view.mark_dead(dead.group(1))
         async with self._pool.connection() as conn:
             requeued = await store.requeue_job(conn, job_id=job.id)
+        if not requeued:  # it ended meanwhile (canceled, deleted)
+            self._crashed.pop(job.id, None)
         if requeued:
             await queue.publish_job(self.publisher, self._settings.queue_name, job.id)
             log.warning("job_id=%s lost on attempt %d (%s): queued again", job.id, job.attempts, reason)

@@ -10,6 +10,7 @@ instead of queueing forever inside Ray.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,14 @@ from core.store import ClaimedJob
 GIB = 1024**3
 # Jobs asking more than this run in a worker that exits afterwards, returning the memory.
 BIG_JOB_BYTES = 2 * GIB
-# plugins.aer.sizing.WORKER_BYTES, not imported from there: that module loads Qiskit.
+# plugins.aer.sizing's memory model (WORKER_BYTES, GATE_BYTES, PROGRAM_BYTES_*, BATCH_GATES),
+# not imported from there: that module loads Qiskit. tests/dispatcher/test_batching.py checks
+# that the two agree.
 WORKER_BYTES = 256 * 1024**2
+GATE_BYTES = 6 * 1024
+PROGRAM_BYTES_QASM2, PROGRAM_BYTES_QASM3 = 24, 1200
+BATCH_GATES = 8192
+_QASM2 = re.compile(r"^\s*OPENQASM\s+2", re.MULTILINE)
 MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits wide, lightly entangled circuits)'
 
 
@@ -120,10 +127,21 @@ def runs_in_batch(job: ClaimedJob, settings: Settings) -> bool:
 
 
 def batch_memory_bytes(settings: Settings) -> int:
-    """The memory budget of a batched job: a Ray worker plus a statevector of
-    ``settings.batch_max_qubits`` qubits (plugins.aer.sizing's formula)."""
+    """The memory budget of a batched job: a Ray worker, a statevector of
+    ``settings.batch_max_qubits`` qubits and BATCH_GATES gates (plugins.aer.sizing's formula)."""
     state = 16 * 2**settings.batch_max_qubits
-    return WORKER_BYTES + state + state // 8
+    return WORKER_BYTES + state + state // 8 + GATE_BYTES * BATCH_GATES
+
+
+def first_memory_bytes(job: ClaimedJob, settings: Settings) -> int:
+    """The memory a job first asks Ray for, before its program is parsed (bytes): its own
+    estimate if a worker made one, else ``settings.default_job_memory_bytes`` or, for a long
+    program, what loading it takes (plugins.aer.sizing: PROGRAM_BYTES_QASM2 or _QASM3 per byte
+    of program, measured with Qiskit's loaders, 1.5x the worst) on top of a worker."""
+    if job.memory_bytes:
+        return job.memory_bytes
+    per_byte = PROGRAM_BYTES_QASM2 if _QASM2.search(job.qasm[:4096]) else PROGRAM_BYTES_QASM3
+    return max(settings.default_job_memory_bytes, WORKER_BYTES + per_byte * len(job.qasm))
 
 
 def job_cpus(job: ClaimedJob, memory_bytes: int, nodes: list[Node], settings: Settings) -> int:

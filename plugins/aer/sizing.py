@@ -1,10 +1,18 @@
-"""How much memory a circuit needs on Aer, from its active qubits and the method Aer will use.
+"""How much memory a circuit needs on Aer, from its active qubits, the method Aer will use and
+its gates after expansion; and how long it takes.
 
 Aer's automatic method picks the stabilizer simulator for Clifford circuits and
 otherwise the statevector one (qiskit-aer, "Simulation methods"); a statevector of
 n qubits holds 2^n complex doubles (16·2^n bytes), a density matrix or unitary
 16·4^n, a superoperator 16·16^n. Aer drops qubits no instruction touches, so n is
 the number of active qubits, never the declared width.
+
+Each gate costs memory too, whatever the width: Qiskit's circuit, the unrolled copy and
+Aer's own (measured here with Qiskit 2 and Aer 0.17, peak resident memory over a warm
+process: 1.9-2.6 KB per gate of a loaded program, 5.2 KB per gate its own definitions
+expand to; GATE_BYTES is 1.15x the worst). Before a program is parsed only its length is
+known: loading costs up to 16 B per byte of OpenQASM 2 and 794 B per byte of OpenQASM 3
+(Qiskit's reference importer; its Rust parser about 290): PROGRAM_BYTES_* are 1.5x those.
 """
 
 from __future__ import annotations
@@ -16,8 +24,13 @@ from qiskit import QuantumCircuit
 from plugins.aer.circuits import active_qubits
 
 MIB = 1024 * 1024
-# A Ray worker with Qiskit and Aer loaded, before any simulation.
+# A Ray worker with Qiskit and Aer loaded, before any simulation (about 100 MiB measured).
 WORKER_BYTES = 256 * MIB
+# Memory per gate after expansion, and per byte of program while it loads (see above).
+GATE_BYTES = 6 * 1024
+PROGRAM_BYTES_QASM2, PROGRAM_BYTES_QASM3 = 24, 1200
+# Gates a warm executor's job may have (its memory budget counts them: dispatcher/placement.py).
+BATCH_GATES = 8192
 # Gates of the Clifford group Aer's stabilizer method runs, plus non-unitary bookkeeping.
 CLIFFORD = frozenset(
     {
@@ -76,16 +89,18 @@ def size(circuit: QuantumCircuit, method: str) -> Size:
     """The memory ``circuit`` needs with Aer ``method`` ("automatic" or an Aer method name).
 
     Returns:
-        Size with memory_bytes = WORKER_BYTES + the simulation's state (+1/8 margin); the
-        stabilizer, extended-stabilizer and matrix-product-state methods count as the
-        worker alone (their state grows polynomially for the circuits they suit).
+        Size with memory_bytes = WORKER_BYTES + the simulation's state (+1/8 margin) + GATE_BYTES
+        per gate after expansion (a for loop's body once per iteration); the stabilizer,
+        extended-stabilizer and matrix-product-state methods count no state (it grows
+        polynomially for the circuits they suit).
     """
     qubits = active_qubits(circuit)
     if method == "automatic":
         method = "stabilizer" if is_clifford(circuit) else "statevector"
     exponent = _EXPONENT.get(method, 0)
     state = 16 * 2 ** (exponent * qubits) if exponent else 0
-    return Size(method=method, active_qubits=qubits, memory_bytes=WORKER_BYTES + state + state // 8)
+    gates = GATE_BYTES * _gates(circuit)
+    return Size(method=method, active_qubits=qubits, memory_bytes=WORKER_BYTES + state + state // 8 + gates)
 
 
 # --- time -------------------------------------------------------------------------------

@@ -120,6 +120,34 @@ def test_results_postgres_refuses_fail_their_own_job_only(dsn, synchronous_commi
     assert db.record_job(unstarted.id, {"counts": {"1": 1}}, None, "n1") == (False, None)
 
 
+def test_a_warm_executors_quick_job_finishes_from_claimed_with_its_true_start_time(dsn):
+    """A batch's job that finished before it was marked started goes from claimed (shown pending)
+    to finished: start_time is its run time before finish_time, never NULL."""
+    quick, quick_failed, started = asyncio.run(_claim(dsn, BELL)), asyncio.run(_claim(dsn, BELL)), _started(dsn, BELL)
+    db = WorkerDb()
+    written = db.record(
+        finished=[(quick.id, {"counts": {"11": 1}}), (started.id, {"counts": {"00": 1}})],
+        failed=[(quick_failed.id, "boom")],
+        node_id="n1",
+        run_s={quick.id: 0.25, quick_failed.id: 0.5, started.id: 9.0},
+    )
+    assert written == {quick.id: None, quick_failed.id: "boom", started.id: None}
+    with store.connect_sync(dsn) as conn:
+        rows = {
+            row["id"]: row
+            for row in conn.execute(
+                "SELECT id, status, node_id, extract(epoch FROM finish_time - start_time) AS ran FROM jobs"
+                " WHERE id = ANY(%s)",
+                ([quick.id, quick_failed.id, started.id],),
+            ).fetchall()
+        }
+    assert [rows[j.id]["status"] for j in (quick, quick_failed, started)] == ["finished", "failed", "finished"]
+    assert float(rows[quick.id]["ran"]) == pytest.approx(0.25, abs=0.01)
+    assert float(rows[quick_failed.id]["ran"]) == pytest.approx(0.5, abs=0.01)
+    assert float(rows[started.id]["ran"]) < 5  # a started job keeps the start_time it was marked with
+    assert rows[quick.id]["node_id"] == "n1"
+
+
 def test_a_broken_connection_is_reopened(dsn):
     db = WorkerDb()
     job = asyncio.run(_claim(dsn, BELL))
@@ -140,6 +168,6 @@ def test_ray_errors_become_reports_of_the_job():
     canceled = classify(job_id, ray.exceptions.TaskCancelledError())
     assert (canceled.job_id, canceled.outcome) == (job_id, Outcome.CANCELED)
     crashed = classify(job_id, ray.exceptions.WorkerCrashedError())
-    assert (crashed.outcome, crashed.kind) == (Outcome.LOST, "worker")
+    assert (crashed.outcome, crashed.kind) == (Outcome.LOST, "crash")
     other = classify(job_id, ValueError("\x1b[31mboom\x1b[0m"))
     assert (other.outcome, other.kind, other.error) == (Outcome.ERROR, "ValueError", "boom")

@@ -8,11 +8,13 @@ import asyncio
 import uuid
 
 import pytest
+from qiskit import QuantumCircuit
 
 from core import store
 from core.domain import BUILTIN_PLUGIN, JobSpec, ResultType
 from core.settings import Settings
 from core.store import ClaimedJob
+from dispatcher import placement
 from dispatcher.placement import (
     WORKER_BYTES,
     Node,
@@ -65,11 +67,34 @@ def test_other_jobs_run_as_tasks_of_their_own(other):
     assert not runs_in_batch(job(**other), Settings())
 
 
-def test_batch_budget_is_a_worker_and_a_statevector_of_batch_max_qubits():
+def test_batch_budget_is_a_worker_a_statevector_of_batch_max_qubits_and_batch_gates():
     from plugins.aer import sizing
 
-    assert WORKER_BYTES == sizing.WORKER_BYTES
-    assert batch_memory_bytes(Settings(batch_max_qubits=16)) == WORKER_BYTES + 16 * 2**16 + 2 * 2**16
+    ours = (placement.WORKER_BYTES, placement.GATE_BYTES, placement.PROGRAM_BYTES_QASM2, placement.PROGRAM_BYTES_QASM3)
+    assert ours == (sizing.WORKER_BYTES, sizing.GATE_BYTES, sizing.PROGRAM_BYTES_QASM2, sizing.PROGRAM_BYTES_QASM3)
+    assert placement.BATCH_GATES == sizing.BATCH_GATES
+    assert batch_memory_bytes(Settings(batch_max_qubits=16)) == (
+        WORKER_BYTES + 16 * 2**16 + 2 * 2**16 + 6 * 1024 * 8192
+    )
+    # a Bell circuit fits the budget; 8 193 gates on 16 qubits do not (a task of their own)
+    bell = sizing.size(QuantumCircuit.from_qasm_str(BELL), "automatic")
+    assert bell.memory_bytes == WORKER_BYTES + 4 * 6 * 1024  # h, cx and two measurements
+    wide = QuantumCircuit(16)
+    for i in range(8193):
+        wide.rz(0.1, i % 16)
+    assert sizing.size(wide, "automatic").memory_bytes > batch_memory_bytes(Settings(batch_max_qubits=16))
+
+
+def test_a_long_program_first_asks_for_what_loading_it_takes():
+    """Before it is parsed, a job asks the default, or for a long program 24 B per byte of
+    OpenQASM 2 and 1 200 B per byte of OpenQASM 3 (plugins.aer.sizing, measured) on a worker."""
+    settings = Settings()
+    assert placement.first_memory_bytes(job(), settings) == settings.default_job_memory_bytes
+    long2 = BELL + "//" + "x" * 30 * 2**20  # 30 MiB of OpenQASM 2
+    assert placement.first_memory_bytes(job(qasm=long2), settings) == WORKER_BYTES + 24 * len(long2)
+    long3 = "// a comment first\nOPENQASM 3.0;\nqubit q;\n" + "//" + "x" * 2**20
+    assert placement.first_memory_bytes(job(qasm=long3), settings) == WORKER_BYTES + 1200 * len(long3)
+    assert placement.first_memory_bytes(job(qasm=long3, memory=5 * GIB), settings) == 5 * GIB
 
 
 def test_large_job_gets_the_cpus_of_the_largest_node_that_fits():
@@ -123,8 +148,9 @@ def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
 
     monkeypatch.setenv("QSERVER_DATABASE_URL", dsn)
     get_settings.cache_clear()
-    wide = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[20];\nh q;\nt q;\nmeasure q[0] -> c[0];\n'
-    wide = wide.replace("qreg q[20];", "qreg q[20];\ncreg c[1];")
+    # 22 qubits: a statevector past the budget's 16 qubits and BATCH_GATES gates
+    wide = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[22];\nh q;\nt q;\nmeasure q[0] -> c[0];\n'
+    wide = wide.replace("qreg q[22];", "qreg q[22];\ncreg c[1];")
     budget = batch_memory_bytes(Settings(batch_max_qubits=16))
     claimed = asyncio.run(_claimed(dsn, [BELL, "OPENQASM 2.0;\nqreg q[1];\nfoo q[0];\n", wide, BELL]))
     ids = [job.id for job in claimed]
@@ -134,7 +160,7 @@ def test_warm_executor_runs_a_batch_and_writes_every_outcome(dsn, monkeypatch):
         reports = executor.run_batch([Work(job=job, memory_bytes=budget) for job in claimed])
         assert [r.outcome for r in reports] == [Outcome.FINISHED, Outcome.FAILED, Outcome.NEEDS_MEMORY, Outcome.DROPPED]
         assert [r.job_id for r in reports] == ids
-        assert reports[2].memory.active_qubits == 20 and reports[2].memory.memory_bytes > budget
+        assert reports[2].memory.active_qubits == 22 and reports[2].memory.memory_bytes > budget
         rows = {
             r["id"]: r
             for r in conn.execute(

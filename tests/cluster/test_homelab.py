@@ -47,11 +47,12 @@ def test_gpu_job_runs_on_the_gpu_node(homelab):
 
 
 def test_job_too_big_for_small_nodes_goes_to_the_big_one(homelab):
-    # 25 qubits, statevector: 512 MiB of state + 1/8 + 256 MiB of worker = 832 MiB > 768 MiB
+    # 25 qubits, statevector: 512 MiB of state + 1/8 + 256 MiB of worker + 6 KiB for each of its
+    # 100 gates (h, t, h and a measurement per qubit) = 832.6 MiB > 768 MiB
     job = homelab.client.run(non_clifford(25), counts=True, metadata={"shots": 20})
     assert job["status"] == "finished", job["error"]
     assert job["node_id"] == homelab.node_id("big")
-    assert job["memory_bytes"] == 256 * MIB + 512 * MIB + 64 * MIB
+    assert job["memory_bytes"] == 256 * MIB + 512 * MIB + 64 * MIB + 100 * 6 * 1024
     assert all(len(key) == 25 for key in job["results"]["counts"])
 
 

@@ -15,15 +15,14 @@ import json
 import logging
 import os
 import tempfile
-import threading
 import time
-import uuid
 from dataclasses import replace
 from typing import Any
 
 import ray
 
 from cluster.messages import ESTIMATE, MEMORY, Report, Work
+from cluster.watch import Watch
 from cluster.workerdb import WorkerDb
 from core.domain import BUILTIN_PLUGIN, MemoryNeed, Outcome
 from core.settings import get_settings
@@ -32,7 +31,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 
 _db = WorkerDb()  # the task path's connection, one per worker process
-_heartbeat_db = WorkerDb()  # the heartbeat threads', used by one thread at a time
+_heartbeat_db = WorkerDb()  # the watch threads' (cluster/watch.py), used by one thread at a time
 _plugins: dict[str, Any] = {}
 
 
@@ -198,7 +197,9 @@ def run_job(work: Work) -> Report:
         A Report: FINISHED or FAILED (written); DROPPED when the job was no longer running
         (canceled meanwhile; ``database`` names this worker's database); NEEDS_MEMORY
         (nothing written; ``memory`` says what the circuit needs) when it needs more memory
-        than this task was granted.
+        than this task was granted. A job that grows this worker past its grant is failed
+        (written) and the worker ended by cluster/watch.py: Ray then reports the task's worker
+        crashed, and the dispatcher finds the job failed.
 
     Raises:
         psycopg.OperationalError: Postgres stayed unreachable for the outcome's write.
@@ -206,11 +207,11 @@ def run_job(work: Work) -> Report:
     node = node_id()
     if not _db.mark_started(work.job_id, node):  # canceled or deleted while claimed: not run
         return Report(work.job_id, Outcome.DROPPED, 0.0, node, database=_db.database())
-    beating = _Heartbeat(work.job_id)
+    watch = Watch(work.job_id, work.memory_bytes, node, _heartbeat_db)  # heartbeats and memory
     try:
         report, results = execute(work, node)
     finally:
-        beating.stop()
+        watch.stop()
     if report.outcome is Outcome.NEEDS_MEMORY:
         _db.hand_back(work.job_id)  # not simulated: claimed again, for the dispatcher to place
         return report
@@ -221,27 +222,6 @@ def run_job(work: Work) -> Report:
         report = replace(report, outcome=Outcome.FAILED, error=error)
     log.info("job_id=%s %s in %.1f ms on node %s", work.job_id, report.outcome.value, report.run_ms, node)
     return report
-
-
-class _Heartbeat:
-    """A thread that marks the job alive every ``heartbeat_s`` on a connection of its own,
-    so that a job whose worker or node dies unseen is noticed (dispatcher's reaper)."""
-
-    def __init__(self, job_id: uuid.UUID):
-        self._job_id = job_id
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
-        self._thread.start()
-
-    def _beat(self) -> None:
-        interval = get_settings().heartbeat_s
-        while not self._done.wait(interval):
-            _heartbeat_db.heartbeat(self._job_id)
-
-    def stop(self) -> None:
-        """End the beats; waits up to 5 s for the thread."""
-        self._done.set()
-        self._thread.join(timeout=5)
 
 
 def warm_up(pause_s: float = 0.5) -> dict[str, Any]:

@@ -25,7 +25,8 @@ Exit status 1 when lost, run twice or refused-but-stored is not 0.
 
 ``--hostile`` then runs a hostile tenant beside a normal one (``--skip-faults``: only that):
 long small jobs (16 qubits, a mid-circuit measurement, ~4000 gates, 6000 shots: minutes of
-per-shot simulation each, submitted as a fast-path job), cancel storms (each canceled a second
+per-shot simulation each, submitted as a fast-path job), programs that crash a parser or explode
+in memory unless refused (each must fail, alone), cancel storms (each canceled a second
 or so after it was submitted) and concurrent reads of a big result, while a normal client runs
 Bell jobs one after another. It prints the normal jobs' latency (p50, p99) without and with the
 hostile tenant, and lost, run twice and wrong status (a canceled job not canceled, a Bell job
@@ -307,6 +308,31 @@ def long_small_qasm(seed: int, qubits: int = 16, gates: int = 4000) -> str:
     return "\n".join([*lines, "measure q -> c;", ""])
 
 
+# Programs that crash or blow up a loader unless refused first: an expression nested 10 000
+# deep (Qiskit's Rust OpenQASM 3 parser dies with SIGSEGV on it, ../shared/cases), and gate
+# definitions that double 17 times (2^17 gates from a 700-byte program). Each must fail with a
+# message, alone, without crashing or re-running anyone's jobs.
+CRASHER = (
+    'OPENQASM 3.0;\ninclude "stdgates.inc";\nqubit[1] q;\nbit[1] c;\nrx('
+    + "(" * 10_000
+    + "pi"
+    + ")" * 10_000
+    + ") q[0];\nc[0] = measure q[0];\n"
+)
+EXPLODER = "\n".join(
+    [
+        "OPENQASM 2.0;",
+        'include "qelib1.inc";',
+        "gate g0 a, b { h a; cx a, b; }",
+        *(f"gate g{k} a, b {{ g{k - 1} a, b; g{k - 1} a, b; }}" for k in range(1, 18)),
+        "qreg q[2];",
+        "creg c[2];",
+        "g17 q[0], q[1];",
+        "measure q -> c;",
+        "",
+    ]
+)
+
 BIG_RESULT = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[18];\ncreg c[18];\nh q;\nmeasure q -> c;\n'
 
 
@@ -323,8 +349,9 @@ def normal_jobs(lab: FaultLab, count: int, expected: dict[str, str]) -> list[flo
 
 
 def hostile_tenant(lab: FaultLab, stop: threading.Event, expected: dict[str, str], big: str) -> None:
-    """Until ``stop``: two long small jobs left running, then a cancel storm (five, each canceled
-    about a second after its submission), and four readers of a big result all along."""
+    """Until ``stop``: two long small jobs left running, a program that crashes a parser and one
+    that explodes in memory unless refused, then a cancel storm (five, each canceled about a
+    second after its submission), and four readers of a big result all along."""
 
     def read() -> None:
         while not stop.is_set():
@@ -338,6 +365,8 @@ def hostile_tenant(lab: FaultLab, stop: threading.Event, expected: dict[str, str
         for _ in range(2):
             seed += 1
             expected[lab.client.submit(long_small_qasm(seed), metadata={"shots": 6000})] = "canceled"
+        for program in (CRASHER, EXPLODER):
+            expected[lab.client.submit(program, counts=True)] = "failed"
         storm = []
         for _ in range(5):
             seed += 1

@@ -92,13 +92,15 @@ class Executor:
         started: set[uuid.UUID] = set()
 
         def mark_started(work: Work) -> bool:  # the job runs past running_after_s: show it running
+            if work.job_id in started:  # asked again while it runs, or run again in a new child
+                return True
             started.add(work.job_id)
             return self._db.mark_started(work.job_id, self._node_id)
 
-        for work in works:
-            if work.memory_bytes != self._budget:
-                work = replace(work, memory_bytes=self._budget)
-            report, results = self._sandbox.run(work, mark_started)
+        works = [
+            work if work.memory_bytes == self._budget else replace(work, memory_bytes=self._budget) for work in works
+        ]
+        for work, (report, results) in zip(works, self._sandbox.run_all(works, mark_started), strict=True):
             if report.outcome is Outcome.NEEDS_MEMORY and work.job_id in started:  # not run here: claimed again
                 self._db.hand_back(work.job_id)
             if report.outcome is Outcome.DROPPED:

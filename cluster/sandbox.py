@@ -40,8 +40,10 @@ WATCH_S = 0.05  # how often a running child's time and memory are checked (secon
 _WARM_UP = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0];\ncx q[0],q[1];\nmeasure q -> c;\n'
 
 
-def _serve(conn: Connection, node: str | None) -> None:
-    """The child: warm up, then run each Work received and send back (Report, results)."""
+def _serve(conn: Connection, node: str | None, progress: Any) -> None:
+    """The child: warm up, then run each list of Works received and send back one
+    (Report, results) per work, all at once. ``progress`` holds [the index of the work being
+    run (-1 between lists), when it started (time.monotonic)] for the executor to watch."""
     try:
         ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the child still exits when its pipe closes
@@ -53,18 +55,24 @@ def _serve(conn: Connection, node: str | None) -> None:
     conn.send("ready")
     while True:
         try:
-            work = conn.recv()
+            works = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send(executor.execute(work, node))
+        answers = []
+        for i, work in enumerate(works):
+            progress[1] = time.monotonic()  # the time first: an index read is never older
+            progress[0] = i
+            answers.append(executor.execute(work, node))
+        progress[0] = -1
+        conn.send(answers)
 
 
 @dataclass(frozen=True)
 class Stop:
-    """Why a run was stopped: "dropped" (no longer claimed), "overran" (past its time) or
-    "memory" (``resident``: the child's resident bytes then)."""
+    """Why a run was stopped: "canceled", "dropped" (no longer claimed), "overran" (past its
+    time) or "memory" (``resident``: the child's resident bytes then)."""
 
-    why: str
+    why: str  # "canceled", "dropped", "overran" or "memory"
     resident: int = 0
 
 
@@ -73,7 +81,10 @@ class _Child:
 
     def __init__(self, context: Any, node: str | None) -> None:
         self.conn, theirs = multiprocessing.Pipe()
-        self.process = context.Process(target=_serve, args=(theirs, node), daemon=True, name="qserver-sandbox")
+        self.progress = context.RawArray("d", [-1.0, 0.0])  # shared: see _serve
+        self.process = context.Process(
+            target=_serve, args=(theirs, node, self.progress), daemon=True, name="qserver-sandbox"
+        )
         self.process.start()
         theirs.close()
         self.ready = False
@@ -93,6 +104,10 @@ class _Child:
             except (EOFError, OSError):
                 return False
         return self.ready
+
+    def current(self) -> tuple[int, float]:
+        """(the index of the work the child runs, -1 between lists; when it started, monotonic s)."""
+        return int(self.progress[0]), self.progress[1]
 
     def resident_bytes(self) -> int:
         """The child's resident memory (bytes); 0 once it is gone."""
@@ -114,14 +129,15 @@ class _Child:
 
 
 class Sandbox:
-    """Runs works one at a time in a child process that :meth:`cancel` or a time limit can stop.
+    """Runs works one after another in a child process that :meth:`cancel`, a time limit or a
+    memory limit can stop.
 
     Args:
         node: the Ray node id the reports name.
-        running_after_s: how long a job simulates before ``run``'s ``on_start`` marks it
+        running_after_s: how long a job simulates before ``run_all``'s ``on_start`` marks it
             started (settings.batch_running_after_s).
 
-    Thread-safe for one caller of :meth:`run` and any callers of :meth:`cancel`.
+    Thread-safe for one caller of :meth:`run_all` and any callers of :meth:`cancel`.
     """
 
     def __init__(self, node: str | None, running_after_s: float = 0.0) -> None:
@@ -130,7 +146,7 @@ class Sandbox:
         self._context.set_forkserver_preload(PRELOAD)
         self._node = node
         self._lock = threading.Lock()
-        self._current: uuid.UUID | None = None
+        self._running: list[Work] | None = None  # the works the child runs now
         self._canceled: set[uuid.UUID] = set()
         self._child = _Child(self._context, node)
         self._spare = _Child(self._context, node)
@@ -140,80 +156,104 @@ class Sandbox:
         """The process ids of the child that runs jobs and of the spare."""
         return [pid for pid in (self._child.pid, self._spare.pid) if pid is not None]
 
-    def run(self, work: Work, on_start: Callable[[Work], bool] | None = None) -> tuple[Report, dict[str, Any] | None]:
-        """Run ``work`` in the child (cluster.executor.execute), at most ``work.max_run_s`` seconds,
-        with the child's resident memory at most ``work.memory_bytes``.
+    def run_all(
+        self, works: list[Work], on_start: Callable[[Work], bool] | None = None
+    ) -> list[tuple[Report, dict[str, Any] | None]]:
+        """Run ``works`` one after another in the child (cluster.executor.execute), each at most
+        ``work.max_run_s`` seconds with the child's resident memory at most ``work.memory_bytes``.
+
+        The works go to the child in one message and come back in one; meanwhile the executor
+        wakes every WATCH_S to look at which job runs (shared memory), for how long and in how
+        much memory, and stops it if it must. A job that is stopped or crashes ends its child;
+        the spare runs the others again (those the child had finished, whose answers died with
+        it, too) and a new spare is started.
 
         Args:
-            work: the job.
-            on_start: called once the job has simulated ``running_after_s`` seconds without
-                answering (most jobs answer sooner and are never marked): marks it started
-                (claimed to running); False means the job is no longer claimed (canceled or
-                deleted meanwhile): its run is stopped.
+            works: the jobs, in order.
+            on_start: called (again and again: it must be idempotent) once a job has simulated
+                ``running_after_s`` seconds (most jobs end sooner and are never marked): marks it
+                started (claimed to running); False means the job is no longer claimed
+                (canceled or deleted meanwhile): its run is stopped.
 
         Returns:
-            (report, results) as ``executor.execute`` returns them; or, with None: CANCELED (the
-            job was canceled before or while it ran: the run was stopped), DROPPED (``on_start``
-            said it is no longer claimed: stopped), NEEDS_MEMORY kind OVERRAN (it ran past
-            ``work.max_run_s``: stopped) or kind MEMORY (the child grew past ``work.memory_bytes``:
-            stopped; ``report.memory`` asks for twice what it had reached), LOST kind "crash" (the
-            child died by itself: a crash in the loader or simulator; ``report.error`` names the
-            signal). After a stop or a crash the spare child takes over and a new spare is started.
+            One (report, results) per work, in order, as ``executor.execute`` returns them; or,
+            with None: CANCELED (the job was canceled before or while it ran: the run was
+            stopped), DROPPED (``on_start`` said it is no longer claimed: stopped), NEEDS_MEMORY
+            kind OVERRAN (it ran past ``work.max_run_s``: stopped) or kind MEMORY (the child grew
+            past ``work.memory_bytes``: stopped; ``report.memory`` asks for twice what it had
+            reached), LOST kind "crash" (the child died by itself: a crash in the loader or
+            simulator; ``report.error`` names the signal).
         """
-        started = time.perf_counter()
+        answers: dict[uuid.UUID, tuple[Report, dict[str, Any] | None]] = {}
+        todo = list(works)
+        while todo:
+            todo = self._run_some(todo, on_start, answers)
+        return [answers[work.job_id] for work in works]
+
+    def _run_some(self, works: list[Work], on_start: Callable[[Work], bool] | None, answers: dict) -> list[Work]:
+        """Run ``works`` in the ready child, putting each answer in ``answers``; the works to run
+        again when the child ended before it answered (none when it answered)."""
         with self._lock:
-            if work.job_id in self._canceled:
-                return Report(work.job_id, Outcome.CANCELED, 0.0, self._node), None
-            self._current = work.job_id
-        answer = stop = None
-        child = self._ready_child()
+            canceled = set(self._canceled)
+        for work in works:  # canceled while they waited here: never sent
+            if work.job_id in canceled:
+                answers[work.job_id] = (Report(work.job_id, Outcome.CANCELED, 0.0, self._node), None)
+        works = [work for work in works if work.job_id not in canceled]
+        if not works:
+            return []
+        child, stop, at = self._ready_child(), None, (-1, time.monotonic())
+        with self._lock:
+            self._running = works
         try:
-            child.conn.send(work)
-            answer, stop = self._await(child, work, on_start, started)
+            child.conn.send(works)
+            while not child.conn.poll(WATCH_S):
+                at = child.current()
+                if 0 <= at[0] < len(works):
+                    stop = self._check(child, works[at[0]], time.monotonic() - at[1], on_start)
+                    if stop is not None:
+                        break
+            else:
+                done = child.conn.recv()
+                answers.update(zip((work.job_id for work in works), done, strict=True))
+                # grown past a job's budget: the spare goes on. Read only after a batch that the
+                # watch saw (WATCH_S or longer): loading and simulating grow a child by ~85 MiB/s
+                # at most (measured), so a shorter one cannot have grown it by more than ~4 MiB
+                # unseen, and the next longer batch sees what they add up to.
+                limit = works[-1].memory_bytes
+                grown = limit and at[0] >= 0 and child.resident_bytes() > limit
+                if child.killed or grown:
+                    self._replace(child)
+                return []
         except (EOFError, OSError):  # the child died: killed by cancel(), or a crash
-            pass
+            at = child.current()  # which work it died in (the shared memory outlives it)
         finally:
             with self._lock:
-                self._current = None
-                canceled, killed = work.job_id in self._canceled, child.killed
-        if answer is not None:
-            # canceled as it finished (its outcome write finds the job canceled), or grown past
-            # what a job may have: the spare takes over
-            if killed or (work.memory_bytes and child.resident_bytes() > work.memory_bytes):
-                self._replace(child)
-            return answer
-        run_ms = (time.perf_counter() - started) * 1e3
+                self._running = None
+                canceled, killed = set(self._canceled), child.killed
         self._replace(child)
-        return self._stopped(work, child, run_ms, stop, canceled)
+        i, since = at
+        if not 0 <= i < len(works):  # it died between works: run them all again
+            return works
+        work = works[i]
+        if work.job_id not in canceled and stop is None and killed:  # killed for another's cancel
+            return works
+        run_ms = (time.monotonic() - since) * 1e3
+        answers[work.job_id] = self._stopped(work, child, run_ms, stop, work.job_id in canceled)
+        return works[:i] + works[i + 1 :]  # those it had finished lost their answers with it
 
-    def _await(
-        self, child: _Child, work: Work, on_start: Callable[[Work], bool] | None, started: float
-    ) -> tuple[tuple[Report, dict[str, Any] | None] | None, Stop | None]:
-        """Wait for the child's answer: (answer, None), or (None, why it must be stopped).
-
-        Raises:
-            EOFError, OSError: the child died.
-        """
-        deadline = None if work.max_run_s is None else started + work.max_run_s
-        if on_start is not None:
-            first = self._running_after_s if deadline is None else min(self._running_after_s, work.max_run_s)
-            if child.conn.poll(first):
-                return child.conn.recv(), None
-            try:
-                if not on_start(work):
-                    return None, Stop("dropped")
-            except BaseException:  # Postgres unreachable: nothing of this job may go on
-                child.kill()
-                raise
-        while True:
-            left = None if deadline is None else deadline - time.perf_counter()
-            if left is not None and left <= 0:
-                return None, Stop("overran")
-            if child.conn.poll(WATCH_S if left is None else min(WATCH_S, left)):
-                return child.conn.recv(), None
-            resident = child.resident_bytes()
-            if work.memory_bytes and resident > work.memory_bytes:
-                return None, Stop("memory", resident)
+    def _check(self, child: _Child, work: Work, elapsed: float, on_start: Callable[[Work], bool] | None) -> Stop | None:
+        """Why the child must stop running ``work`` after ``elapsed`` seconds, or None."""
+        with self._lock:
+            if work.job_id in self._canceled:
+                return Stop("canceled")
+        if on_start is not None and elapsed >= self._running_after_s and not on_start(work):
+            return Stop("dropped")
+        if work.max_run_s is not None and elapsed > work.max_run_s:
+            return Stop("overran")
+        resident = child.resident_bytes()
+        if work.memory_bytes and resident > work.memory_bytes:
+            return Stop("memory", resident)
+        return None
 
     def _stopped(
         self, work: Work, child: _Child, run_ms: float, stop: Stop | None, canceled: bool
@@ -259,15 +299,17 @@ class Sandbox:
         raise RuntimeError("the executor's child processes die while warming up")
 
     def cancel(self, job_id: uuid.UUID) -> bool:
-        """Stop job ``job_id``: kill the child if it is running it, else skip it when its turn
-        comes (until :meth:`forget`). True if it was running."""
+        """Stop job ``job_id``: kill the child if it is running it, else skip or stop it when its
+        turn comes (until :meth:`forget`). True if it was running."""
         with self._lock:
             self._canceled.add(job_id)
-            if self._current != job_id:
+            i, _ = self._child.current()
+            running = self._running
+            if running is None or not 0 <= i < len(running) or running[i].job_id != job_id:
                 return False
-            self._child.killed = True  # under the lock: the child still runs this job
+            self._child.killed = True  # under the lock: the child still runs this batch
             try:
-                os.kill(self._child.pid, signal.SIGKILL)  # run() sees its pipe close, reaps, replaces it
+                os.kill(self._child.pid, signal.SIGKILL)  # run_all() sees its pipe close, reaps, replaces it
             except ProcessLookupError:  # it died by itself meanwhile
                 pass
         return True

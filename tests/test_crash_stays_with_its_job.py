@@ -16,6 +16,7 @@ import time
 
 import psutil
 
+from core import store
 from tests.test_fast_path_promises import (
     BELL,
     BIG,
@@ -26,6 +27,7 @@ from tests.test_fast_path_promises import (
     _rows,
     dsn,  # noqa: F401 - the fixture
     executor,  # noqa: F401 - the fixture
+    long_qasm,
 )
 
 
@@ -56,6 +58,35 @@ def test_a_crash_fails_only_its_own_run_and_the_batch_goes_on(dsn, executor):  #
     assert [rows[j.id]["status"] for j in jobs[1:]] == ["finished", "finished"]
     assert [rows[j.id]["attempts"] for j in jobs] == [1, 1, 1]  # nobody else runs again
     assert len(executor._sandbox.pids()) == 2  # a new spare already
+
+
+def test_a_job_canceled_while_it_waits_in_the_child_is_stopped_at_its_turn(dsn, executor):  # noqa: F811
+    """The batch goes to the child at once; a job canceled while the one before it runs is stopped
+    when the executor sees it start (CANCELED), or, a job shorter than that look (a Bell job), run
+    and dropped unwritten (DROPPED): either way it stays canceled and the rest run."""
+    from cluster.messages import Work
+    from core.domain import Outcome
+
+    medium = long_qasm(12, 300, seed=3)  # seconds of per-shot simulation, then it finishes
+    jobs = _claimed(dsn, [(medium, {"shots": 2000}), (BELL, {"shots": 100}), (BELL, {"shots": 300})])
+    reports: list = []
+    batch = threading.Thread(
+        target=lambda: reports.extend(executor.run_batch([Work(job=j, memory_bytes=BIG) for j in jobs]))
+    )
+    batch.start()
+    deadline = time.monotonic() + 60
+    while not _busy(executor._sandbox.pids()):
+        assert time.monotonic() < deadline, "the first job never started simulating"
+    with store.connect_sync(dsn) as conn:
+        conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (jobs[1].id,))
+    assert not executor.cancel(jobs[1].id)  # not running yet: stopped at its turn
+    batch.join(timeout=120)
+    assert [r.outcome for r in reports][::2] == [Outcome.FINISHED, Outcome.FINISHED]
+    assert reports[1].outcome in (Outcome.CANCELED, Outcome.DROPPED)
+    rows = _rows(dsn)
+    assert [rows[j.id]["status"] for j in jobs] == ["finished", "canceled", "finished"]
+    with store.connect_sync(dsn) as conn:  # nothing of the canceled job was written
+        assert conn.execute("SELECT count(*) AS n FROM results WHERE job_id = %s", (jobs[1].id,)).fetchone()["n"] == 0
 
 
 def _grows(statements: int) -> str:

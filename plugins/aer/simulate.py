@@ -16,7 +16,7 @@ from qiskit_aer.library import SaveExpectationValue
 from plugins.aer import sizing
 from plugins.aer.circuits import active_qubits, bind_parameters, load_circuit
 from plugins.aer.errors import CircuitError, SimulationError
-from plugins.aer.unroll import DEFAULT_MAX_EXPANDED_GATES, unroll
+from plugins.aer.unroll import DEFAULT_MAX_EXPANDED_GATES, expanded_gates, unroll
 
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
 DEFAULT_SHOTS = 1000
@@ -303,6 +303,11 @@ def run(
     metadata = metadata or {}
     shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
+    if memory_budget_bytes is not None:  # what the expansion will take, before it is built
+        expanded = expanded_gates(circuit, _NATIVE, max_expanded_gates)
+        early = sizing.size_before_expansion(circuit, expanded, method)
+        if early.memory_bytes > memory_budget_bytes:
+            raise sizing.NeedsMemory(early, memory_budget_bytes)
     # Gates of the program's own, whatever their names, become what Aer runs as it is.
     circuit = unroll(circuit, _NATIVE, max_expanded_gates)
     needed = sizing.size(circuit, method)

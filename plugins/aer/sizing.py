@@ -103,6 +103,15 @@ def size(circuit: QuantumCircuit, method: str) -> Size:
     return Size(method=method, active_qubits=qubits, memory_bytes=WORKER_BYTES + state + state // 8 + gates)
 
 
+def size_before_expansion(circuit: QuantumCircuit, expanded: int, method: str) -> Size:
+    """What ``circuit`` needs at least, before its definitions are expanded: a worker and
+    GATE_BYTES for each of its gates and the ``expanded`` ones its definitions will make
+    (plugins.aer.unroll.expanded_gates); no state yet. Checked first, so that a program whose
+    definitions expand past a worker's grant is handed back before the expansion is built."""
+    gates = _gates(circuit) + expanded
+    return Size(method=method, active_qubits=active_qubits(circuit), memory_bytes=WORKER_BYTES + GATE_BYTES * gates)
+
+
 # --- time -------------------------------------------------------------------------------
 # Operations that make Aer simulate every shot on its own (no sampling of one final state):
 # resets, noise and state preparation, and any control flow (conditionals read a measurement).

@@ -68,10 +68,14 @@ class _Budget:
     def take(self, name: str) -> None:
         self.used += 1
         if self.used > self.limit:
-            raise CircuitError(
-                f"the program's gate definitions expand to more than {self.limit} gates "
-                f"(while expanding {name!r}); at most {self.limit} (QSERVER_MAX_EXPANDED_GATES)"
-            )
+            raise _too_many(self.limit, name)
+
+
+def _too_many(limit: int, name: str) -> CircuitError:
+    return CircuitError(
+        f"the program's gate definitions expand to more than {limit} gates "
+        f"(while expanding {name!r}); at most {limit} (QSERVER_MAX_EXPANDED_GATES)"
+    )
 
 
 def unroll(
@@ -93,7 +97,51 @@ def unroll(
     """
     if _all_native(circuit, native):
         return circuit
+    expanded_gates(circuit, native, max_expanded_gates)  # refused at once, before building any of it
     return _unroll_block(circuit, native, _Budget(max_expanded_gates))
+
+
+def expanded_gates(circuit: QuantumCircuit, native: frozenset[str], limit: int | None = None) -> int:
+    """How many instructions :func:`unroll` would make by expanding definitions (what its limit
+    counts), counted without building them: each distinct gate (name, width, parameters) is
+    counted once, so a program whose definitions double 17 times costs 18 counts, not 2^17.
+
+    Raises:
+        CircuitError: the count passes ``limit`` (the same message as :func:`unroll`'s), or
+            definitions nest deeper than MAX_DEFINITION_DEPTH.
+    """
+    memo: dict[tuple, int] = {}
+    total = 0
+    for instruction in circuit.data:
+        total += _count(instruction.operation, native, memo, 0)
+        if limit is not None and total > limit:
+            raise _too_many(limit, instruction.operation.name)
+    return total
+
+
+def _count(operation: Instruction, native: frozenset[str], memo: dict[tuple, int], depth: int) -> int:
+    """Instructions that expanding ``operation`` makes below it (each at any depth counts once)."""
+    if is_native(operation, native):
+        if isinstance(operation, ControlFlowOp):
+            return sum(_count(i.operation, native, memo, 0) for block in operation.blocks for i in block.data)
+        return 0
+    try:
+        key = (operation.name, operation.num_qubits, operation.num_clbits, repr(operation.params))
+    except Exception:  # noqa: BLE001 - a parameter without a repr: counted, not remembered
+        key = None
+    if key is not None and key in memo:
+        return memo[key]
+    if depth >= MAX_DEFINITION_DEPTH:
+        raise CircuitError(
+            f"gate definitions call one another more than {MAX_DEFINITION_DEPTH} deep; at most {MAX_DEFINITION_DEPTH}"
+        )
+    definition = operation.blocks[0] if isinstance(operation, BoxOp) else _definition(operation)
+    if definition is None:  # unroll says why
+        return 0
+    count = sum(1 + _count(inner.operation, native, memo, depth + 1) for inner in definition.data)
+    if key is not None:
+        memo[key] = count
+    return count
 
 
 def _unroll_block(circuit: QuantumCircuit, native: frozenset[str], budget: _Budget) -> QuantumCircuit:

@@ -19,9 +19,9 @@ from cluster.messages import Work
 from cluster.watch import MIB, Watch, ceiling_bytes
 from cluster.workerdb import WorkerDb
 from core import store
-from core.domain import JobSpec, ResultType
 from core.settings import get_settings
 from plugins.aer.sizing import WORKER_BYTES
+from tests.cluster.test_executor import _claim, _started
 from tests.conftest import fresh_database
 
 DSN = "postgresql://postgres@127.0.0.1:5432/qserver_test_watch"
@@ -50,21 +50,8 @@ def _grows(statements: int) -> str:
 
 
 def _job(dsn: str, qasm: str, started: bool) -> store.ClaimedJob:
-    async def claim() -> store.ClaimedJob:
-        pool = await store.open_pool(dsn)
-        async with pool.connection() as conn:
-            job_id = uuid.uuid4()
-            spec = JobSpec(backend="aer", result_types=(ResultType.COUNTS,), metadata={"shots": 10}, qasm=qasm)
-            await store.insert_job(conn, job_id=job_id, spec=spec)
-            (job,) = await store.claim_jobs(conn, job_ids=[job_id])
-        await pool.close()
-        return job
-
-    job = asyncio.run(claim())
-    if started:
-        with store.connect_sync(dsn) as conn:
-            assert store.mark_started_sync(conn, job_id=job.id, node_id="node-1")
-    return job
+    """A claimed job, marked started (running) or not."""
+    return _started(dsn, qasm) if started else asyncio.run(_claim(dsn, qasm))
 
 
 def _row(dsn: str, job_id: uuid.UUID) -> dict:

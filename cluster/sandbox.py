@@ -232,8 +232,10 @@ class Sandbox:
                 canceled, killed = set(self._canceled), child.killed
         self._replace(child)
         i, since = at
-        if not 0 <= i < len(works):  # it died between works: run them all again
-            return works
+        if not 0 <= i < len(works):  # it died outside any work (taking or answering the batch):
+            for work in works:  # each one is reported crashed, never sent round again (no loop)
+                answers[work.job_id] = self._stopped(work, child, 0.0, None, work.job_id in canceled)
+            return []
         work = works[i]
         if work.job_id not in canceled and stop is None and killed:  # killed for another's cancel
             return works

@@ -20,12 +20,14 @@ class JobProperties(_message.Message):
     def __init__(self, resultTypeCounts: bool = ..., resultTypeQuasiDist: bool = ..., resultTypeExpVal: bool = ..., targetSimulator: _Optional[str] = ..., metadata: _Optional[str] = ...) -> None: ...
 
 class JobData(_message.Message):
-    __slots__ = ("properties", "qasmChunk")
+    __slots__ = ("properties", "qasmChunk", "bindingsChunk")
     PROPERTIES_FIELD_NUMBER: _ClassVar[int]
     QASMCHUNK_FIELD_NUMBER: _ClassVar[int]
+    BINDINGSCHUNK_FIELD_NUMBER: _ClassVar[int]
     properties: JobProperties
     qasmChunk: str
-    def __init__(self, properties: _Optional[_Union[JobProperties, _Mapping]] = ..., qasmChunk: _Optional[str] = ...) -> None: ...
+    bindingsChunk: bytes
+    def __init__(self, properties: _Optional[_Union[JobProperties, _Mapping]] = ..., qasmChunk: _Optional[str] = ..., bindingsChunk: _Optional[bytes] = ...) -> None: ...
 
 class PendingJob(_message.Message):
     __slots__ = ("id",)

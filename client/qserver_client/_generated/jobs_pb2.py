@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/generated/jobs.proto\"\x8b\x01\n\rJobProperties\x12\x18\n\x10resultTypeCounts\x18\x01 \x01(\x08\x12\x1b\n\x13resultTypeQuasiDist\x18\x02 \x01(\x08\x12\x18\n\x10resultTypeExpVal\x18\x03 \x01(\x08\x12\x17\n\x0ftargetSimulator\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\"R\n\x07JobData\x12$\n\nproperties\x18\x01 \x01(\x0b\x32\x0e.JobPropertiesH\x00\x12\x13\n\tqasmChunk\x18\x02 \x01(\tH\x00\x42\x0c\n\nDataStream\"\x18\n\nPendingJob\x12\n\n\x02id\x18\x01 \x01(\t\"\x12\n\x10HealthCheckInput\"\x18\n\x06Health\x12\x0e\n\x06status\x18\x01 \x01(\t2T\n\x04Jobs\x12!\n\x06\x41\x64\x64Job\x12\x08.JobData\x1a\x0b.PendingJob(\x01\x12)\n\x0bHealthCheck\x12\x11.HealthCheckInput\x1a\x07.Healthb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bprotos/generated/jobs.proto\"\x8b\x01\n\rJobProperties\x12\x18\n\x10resultTypeCounts\x18\x01 \x01(\x08\x12\x1b\n\x13resultTypeQuasiDist\x18\x02 \x01(\x08\x12\x18\n\x10resultTypeExpVal\x18\x03 \x01(\x08\x12\x17\n\x0ftargetSimulator\x18\x04 \x01(\t\x12\x10\n\x08metadata\x18\x05 \x01(\t\"k\n\x07JobData\x12$\n\nproperties\x18\x01 \x01(\x0b\x32\x0e.JobPropertiesH\x00\x12\x13\n\tqasmChunk\x18\x02 \x01(\tH\x00\x12\x17\n\rbindingsChunk\x18\x03 \x01(\x0cH\x00\x42\x0c\n\nDataStream\"\x18\n\nPendingJob\x12\n\n\x02id\x18\x01 \x01(\t\"\x12\n\x10HealthCheckInput\"\x18\n\x06Health\x12\x0e\n\x06status\x18\x01 \x01(\t2T\n\x04Jobs\x12!\n\x06\x41\x64\x64Job\x12\x08.JobData\x1a\x0b.PendingJob(\x01\x12)\n\x0bHealthCheck\x12\x11.HealthCheckInput\x1a\x07.Healthb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBPROPERTIES']._serialized_start=32
   _globals['_JOBPROPERTIES']._serialized_end=171
   _globals['_JOBDATA']._serialized_start=173
-  _globals['_JOBDATA']._serialized_end=255
-  _globals['_PENDINGJOB']._serialized_start=257
-  _globals['_PENDINGJOB']._serialized_end=281
-  _globals['_HEALTHCHECKINPUT']._serialized_start=283
-  _globals['_HEALTHCHECKINPUT']._serialized_end=301
-  _globals['_HEALTH']._serialized_start=303
-  _globals['_HEALTH']._serialized_end=327
-  _globals['_JOBS']._serialized_start=329
-  _globals['_JOBS']._serialized_end=413
+  _globals['_JOBDATA']._serialized_end=280
+  _globals['_PENDINGJOB']._serialized_start=282
+  _globals['_PENDINGJOB']._serialized_end=306
+  _globals['_HEALTHCHECKINPUT']._serialized_start=308
+  _globals['_HEALTHCHECKINPUT']._serialized_end=326
+  _globals['_HEALTH']._serialized_start=328
+  _globals['_HEALTH']._serialized_end=352
+  _globals['_JOBS']._serialized_start=354
+  _globals['_JOBS']._serialized_end=438
 # @@protoc_insertion_point(module_scope)

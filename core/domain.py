@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 from core.errors import InvalidJob
+from core.sweeps import check_parameters
 
 
 class JobStatus(str, enum.Enum):
@@ -207,6 +208,8 @@ class Limits:
     max_observables: int = 1_000
     max_metadata_bytes: int = 1024 * 1024
     max_timeout_s: float = 24 * 3600.0
+    max_bindings: int = 1_000_000
+    max_bindings_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -218,12 +221,15 @@ class JobSpec:
         result_types: the requested result types, in contract order, never empty.
         metadata: the metadata object as sent (unknown keys kept for the plugin).
         qasm: the program text (OpenQASM 2 or 3).
+        bindings: a sweep's parameter values, an NPY file as sent (core/sweeps.py); None for
+            a job that is not a sweep.
     """
 
     backend: str
     result_types: tuple[ResultType, ...]
     metadata: dict[str, Any]
     qasm: str = ""
+    bindings: bytes | None = None
 
 
 def _is_int(value: Any) -> bool:
@@ -304,7 +310,7 @@ def check_properties(
 def parse_metadata(text: str, limits: Limits = Limits()) -> dict[str, Any]:
     """Parse and check the metadata JSON object.
 
-    Known keys (shots, obs, method, seed, parameters, tags, timeout_s) must have
+    Known keys (shots, obs, method, seed, parameters, sweep, tags, timeout_s) must have
     the types of the contract's metadata table; other keys pass through.
 
     Raises:
@@ -345,6 +351,12 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
         params = md["parameters"]
         if not isinstance(params, dict) or not all(_is_number(v) for v in params.values()):
             raise InvalidJob("metadata 'parameters' must be an object of {name: number}")
+    if "sweep" in md:
+        check_parameters(md["sweep"])
+        if "parameters" in md:
+            raise InvalidJob(
+                "metadata has both 'parameters' (one binding) and 'sweep' (many): send the binding as a sweep of one"
+            )
     if "tags" in md:
         tags = md["tags"]
         if not isinstance(tags, list) or not all(isinstance(t, str) and NODE_TAG.fullmatch(t) for t in tags):

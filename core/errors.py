@@ -17,6 +17,11 @@ class BackendDisabled(QServerError):
     """The backend exists but its plugin was removed (gRPC FAILED_PRECONDITION)."""
 
 
+class BackendCannotSweep(QServerError):
+    """A sweep (many bindings in one job) sent to a backend whose plugin runs one binding per
+    job: only the built-in Aer backends run sweeps (gRPC FAILED_PRECONDITION)."""
+
+
 class ClusterCannotRun(QServerError):
     """No node of the cluster has ever offered what the job needs: a tag, a GPU (gRPC FAILED_PRECONDITION)."""
 

@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     max_shots: int = Field(1_000_000, ge=1)
     max_observables: int = Field(1_000, ge=1, description="Most PUBs and Pauli terms per PUB.")
     max_metadata_bytes: int = Field(1 * MIB, ge=2)
+    max_bindings: int = Field(1_000_000, ge=1, description="Most parameter bindings in one sweep job.")
+    max_bindings_bytes: int = Field(
+        64 * MIB, ge=1024, description="Largest bindings file (NPY) of a sweep job, beside its program."
+    )
     grpc_max_header_bytes: int = Field(
         16 * 1024,
         ge=1024,

@@ -21,8 +21,9 @@ from google.protobuf.message import DecodeError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from core import auth, queue, schema, store
-from core.domain import JobSpec, Limits, check_program, check_properties
+from core.domain import BUILTIN_PLUGIN, JobSpec, Limits, check_program, check_properties
 from core.errors import (
+    BackendCannotSweep,
     BackendDisabled,
     BackendNotFound,
     ClusterCannotRun,
@@ -34,6 +35,7 @@ from core.errors import (
     Unauthenticated,
 )
 from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
+from core.sweeps import check_parameters, read_bindings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ _STATUS = {
     InvalidJob: grpc.StatusCode.INVALID_ARGUMENT,
     BackendNotFound: grpc.StatusCode.NOT_FOUND,
     BackendDisabled: grpc.StatusCode.FAILED_PRECONDITION,
+    BackendCannotSweep: grpc.StatusCode.FAILED_PRECONDITION,
     ClusterCannotRun: grpc.StatusCode.FAILED_PRECONDITION,
     QueueUnavailable: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
@@ -73,6 +76,8 @@ def limits_from(settings: Settings) -> Limits:
         max_observables=settings.max_observables,
         max_metadata_bytes=settings.max_metadata_bytes,
         max_timeout_s=settings.max_timeout_s,
+        max_bindings=settings.max_bindings,
+        max_bindings_bytes=settings.max_bindings_bytes,
     )
 
 
@@ -160,12 +165,17 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         return await self._keys.verify(self._pool, key)
 
     async def _read_submission(self, messages: AsyncIterator[jobs_pb2.JobData]) -> JobSpec:
-        """Read properties, then QASM chunks; check both. Raises InvalidJob and backend errors."""
+        """Read properties, then QASM chunks and (a sweep) bindings chunks; check them all.
+        Raises InvalidJob and backend errors."""
         spec: JobSpec | None = None
         chunks: list[str] = []
+        bindings = bytearray()
         size = 0
         try:
             async for message in messages:
+                if message.WhichOneof("DataStream") == "bindingsChunk":
+                    take_bindings(message.bindingsChunk, spec, bindings, self._limits)
+                    continue
                 spec, size = await self._take(message, spec, chunks, size)
         except DecodeError as error:
             raise InvalidJob(f"a JobData message is not valid protobuf: {error}") from None
@@ -173,7 +183,11 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             raise InvalidJob("no properties: the stream must start with the job's properties")
         qasm = "".join(chunks)
         check_program(qasm, self._settings.max_qasm_bytes)
-        return JobSpec(backend=spec.backend, result_types=spec.result_types, metadata=spec.metadata, qasm=qasm)
+        return with_sweep(
+            JobSpec(backend=spec.backend, result_types=spec.result_types, metadata=spec.metadata, qasm=qasm),
+            bytes(bindings) if bindings else None,
+            self._limits,
+        )
 
     async def _take(
         self, message: jobs_pb2.JobData, spec: JobSpec | None, chunks: list[str], size: int
@@ -192,7 +206,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
                 raise InvalidJob(f"QASM program is larger than the limit of {self._settings.max_qasm_bytes} bytes")
             chunks.append(message.qasmChunk)
             return spec, size
-        raise InvalidJob("empty JobData message: set properties or qasmChunk")
+        raise InvalidJob("empty JobData message: set properties, qasmChunk or bindingsChunk")
 
     async def _check_properties(self, props: jobs_pb2.JobProperties) -> JobSpec:
         spec = check_properties(
@@ -206,9 +220,51 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         tags = set(spec.metadata.get("tags") or ())
         async with self._pool.connection() as conn:
             backend = await store.require_backend(conn, name=spec.backend)
+            if "sweep" in spec.metadata and backend["plugin"] != BUILTIN_PLUGIN:
+                raise BackendCannotSweep(
+                    f"backend {spec.backend!r} (plugin {backend['plugin']!r}) runs one binding per job: "
+                    f"only the built-in {BUILTIN_PLUGIN} backends run sweeps"
+                )
             if backend["needs_gpu"] or tags:
                 check_cluster(spec.backend, backend["needs_gpu"], tags, await store.cluster_capabilities(conn))
         return spec
+
+
+def take_bindings(chunk: bytes, spec: JobSpec | None, bindings: bytearray, limits: Limits) -> None:
+    """Append one bindings chunk (a sweep's NPY file in parts).
+
+    Raises:
+        InvalidJob: before the properties, or past ``limits.max_bindings_bytes`` in all.
+    """
+    if spec is None:
+        raise InvalidJob("bindings chunk before the properties: send properties first")
+    if len(bindings) + len(chunk) > limits.max_bindings_bytes:
+        raise InvalidJob(
+            f"the bindings are larger than the limit of {limits.max_bindings_bytes} bytes "
+            "(QSERVER_MAX_BINDINGS_BYTES): split the sweep"
+        )
+    bindings += chunk
+
+
+def with_sweep(spec: JobSpec, bindings: bytes | None, limits: Limits) -> JobSpec:
+    """``spec`` with its sweep checked: bindings stored as sent, ``metadata.sweep.shape`` set
+    from them (core/sweeps.py). A job that is not a sweep passes unchanged.
+
+    Raises:
+        InvalidJob: bindings without ``metadata.sweep`` or the reverse, or bindings that
+            core.sweeps.read_bindings refuses.
+    """
+    declared = spec.metadata.get("sweep")
+    if bindings is None and declared is None:
+        return spec
+    if bindings is None:
+        raise InvalidJob("metadata 'sweep' names parameters but no bindings came: send them as bindingsChunk")
+    if declared is None:
+        raise InvalidJob("bindings came without metadata 'sweep': name the parameters they bind")
+    parameters = check_parameters(declared)
+    sweep, _ = read_bindings(bindings, parameters, limits.max_bindings)
+    metadata = {**spec.metadata, "sweep": {"parameters": list(parameters), "shape": list(sweep.shape)}}
+    return JobSpec(spec.backend, spec.result_types, metadata, spec.qasm, bindings)
 
 
 def check_cluster(backend: str, needs_gpu: bool, tags: set[str], cluster: dict) -> None:

@@ -119,7 +119,7 @@ def render_nginx_conf(settings: Settings) -> str:
         locations=str(LOCATIONS),
         tls_server=tls_server,
         user_directive=user,
-        client_max_body_size=str(settings.max_qasm_bytes + MIB),
+        client_max_body_size=str(settings.max_qasm_bytes + settings.max_bindings_bytes + MIB),
         header_buffer_size=f"{GRPC_HEADER_TRANSPORT_BYTES // 1024}k",
         api_upstream=host_port(connect_host(settings.api_host), settings.api_port),
         ingest_upstream=host_port(connect_host(settings.ingest_host), settings.ingest_port),

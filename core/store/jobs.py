@@ -97,6 +97,7 @@ async def insert_job(
             "id": job_id,
             "backend": spec.backend,
             "qasm": spec.qasm,
+            "bindings": spec.bindings,
             "metadata": Jsonb(spec.metadata),
             "owner": owner,
             "max": max_pending,
@@ -115,8 +116,8 @@ async def insert_job(
 # One statement (one round trip, its own transaction): the job and its result types.
 _INSERT = """
 WITH job AS (
-    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
-    VALUES (%(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s)
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner)
+    VALUES (%(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s)
     RETURNING id
 )
 INSERT INTO result_types (job_id, counts, quasi_dist, expval)
@@ -124,8 +125,8 @@ SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
 """
 _INSERT_CAPPED = f"""
 WITH job AS (
-    INSERT INTO jobs (id, target_simulator, qasm, metadata, owner)
-    SELECT %(id)s, %(backend)s, %(qasm)s, %(metadata)s, %(owner)s
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner)
+    SELECT %(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s
      WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING, CLAIMED])}
                                    LIMIT %(max)s) AS p) < %(max)s
     RETURNING id

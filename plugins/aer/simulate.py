@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -36,10 +36,13 @@ _INT64 = 2**63
 
 
 @functools.cache
-def _simulator(method: str, threads: int | None, max_memory_mb: int | None, device: str = "CPU") -> AerSimulator:
+def _simulator(
+    method: str, threads: int | None, max_memory_mb: int | None, device: str = "CPU", experiments: int = 1
+) -> AerSimulator:
     """One AerSimulator per setting, built once per process (run options go per call).
-    ``threads``: Aer's max_parallel_threads (None: Aer's default, what OpenMP allows)."""
-    options: dict[str, Any] = {"method": method}
+    ``threads``: Aer's max_parallel_threads (None: Aer's default, what OpenMP allows);
+    ``experiments``: Aer's max_parallel_experiments (a sweep's bindings, 0: as many as threads)."""
+    options: dict[str, Any] = {"method": method, "max_parallel_experiments": experiments}
     if device != "CPU":
         options["device"] = device
     if threads:
@@ -160,10 +163,16 @@ def _execute(simulator: AerSimulator, circuit: QuantumCircuit, **options: Any):
     return result
 
 
-def _counts(simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: int | None) -> dict[str, int]:
+def _counts(
+    simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: int | None, binds: list | None = None
+) -> list[dict[str, int]]:
+    """Counts of each experiment: one, or one per binding of ``binds`` (Aer's
+    ``parameter_binds``: [{parameter: [value per binding]}])."""
     options: dict[str, Any] = {"shots": shots}
     if seed is not None:
         options["seed_simulator"] = seed
+    if binds is not None:
+        options["parameter_binds"] = binds
     if _operation_names(circuit) & _CONTROL_FLOW:
         # Aer's own truncation of idle qubits breaks its jumps when every measurement sits in a
         # branch ("Invalid jump destination: if_0_end"): idle qubits are dropped here instead.
@@ -172,7 +181,10 @@ def _counts(simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: 
     result = _execute(simulator, circuit, **options)
     if "counts" not in result.data(0):
         raise CircuitError("the circuit measures no qubit, so it has no counts")
-    return {str(key): int(value) for key, value in result.get_counts(0).items()}
+    return [
+        {str(key): int(value) for key, value in result.get_counts(index).items()}
+        for index in range(len(result.results))
+    ]
 
 
 def _quasi_dist(counts: Mapping[str, int], shots: int) -> dict[int, float]:
@@ -229,8 +241,11 @@ def _expvals(
     max_memory_mb: int | None,
     device: str = "CPU",
     threads: int | None = None,
-) -> list[float]:
-    """Exact <psi|O|psi> per operator, on the circuit without its final measurements."""
+    binds: list | None = None,
+    experiments: int = 1,
+) -> list[list[float]]:
+    """Exact <psi|O|psi> per operator, on the circuit without its final measurements: one list
+    (a value per operator) per experiment: one, or one per binding of ``binds``."""
     values: list[float | None] = []
     saves = []  # (label, operator on the qubits it acts on, those qubits' indices)
     for index, operator in enumerate(operators):
@@ -245,8 +260,9 @@ def _expvals(
         support = [qubit for qubit in range(operator.num_qubits) if acts[qubit]]
         saves.append((f"expval{index}", reduced, support))
         values.append(None)
+    runs = len(next(iter(binds[0].values()))) if binds else 1
     if not saves:
-        return values  # type: ignore[return-value]
+        return [list(values)] * runs  # type: ignore[list-item]
     observed = {qubit for _, _, support in saves for qubit in support}
     body = _without_idle_qubits(_without_final_measurements(circuit), keep=observed)
     for label, reduced, support in saves:
@@ -259,9 +275,46 @@ def _expvals(
     }
     if seed is not None:
         options["seed_simulator"] = seed
-    simulator = _simulator(method, _threads(body.num_qubits, threads), max_memory_mb, device)
-    data = _execute(simulator, body, **options).data(0)
-    return [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
+    if binds is not None:
+        options["parameter_binds"] = binds
+    # a sweep's bindings share the threads (Aer runs several at once); one circuit: as _threads
+    thread_count = threads if experiments != 1 else _threads(body.num_qubits, threads)
+    simulator = _simulator(method, thread_count, max_memory_mb, device, experiments)
+    result = _execute(simulator, body, **options)
+    return [
+        [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
+        for data in (result.data(run) for run in range(runs))
+    ]
+
+
+def _prepare(
+    circuit: QuantumCircuit,
+    metadata: Mapping[str, Any],
+    wanted: set[str],
+    method: str,
+    memory_budget_bytes: int | None,
+    max_qubits: Mapping[str, int] | None,
+    max_expanded_gates: int,
+) -> tuple[QuantumCircuit, list[SparsePauliOp]]:
+    """The loaded circuit made ready for Aer (its own gates unrolled) after the memory and
+    width checks, and its observables (for expval). Raises NeedsMemory, CircuitError."""
+    if memory_budget_bytes is not None:  # what the expansion will take, before it is built
+        expanded = expanded_gates(circuit, _NATIVE, max_expanded_gates)
+        early = sizing.size_before_expansion(circuit, expanded, method)
+        if early.memory_bytes > memory_budget_bytes:
+            raise sizing.NeedsMemory(early, memory_budget_bytes)
+    # Gates of the program's own, whatever their names, become what Aer runs as it is.
+    circuit = unroll(circuit, _NATIVE, max_expanded_gates)
+    needed = sizing.size(circuit, method)
+    if memory_budget_bytes is not None and needed.memory_bytes > memory_budget_bytes:
+        raise sizing.NeedsMemory(needed, memory_budget_bytes)  # placed again, or refused for memory
+    limit = (max_qubits or {}).get(needed.method)
+    if limit is not None and needed.active_qubits > limit:
+        raise CircuitError(
+            f"the circuit has {needed.active_qubits} active qubits; this server runs at most "
+            f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
+        )
+    return circuit, _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
 
 
 def run(
@@ -303,23 +356,9 @@ def run(
     metadata = metadata or {}
     shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
-    if memory_budget_bytes is not None:  # what the expansion will take, before it is built
-        expanded = expanded_gates(circuit, _NATIVE, max_expanded_gates)
-        early = sizing.size_before_expansion(circuit, expanded, method)
-        if early.memory_bytes > memory_budget_bytes:
-            raise sizing.NeedsMemory(early, memory_budget_bytes)
-    # Gates of the program's own, whatever their names, become what Aer runs as it is.
-    circuit = unroll(circuit, _NATIVE, max_expanded_gates)
-    needed = sizing.size(circuit, method)
-    if memory_budget_bytes is not None and needed.memory_bytes > memory_budget_bytes:
-        raise sizing.NeedsMemory(needed, memory_budget_bytes)  # placed again, or refused for memory
-    limit = (max_qubits or {}).get(needed.method)
-    if limit is not None and needed.active_qubits > limit:
-        raise CircuitError(
-            f"the circuit has {needed.active_qubits} active qubits; this server runs at most "
-            f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
-        )
-    operators = _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
+    circuit, operators = _prepare(
+        circuit, metadata, wanted, method, memory_budget_bytes, max_qubits, max_expanded_gates
+    )
     if max_seconds is not None:
         runs = bool(wanted & {"counts", "quasi_dist"}) + ("expval" in wanted)
         estimate = sizing.cost(circuit, method, shots, runs)
@@ -328,12 +367,109 @@ def run(
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)
-        counts = _counts(simulator, circuit, shots, seed)
+        counts = _counts(simulator, circuit, shots, seed)[0]
         if "counts" in wanted:
             results["counts"] = counts
         if "quasi_dist" in wanted:
             results["quasi_dist"] = _quasi_dist(counts, shots)
     if "expval" in wanted:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
-        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads)
+        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads)[0]
     return results
+
+
+# Aer seeds experiment i of one run with seed_simulator + SEED_STEP * i (qiskit-aer 0.18.2,
+# tests/plugins/test_sweep.py checks it): a chunk that starts at binding ``first`` is seeded
+# seed + SEED_STEP * first, so a sweep's counts do not depend on how it is chunked and equal
+# those of qiskit_aer.primitives.SamplerV2 running the PUB in one call.
+SEED_STEP = 2113
+MAX_CHUNK = 1000  # bindings per simulator call (and per stored row of items)
+CHUNK_GATES = 65_536  # gates per simulator call: Aer builds one circuit per binding
+
+
+def chunk_size(gates: int) -> int:
+    """Bindings per simulator call for a circuit of ``gates`` instructions: at most MAX_CHUNK
+    and about CHUNK_GATES gates in all."""
+    return max(1, min(MAX_CHUNK, CHUNK_GATES // max(gates, 1)))
+
+
+def run_sweep(
+    qasm: str,
+    metadata: Mapping[str, Any] | None,
+    result_types: Sequence[str],
+    parameters: Sequence[str],
+    values: Any,
+    on_chunk: Callable[[int, list[dict[str, Any]]], None],
+    *,
+    max_memory_mb: int | None = None,
+    memory_budget_bytes: int | None = None,
+    device: str = "CPU",
+    max_qubits: Mapping[str, int] | None = None,
+    threads: int | None = None,
+    max_expanded_gates: int = DEFAULT_MAX_EXPANDED_GATES,
+) -> int:
+    """Run an OpenQASM 3 program once per binding of its parameters (a sweep, core/sweeps.py).
+
+    The program is parsed and checked once; the bindings run in chunks (:func:`chunk_size`),
+    one Aer call each with ``parameter_binds``. ``parameters``: the program's parameter names,
+    in the order of the columns of ``values`` (a float array of shape (bindings, len(parameters))).
+    After each chunk ``on_chunk(first, items)`` gets the index of the chunk's first binding and
+    one item per binding: {result type: value} as :func:`run` returns for one binding (shots,
+    seed and obs of ``metadata`` apply to each binding; binding i is seeded
+    seed + SEED_STEP * i). ``threads``: Aer's threads, shared between the bindings it runs at
+    once. Other arguments as :func:`run`. Returns the number of bindings run.
+
+    Raises what :func:`run` raises; CircuitError when ``parameters`` and the program's
+    parameters differ.
+    """
+    wanted = _result_types(result_types)
+    metadata = metadata or {}
+    shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
+    circuit = load_circuit(qasm)
+    declared = {parameter.name for parameter in circuit.parameters}
+    unknown = [name for name in parameters if name not in declared]
+    if unknown:
+        has = ", ".join(sorted(declared)) or "none"
+        raise CircuitError(
+            f"metadata 'sweep.parameters' names {', '.join(unknown)}, which the program does not use "
+            f"as parameters (it has: {has})"
+        )
+    unbound = sorted(declared - set(parameters))
+    if unbound:
+        raise CircuitError(f"the program's parameters {', '.join(unbound)} have no values: add them to the sweep")
+    circuit, operators = _prepare(
+        circuit, metadata, wanted, method, memory_budget_bytes, max_qubits, max_expanded_gates
+    )
+    by_name = {parameter.name: parameter for parameter in circuit.parameters}
+    order = [by_name[name] for name in parameters]
+    size = chunk_size(len(circuit.data))
+    counts_simulator = _simulator(method, threads, max_memory_mb, device, threads or 0)
+    expval_method = method if method in _EXPVAL_METHODS else "automatic"
+    for first in range(0, len(values), size):
+        part = values[first : first + size]
+        binds = [{parameter: part[:, column].tolist() for column, parameter in enumerate(order)}]
+        chunk_seed = None if seed is None else (seed + SEED_STEP * first) % _INT64
+        items: list[dict[str, Any]] = [{} for _ in range(len(part))]
+        if wanted & {"counts", "quasi_dist"}:
+            for item, counts in zip(items, _counts(counts_simulator, circuit, shots, chunk_seed, binds), strict=True):
+                if "counts" in wanted:
+                    item["counts"] = counts
+                if "quasi_dist" in wanted:
+                    item["quasi_dist"] = _quasi_dist(counts, shots)
+        if "expval" in wanted:
+            expvals = _expvals(
+                circuit,
+                operators,
+                expval_method,
+                shots,
+                chunk_seed,
+                max_memory_mb,
+                device,
+                threads,
+                binds,
+                threads or 0,
+            )
+            for item, value in zip(items, expvals, strict=True):
+                item["expval"] = value
+        on_chunk(first, items)
+    return len(values)

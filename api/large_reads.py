@@ -104,7 +104,9 @@ def job_body(job: Mapping[str, Any], raw: Mapping[str, str | None] | None) -> st
     return f'{text[:-1]},"results":{results_json(raw)}}}'
 
 
-def result_body(raw: Mapping[str, Any]) -> str:
-    """The JobResult JSON: {id, job_id, counts, quasi_dist, expval} from a raw results row."""
+def result_body(raw: Mapping[str, Any], sweep: Mapping[str, Any] | None = None) -> str:
+    """The JobResult JSON: {id, job_id, counts, quasi_dist, expval} from a raw results row,
+    and a sweep's summary (``sweep``, core.sweeps.summary) when it is one."""
     ids = f'"id":{json.dumps(str(raw["id"]))},"job_id":{json.dumps(str(raw["job_id"]))}'
-    return "{" + ids + "," + results_json(raw)[1:]
+    body = "{" + ids + "," + results_json(raw)[1:]
+    return body if sweep is None else f'{body[:-1]},"sweep":{json.dumps(sweep)}}}'

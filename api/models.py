@@ -45,6 +45,19 @@ class Results(BaseModel):
     expval: list[float] | None = Field(None, description="one value per PUB of metadata 'obs'")
 
 
+class SweepSummary(BaseModel):
+    """A sweep job (one program, many parameter bindings): its shape and where its items are."""
+
+    parameters: list[str] = Field(description="the program's parameters, in the order of the bindings' last axis")
+    shape: list[int] = Field(description="the PUB's shape: the bindings' shape without its last axis")
+    bindings: int = Field(description="how many bindings: the product of shape")
+    done: int = Field(description="how many bindings have results so far")
+    items: str = Field(description="the route of its results, one item per binding (?offset=&limit=)")
+
+
+_SWEEP = "a sweep's summary (its results are items: GET the `items` route); null for other jobs"
+
+
 class Job(BaseModel):
     """A job: the upstream contract's job JSON plus error, node_id and attempts."""
 
@@ -73,6 +86,7 @@ class Job(BaseModel):
     )
     memory_bytes: int | None = Field(description="the memory the job asks Ray for, in bytes; null until it is known")
     owner: str | None = Field(None, description="the user whose API key submitted it; null when authentication was off")
+    sweep: SweepSummary | None = Field(None, description=_SWEEP)
 
 
 class JobResult(Results):
@@ -80,6 +94,22 @@ class JobResult(Results):
 
     id: uuid.UUID
     job_id: uuid.UUID
+    sweep: SweepSummary | None = Field(None, description=_SWEEP)
+
+
+class SweepItems(BaseModel):
+    """A page of a sweep's results: one item per binding, in flat C order of its shape."""
+
+    job_id: uuid.UUID
+    shape: list[int]
+    bindings: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]] = Field(
+        description="those of the page's bindings that have results so far (a finished sweep: all), each "
+        "{index, counts?, quasi_dist?, expval?}: the job's result types for that binding",
+        examples=[[{"index": 0, "counts": {"00": 512, "11": 488}}]],
+    )
 
 
 class Backend(BaseModel):
@@ -165,6 +195,7 @@ class HistoryEntry(BaseModel):
     owner: str | None = Field(
         None, description="the user whose API key submitted the job; null when authentication was off"
     )
+    sweep: SweepSummary | None = Field(None, description=_SWEEP)
 
 
 class AdmittedPlugin(BaseModel):

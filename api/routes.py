@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
 import uuid
 from typing import Annotated, Any
 
@@ -32,6 +34,7 @@ from api.models import (
     HistoryEntry,
     Job,
     JobResult,
+    SweepItems,
 )
 from core import store
 from core.auth import Caller
@@ -49,6 +52,7 @@ _AUTH = {401: {"model": ErrorDetail, "description": "authentication is on: no, a
 _ADMIN = {**_AUTH, 403: {"model": ErrorDetail, "description": "a user's key: admins only"}}
 
 router = APIRouter(prefix=PREFIX)
+MAX_ITEMS = 10_000  # a sweep's items per page
 
 Cursor = Annotated[
     int,
@@ -149,12 +153,44 @@ async def get_job_result(
             if row["results"] is not None:
                 job = {"id": job_id, **row}
                 raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
-                return Response(result_body(raw), media_type="application/json")
+                return Response(result_body(raw, row["sweep"]), media_type="application/json")
             remaining = deadline - loop.time()
             if JobStatus(row["status"]).is_terminal() or remaining <= 0:
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ended.wait(), timeout=remaining)
+
+
+@router.get(
+    "/job/{id}/items",
+    response_model=SweepItems,
+    responses={**_AUTH, **_BAD, **_MISSING},
+    tags=["jobs"],
+)
+async def get_sweep_items(
+    caller: CallerDep,
+    job_id: JobIdDep,
+    conn: ConnDep,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="the first binding's index (flat C order)")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_ITEMS, description=f"bindings per page, at most {MAX_ITEMS}")] = 1000,
+) -> Response:
+    """A page of a sweep job's results, one item per binding; those not computed yet are left
+    out (a running sweep fills in chunk by chunk). 404 for a job that is not a sweep."""
+    found = await store.read_items_raw(conn, job_id=job_id, owner=caller.owner_filter, offset=offset, limit=limit)
+    if found is None:
+        raise JobNotFound(f"job {job_id} not found")
+    sweep, items = found
+    if not sweep:
+        raise JobNotFound(f"job {job_id} is not a sweep: its results are at /api/v1/job/result/{job_id}")
+    shape = sweep.get("shape", [])
+    head = (
+        f'{{"job_id":"{job_id}","shape":{json.dumps(shape)},"bindings":{math.prod(shape)},'
+        f'"offset":{offset},"limit":{limit},"items":['
+    )
+    body = ",".join(
+        f'{{"index":{index},{text[1:]}' if text != "{}" else f'{{"index":{index}}}' for index, text in items
+    )
+    return Response(head + body + "]}", media_type="application/json")
 
 
 @router.put(

@@ -24,6 +24,7 @@ import ray
 from cluster.messages import ESTIMATE, MEMORY, Report, Work
 from cluster.watch import Watch
 from cluster.workerdb import WorkerDb
+from core import sweeps
 from core.domain import BUILTIN_PLUGIN, MemoryNeed, Outcome
 from core.settings import get_settings
 
@@ -52,9 +53,9 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
     """Compute the job's requested results.
 
     Returns:
-        {result type: JSON-ready value} for each requested result type; or, for a built-in
-        Aer job whose circuit needs more than ``work.memory_bytes``, what it needs (nothing
-        was simulated).
+        {result type: JSON-ready value} for each requested result type ({} for a sweep: its
+        items are stored chunk by chunk as they come); or, for a built-in Aer job whose
+        circuit needs more than ``work.memory_bytes``, what it needs (nothing was simulated).
 
     Raises:
         TooSlow: a built-in Aer job estimated past ``work.max_estimate_s`` (nothing simulated).
@@ -66,24 +67,53 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
         from plugins.aer import sizing
 
         budget = work.memory_bytes
+        options: dict[str, Any] = {
+            "memory_budget_bytes": budget,
+            "max_memory_mb": budget // MIB if budget else None,
+            "device": work.device,
+            "max_qubits": get_settings().max_active_qubits,
+            "max_expanded_gates": get_settings().max_expanded_gates,
+            "threads": work.threads,
+        }
         try:
-            return aer.run(
-                job.qasm,
-                job.metadata,
-                list(job.result_types),
-                memory_budget_bytes=budget,
-                max_memory_mb=budget // MIB if budget else None,
-                device=work.device,
-                max_qubits=get_settings().max_active_qubits,
-                max_expanded_gates=get_settings().max_expanded_gates,
-                threads=work.threads,
-                max_seconds=work.max_estimate_s,
-            )
+            sweep = sweeps.of_metadata(job.metadata)
+            if sweep is not None:
+                return _run_sweep(work, sweep, options)
+            return aer.run(job.qasm, job.metadata, list(job.result_types), max_seconds=work.max_estimate_s, **options)
         except aer.NeedsMemory as exc:  # the plugin's exceptions, mapped here once
             return MemoryNeed(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits)
         except sizing.TooSlow as exc:
             raise TooSlow(str(exc)) from None
     return _compute_with_plugin(work)
+
+
+class SweepStopped(Exception):
+    """A sweep's job stopped running (canceled, deleted) while its chunks were written."""
+
+
+def _run_sweep(work: Work, sweep: sweeps.Sweep, options: dict[str, Any]) -> dict[str, Any]:
+    """Run a sweep job (plugins.aer.run_sweep), storing each chunk of items as it comes
+    (store.save_items_sync); its results row keeps none, so this returns {}.
+
+    Raises:
+        SweepStopped: the job no longer runs; ValueError: bindings missing or not storable
+            results; what run_sweep raises.
+    """
+    from plugins import aer
+
+    job = work.job
+    data = _db.bindings(job.id)
+    if data is None:
+        raise ValueError("the sweep's bindings are missing from the database")
+    _, values = sweeps.read_bindings(data, sweep.parameters, max_bindings=sweep.bindings)
+
+    def save(first: int, items: list[dict[str, Any]]) -> None:
+        check_storable({"items": items})
+        if not _db.save_items(job.id, first, items):
+            raise SweepStopped(f"the job stopped running after {first} of {sweep.bindings} bindings")
+
+    aer.run_sweep(job.qasm, job.metadata, list(job.result_types), sweep.parameters, values, save, **options)
+    return {}
 
 
 def execute(work: Work, node: str | None) -> tuple[Report, dict[str, Any] | None]:

@@ -103,6 +103,25 @@ class WorkerDb:
             self.drop()
             raise
 
+    @retry_db_write
+    def bindings(self, job_id: uuid.UUID) -> bytes | None:
+        """The sweep's bindings as sent (an NPY file, core/sweeps.py), or None."""
+        try:
+            return store.job_bindings_sync(self.conn(), job_id=job_id)
+        except psycopg.OperationalError:
+            self.drop()
+            raise
+
+    @retry_db_write
+    def save_items(self, job_id: uuid.UUID, first: int, items: list[dict[str, Any]]) -> bool:
+        """Store a chunk of a running sweep's results (store.save_items_sync); False when the
+        job no longer runs (stop the sweep)."""
+        try:
+            return store.save_items_sync(self.conn(), job_id=job_id, first=first, items=items)
+        except psycopg.OperationalError:
+            self.drop()
+            raise
+
     def heartbeat(self, job_id: uuid.UUID) -> None:
         """The job is still running here. Any database error drops the connection (the next
         beat tries again)."""

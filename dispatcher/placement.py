@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from core import sweeps
 from core.domain import BUILTIN_PLUGIN, TAG_SHARE, tag_resource
 from core.settings import Settings
 from core.store import ClaimedJob
@@ -109,7 +110,7 @@ def runs_in_batch(job: ClaimedJob, settings: Settings) -> bool:
     Yes for a built-in Aer job on a CPU with no node tags, no memory estimate of its own
     (it was never found too large), no timeout of its own, an Aer method whose cost a
     small circuit bounds, at most ``settings.batch_max_shots`` shots and at most
-    ``settings.batch_max_qasm_bytes`` of program. The executor still hands back one
+    ``settings.batch_max_qasm_bytes`` of program, and not a sweep. The executor still hands back one
     whose circuit needs more memory than ``batch_memory_bytes(settings)``.
     """
     metadata = job.metadata
@@ -123,6 +124,7 @@ def runs_in_batch(job: ClaimedJob, settings: Settings) -> bool:
         and metadata.get("method") in BATCH_METHODS
         and (shots is None or (isinstance(shots, (int, float)) and shots <= settings.batch_max_shots))
         and len(job.qasm) <= settings.batch_max_qasm_bytes
+        and "sweep" not in metadata
     )
 
 
@@ -144,12 +146,18 @@ def first_memory_bytes(job: ClaimedJob, settings: Settings) -> int:
     return max(settings.default_job_memory_bytes, WORKER_BYTES + per_byte * len(job.qasm))
 
 
+SWEEP_ALL_CPUS = 64  # a sweep of this many bindings runs on all of a node's CPUs
+
+
 def job_cpus(job: ClaimedJob, memory_bytes: int, nodes: list[Node], settings: Settings) -> int:
     """CPUs to ask Ray for: one, or for a large job (one asking more than
-    ``settings.default_job_memory_bytes``, i.e. found too large for it) all the CPUs of the
-    largest alive node that can run it, at most ``settings.max_job_cpus``. Aer runs a large
-    circuit on as many threads (small ones gain nothing from threads: plugins.aer.simulate)."""
-    if memory_bytes <= settings.default_job_memory_bytes or job.needs_gpu:
+    ``settings.default_job_memory_bytes``, i.e. found too large for it, or a sweep of
+    SWEEP_ALL_CPUS bindings or more) all the CPUs of the largest alive node that can run it, at
+    most ``settings.max_job_cpus``. Aer runs a large circuit, or a sweep's bindings, on as many
+    threads (a small circuit alone gains nothing from threads: plugins.aer.simulate)."""
+    sweep = sweeps.of_metadata(job.metadata)
+    large = memory_bytes > settings.default_job_memory_bytes or (sweep is not None and sweep.bindings >= SWEEP_ALL_CPUS)
+    if not large or job.needs_gpu:
         return 1
     cpus = [node.cpus for node in nodes if node.alive and node.memory >= memory_bytes and not _missing(job, node)]
     most = max(cpus, default=1)

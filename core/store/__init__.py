@@ -8,7 +8,8 @@ connections.
 - reads: jobs, results and history for the api;
 - cluster: nodes and what the cluster offers;
 - plugins: plugins and backends;
-- keys: API keys.
+- keys: API keys;
+- sweeps: a sweep's bindings and its results per chunk.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -91,6 +92,7 @@ from core.store.reads import (
     list_jobs_raw,
     raw_results,
 )
+from core.store.sweeps import job_bindings_sync, read_items_raw, save_items_sync
 
 __all__ = [
     "CANCEL_CHANNEL",
@@ -126,6 +128,7 @@ __all__ = [
     "heartbeat_sync",
     "insert_api_key_sync",
     "insert_job",
+    "job_bindings_sync",
     "jobs_running_by_node",
     "known_nodes",
     "list_api_keys_sync",
@@ -140,6 +143,7 @@ __all__ = [
     "park_job",
     "parked_jobs",
     "raw_results",
+    "read_items_raw",
     "record_outcomes_sync",
     "recover_orphans",
     "remove_plugin",
@@ -148,6 +152,7 @@ __all__ = [
     "revoke_api_key_sync",
     "running_job_ids",
     "running_jobs",
+    "save_items_sync",
     "save_nodes",
     "set_job_memory",
     "stale_pending_jobs",

@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from core import sweeps
 from core.domain import WAITING_FOR_EXECUTOR, WAITING_IN_QUEUE, JobStatus
 from core.store.connect import PAGE_SIZE
 
@@ -38,10 +39,17 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# How many bindings of job ``j`` have results (table sweep_items); null for a job that is not a sweep.
+SWEEP_DONE = (
+    "CASE WHEN j.metadata ? 'sweep' THEN"
+    " (SELECT coalesce(sum(s.count), 0) FROM sweep_items s WHERE s.job_id = j.id)::bigint END"
+)
+
 _JOB_FIELDS = f"""
 j.id, j.pointer, j.target_simulator, j.qasm, {visible_status("j.status")} AS status, j.submission_date,
 j.start_time, j.finish_time, j.metadata, j.error, j.node_id, j.attempts, {_waiting_for("j")} AS waiting_for,
-j.memory_bytes, j.owner, rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval
+j.memory_bytes, j.owner, rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
+{SWEEP_DONE} AS sweep_done
 """
 JOB_COLUMNS = _JOB_FIELDS + ", r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval"
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
@@ -66,8 +74,10 @@ LEFT JOIN results r ON r.job_id = j.id
 
 
 def job_json(row: dict[str, Any]) -> dict[str, Any]:
-    """The contract's job JSON of a row read with JOB_COLUMNS (or ``_raw_results``)."""
-    job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_"))}
+    """The contract's job JSON of a row read with JOB_COLUMNS (or ``_raw_results``), with
+    ``sweep``: a sweep's summary (core.sweeps.summary) or None."""
+    job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_", "sweep_"))}
+    job["sweep"] = sweeps.summary(row["id"], row["metadata"], row["sweep_done"] or 0)
     job["result_types"] = {
         "counts": bool(row["rt_counts"]),
         "quasi_dist": bool(row["rt_quasi_dist"]),
@@ -145,13 +155,15 @@ async def get_results(
     seen with its results, which are written in the same transaction), or None if the job does
     not exist (with ``owner``: or is another user's).
 
-    Returns {status, error, results, results_bytes, results_inline}: ``results`` is None when the job has none,
+    Returns {status, error, results, results_bytes, results_inline, sweep}: ``sweep`` is a
+    sweep's summary (core.sweeps.summary) or None; ``results`` is None when the job has none,
     else {id, job_id, counts, quasi_dist, expval}, each type its JSON TEXT, all None when the
     results are over ``inline_bytes`` stored bytes (read them with ``raw_results``).
     """
     mine, param = owned_by("j.owner", owner)
     cur = await conn.execute(
-        f"SELECT {visible_status('j.status')} AS status, j.error, r.id, r.job_id, {_raw_results(inline_bytes)}"
+        f"SELECT {visible_status('j.status')} AS status, j.error, r.id, r.job_id, {_raw_results(inline_bytes)},"
+        f" jsonb_build_object('sweep', j.metadata->'sweep') AS sweep_metadata, {SWEEP_DONE} AS sweep_done"
         f" FROM jobs j LEFT JOIN results r ON r.job_id = j.id WHERE j.id = %s{mine}",
         (job_id, *param),
     )
@@ -167,6 +179,7 @@ async def get_results(
         "results": results,
         "results_bytes": row["r_bytes"],
         "results_inline": _inline(row),
+        "sweep": sweeps.summary(job_id, row["sweep_metadata"], row["sweep_done"] or 0),
     }
 
 
@@ -198,4 +211,7 @@ async def list_history(
     rows = await cur.fetchall()
     for row in rows:
         row["results"] = row["results"] or {"counts": None, "quasi_dist": None, "expval": None}
+        sweep = sweeps.of_metadata(row["metadata"])  # a finished sweep has every binding's items
+        done = sweep.bindings if sweep and row["status"] == JobStatus.FINISHED else 0
+        row["sweep"] = sweeps.summary(row["job_id"], row["metadata"], done)
     return rows

@@ -273,6 +273,11 @@ class Settings(BaseSettings):
         return str(self.database_url)
 
     @property
+    def max_body_bytes(self) -> int:
+        """nginx's body limit (bytes): the largest program and sweep bindings, plus 1 MiB."""
+        return self.max_qasm_bytes + self.max_bindings_bytes + MIB
+
+    @property
     def grpc_max_message_bytes(self) -> int:
         """gRPC's per-message limit, set just above the QASM limit (one chunk may hold it all)."""
         return self.max_qasm_bytes + MIB

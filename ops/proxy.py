@@ -21,7 +21,7 @@ from pathlib import Path
 
 import grpc
 
-from core.settings import GRPC_HEADER_TRANSPORT_BYTES, MIB, Settings
+from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
 from ops import certs, endpoints, prereqs, procs
 from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
 from ops.statedir import ComponentFailed, paths
@@ -119,7 +119,7 @@ def render_nginx_conf(settings: Settings) -> str:
         locations=str(LOCATIONS),
         tls_server=tls_server,
         user_directive=user,
-        client_max_body_size=str(settings.max_qasm_bytes + settings.max_bindings_bytes + MIB),
+        client_max_body_size=str(settings.max_body_bytes),
         header_buffer_size=f"{GRPC_HEADER_TRANSPORT_BYTES // 1024}k",
         api_upstream=host_port(connect_host(settings.api_host), settings.api_port),
         ingest_upstream=host_port(connect_host(settings.ingest_host), settings.ingest_port),

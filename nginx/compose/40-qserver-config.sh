@@ -3,7 +3,8 @@
 # /docker-entrypoint.d before nginx starts; tests/ops/test_compose.py runs it too).
 #   QSERVER_API_UPSTREAM      the api, host:port              (default api:8000)
 #   QSERVER_INGEST_UPSTREAM   ingest's gRPC server, host:port (default ingest:50052)
-#   QSERVER_MAX_QASM_BYTES    the largest program; nginx's body limit is this + 1 MiB
+#   QSERVER_MAX_QASM_BYTES    the largest program; nginx's body limit is this + the next + 1 MiB
+#   QSERVER_MAX_BINDINGS_BYTES  the largest bindings file of a sweep (default 64 MiB)
 #   QSERVER_TLS_DIR           server.crt and server.key; TLS on 443 only when both are there
 #   QSERVER_NGINX_TEMPLATES / QSERVER_NGINX_CONF_D   where templates are / where configs go
 set -eu
@@ -11,10 +12,11 @@ set -eu
 : "${QSERVER_API_UPSTREAM:=api:8000}"
 : "${QSERVER_INGEST_UPSTREAM:=ingest:50052}"
 : "${QSERVER_MAX_QASM_BYTES:=33554432}"
+: "${QSERVER_MAX_BINDINGS_BYTES:=67108864}"
 : "${QSERVER_TLS_DIR:=/etc/qserver/tls}"
 : "${QSERVER_NGINX_TEMPLATES:=/etc/nginx/qserver}"
 : "${QSERVER_NGINX_CONF_D:=/etc/nginx/conf.d}"
-NGINX_CLIENT_MAX_BODY_SIZE=$((QSERVER_MAX_QASM_BYTES + 1048576))
+NGINX_CLIENT_MAX_BODY_SIZE=$((QSERVER_MAX_QASM_BYTES + QSERVER_MAX_BINDINGS_BYTES + 1048576))
 export QSERVER_API_UPSTREAM QSERVER_INGEST_UPSTREAM NGINX_CLIENT_MAX_BODY_SIZE QSERVER_NGINX_TEMPLATES
 
 # Only our variables: nginx's own ($host, $remote_addr, ...) stay as they are.

@@ -40,6 +40,7 @@ JOB_KEYS = {
     "waiting_for",
     "memory_bytes",
     "owner",
+    "sweep",
 }
 
 

@@ -32,6 +32,7 @@ HISTORY_KEYS = {
     "result_types",
     "results",
     "owner",
+    "sweep",
 }
 NO_RESULTS = {"counts": None, "quasi_dist": None, "expval": None}
 

@@ -412,7 +412,7 @@ def test_compose_nginx_config_with_tls_passes_nginx_t(tmp_path):
     assert "listen 443 ssl http2;" in tls_conf
     assert f'ssl_certificate     "{made.server_cert}";' in tls_conf
     assert "$$" not in tls_conf and "$tls_" not in tls_conf
-    assert f"client_max_body_size {4 * MIB};" in (conf_d / "qserver.conf").read_text()
+    assert f"client_max_body_size {68 * MIB};" in (conf_d / "qserver.conf").read_text()
     proc = _nginx_t_compose(tmp_path, conf_d)
     assert proc.returncode == 0, proc.stderr
     assert "syntax is ok" in proc.stderr

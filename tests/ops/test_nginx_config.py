@@ -69,10 +69,11 @@ def test_every_server_shares_the_location_bodies():
         assert "/rest.conf" in text and "/grpc.conf" in text, template
 
 
-def test_body_limit_is_the_qasm_limit_plus_one_mib(settings):
+def test_body_limit_is_the_qasm_and_bindings_limits_plus_one_mib(settings):
     conf = proxy.render_nginx_conf(settings)
     sizes = re.findall(r"client_max_body_size (\d+);", conf)
-    assert sizes == [str(4 * MIB)]  # one http-level value, inherited by both servers
+    # one http-level value, inherited by both servers
+    assert sizes == [str(settings.max_qasm_bytes + settings.max_bindings_bytes + MIB)] == [str(68 * MIB)]
 
 
 def test_every_path_is_inside_the_state_dir(settings):
@@ -140,7 +141,7 @@ def test_one_tls_server_serves_grpc_and_rest(tls_settings):
 
 def test_tls_shares_the_body_limit(tls_settings):
     conf = proxy.render_nginx_conf(tls_settings)
-    assert re.findall(r"client_max_body_size (\d+);", conf) == [str(4 * MIB)]
+    assert re.findall(r"client_max_body_size (\d+);", conf) == [str(68 * MIB)]
 
 
 def test_tls_on_an_ipv6_bind_is_bracketed(tls_settings):

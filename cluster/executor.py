@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 
+from cluster import sweep as split
 from cluster.messages import ESTIMATE, MEMORY, Report, Work
 from cluster.watch import Watch
 from cluster.workerdb import WorkerDb
@@ -66,15 +67,7 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
         from plugins import aer
         from plugins.aer import sizing
 
-        budget = work.memory_bytes
-        options: dict[str, Any] = {
-            "memory_budget_bytes": budget,
-            "max_memory_mb": budget // MIB if budget else None,
-            "device": work.device,
-            "max_qubits": get_settings().max_active_qubits,
-            "max_expanded_gates": get_settings().max_expanded_gates,
-            "threads": work.threads,
-        }
+        options = _aer_options(work)
         try:
             sweep = sweeps.of_metadata(job.metadata)
             if sweep is not None:
@@ -87,33 +80,78 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
     return _compute_with_plugin(work)
 
 
+def _aer_options(work: Work) -> dict[str, Any]:
+    """The keyword arguments plugins.aer.run and run_sweep take from ``work`` and settings."""
+    budget = work.memory_bytes
+    return {
+        "memory_budget_bytes": budget,
+        "max_memory_mb": budget // MIB if budget else None,
+        "device": work.device,
+        "max_qubits": get_settings().max_active_qubits,
+        "max_expanded_gates": get_settings().max_expanded_gates,
+        "threads": work.threads,
+    }
+
+
 class SweepStopped(Exception):
     """A sweep's job stopped running (canceled, deleted) while its chunks were written."""
 
 
 def _run_sweep(work: Work, sweep: sweeps.Sweep, options: dict[str, Any]) -> dict[str, Any]:
-    """Run a sweep job (plugins.aer.run_sweep), storing each chunk of items as it comes
-    (store.save_items_sync); its results row keeps none, so this returns {}.
+    """Run a sweep job (plugins.aer.run_sweep) here and, when it is large, on the other nodes
+    too (cluster/sweep.py), storing each chunk of items as it comes (store.save_items_sync);
+    its results row keeps none, so this returns {}.
 
     Raises:
         SweepStopped: the job no longer runs; ValueError: bindings missing or not storable
-            results; what run_sweep raises.
+            results; what run_sweep raises, here or on another node.
     """
-    from plugins import aer
-
-    job = work.job
-    data = _db.bindings(job.id)
+    data = _db.bindings(work.job_id)
     if data is None:
         raise ValueError("the sweep's bindings are missing from the database")
     _, values = sweeps.read_bindings(data, sweep.parameters, max_bindings=sweep.bindings)
-
-    def save(first: int, items: list[dict[str, Any]]) -> None:
-        check_storable({"items": items})
-        if not _db.save_items(job.id, first, items):
-            raise SweepStopped(f"the job stopped running after {first} of {sweep.bindings} bindings")
-
-    aer.run_sweep(job.qasm, job.metadata, list(job.result_types), sweep.parameters, values, save, **options)
+    node = node_id()
+    split.run_split(work, values, node, _part_runner(work, sweep, options, node), _remote_part)
     return {}
+
+
+def _part_runner(work: Work, sweep: sweeps.Sweep, options: dict[str, Any], node: str | None) -> split.RunPart:
+    """``run_part(first, values)``: run those bindings of the sweep in this process and store
+    their items (indexes from ``first``), or raise SweepStopped once the job no longer runs."""
+    from plugins import aer
+
+    job = work.job
+
+    def run_part(first: int, values: Any) -> None:
+        def save(offset: int, items: list[dict[str, Any]]) -> None:
+            check_storable({"items": items})
+            if not _db.save_items(job.id, first + offset, items, node):
+                raise SweepStopped(f"the job stopped running (binding {first + offset} of {sweep.bindings})")
+
+        result_types = list(job.result_types)
+        aer.run_sweep(job.qasm, job.metadata, result_types, sweep.parameters, values, save, start=first, **options)
+
+    return run_part
+
+
+def run_sweep_part(work: Work, first: int, values: Any) -> int:
+    """A part of a sweep job on another node (cluster/sweep.py): its bindings from ``first``
+    (``values``, shape (count, P)) run on one thread, their items stored, its memory watched
+    as the job's task is (cluster/watch.py). Returns how many ran. Raises what run_sweep raises,
+    SweepStopped once the job no longer runs."""
+    node = node_id()
+    sweep = sweeps.of_metadata(work.job.metadata)
+    if sweep is None:
+        raise ValueError("not a sweep")
+    watch = Watch(work.job_id, work.memory_bytes, node, _heartbeat_db)
+    try:
+        _part_runner(work, sweep, {**_aer_options(work), "threads": 1}, node)(first, values)
+    finally:
+        watch.stop()
+    return len(values)
+
+
+_remote_part = ray.remote(run_sweep_part)
 
 
 def execute(work: Work, node: str | None) -> tuple[Report, dict[str, Any] | None]:

@@ -113,11 +113,11 @@ class WorkerDb:
             raise
 
     @retry_db_write
-    def save_items(self, job_id: uuid.UUID, first: int, items: list[dict[str, Any]]) -> bool:
+    def save_items(self, job_id: uuid.UUID, first: int, items: list[dict[str, Any]], node_id: str | None) -> bool:
         """Store a chunk of a running sweep's results (store.save_items_sync); False when the
         job no longer runs (stop the sweep)."""
         try:
-            return store.save_items_sync(self.conn(), job_id=job_id, first=first, items=items)
+            return store.save_items_sync(self.conn(), job_id=job_id, first=first, items=items, node_id=node_id)
         except psycopg.OperationalError:
             self.drop()
             raise

@@ -25,21 +25,26 @@ def job_bindings_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> bytes |
 
 
 _SAVE_ITEMS = f"""
-INSERT INTO sweep_items (job_id, first, count, items)
-SELECT id, %(first)s, %(count)s, %(items)s FROM jobs WHERE id = %(id)s AND {status_in([JobStatus.RUNNING])}
-ON CONFLICT (job_id, first) DO UPDATE SET count = excluded.count, items = excluded.items
+INSERT INTO sweep_items (job_id, first, count, items, node_id)
+SELECT id, %(first)s, %(count)s, %(items)s, %(node)s FROM jobs WHERE id = %(id)s AND {status_in([JobStatus.RUNNING])}
+ON CONFLICT (job_id, first) DO UPDATE SET count = excluded.count, items = excluded.items, node_id = excluded.node_id
 """
 
 
-def save_items_sync(conn: psycopg.Connection, *, job_id: uuid.UUID, first: int, items: list[dict[str, Any]]) -> bool:
+def save_items_sync(
+    conn: psycopg.Connection, *, job_id: uuid.UUID, first: int, items: list[dict[str, Any]], node_id: str | None
+) -> bool:
     """Store one chunk of a running sweep's results: ``items`` (one JSON object per binding)
-    for the bindings from ``first`` on; an earlier run's chunk at ``first`` is replaced.
+    for the bindings from ``first`` on, computed on Ray node ``node_id``; an earlier run's
+    chunk at ``first`` is replaced.
 
     Returns False (nothing written) when the job is no longer running (canceled, failed,
     deleted): the sweep should stop.
     """
     with conn.transaction():
-        cur = conn.execute(_SAVE_ITEMS, {"id": job_id, "first": first, "count": len(items), "items": Jsonb(items)})
+        cur = conn.execute(
+            _SAVE_ITEMS, {"id": job_id, "first": first, "count": len(items), "items": Jsonb(items), "node": node_id}
+        )
     return cur.rowcount == 1
 
 

@@ -401,6 +401,7 @@ def run_sweep(
     values: Any,
     on_chunk: Callable[[int, list[dict[str, Any]]], None],
     *,
+    start: int = 0,
     max_memory_mb: int | None = None,
     memory_budget_bytes: int | None = None,
     device: str = "CPU",
@@ -416,7 +417,8 @@ def run_sweep(
     After each chunk ``on_chunk(first, items)`` gets the index of the chunk's first binding and
     one item per binding: {result type: value} as :func:`run` returns for one binding (shots,
     seed and obs of ``metadata`` apply to each binding; binding i is seeded
-    seed + SEED_STEP * i). ``threads``: Aer's threads, shared between the bindings it runs at
+    seed + SEED_STEP * i, i counted from ``start``: the index of ``values[0]`` in a sweep run in
+    parts). ``threads``: Aer's threads, shared between the bindings it runs at
     once. Other arguments as :func:`run`. Returns the number of bindings run.
 
     Raises what :func:`run` raises; CircuitError when ``parameters`` and the program's
@@ -448,7 +450,7 @@ def run_sweep(
     for first in range(0, len(values), size):
         part = values[first : first + size]
         binds = [{parameter: part[:, column].tolist() for column, parameter in enumerate(order)}]
-        chunk_seed = None if seed is None else (seed + SEED_STEP * first) % _INT64
+        chunk_seed = None if seed is None else (seed + SEED_STEP * (start + first)) % _INT64
         items: list[dict[str, Any]] = [{} for _ in range(len(part))]
         if wanted & {"counts", "quasi_dist"}:
             for item, counts in zip(items, _counts(counts_simulator, circuit, shots, chunk_seed, binds), strict=True):

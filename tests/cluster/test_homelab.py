@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import grpc
+import numpy as np
+import psycopg
 import pytest
 
 from tests.circuits import BELL
@@ -117,3 +119,42 @@ def test_node_lost_mid_job_runs_the_job_again_when_a_node_can_take_it(homelab):
     assert job["status"] == "finished", job["error"]
     assert job["attempts"] == 2 and job["node_id"] == new.node_id
     assert sum(job["results"]["counts"].values()) == 60
+
+
+def test_a_large_sweep_runs_on_every_node_and_reads_back_in_order(homelab):
+    """3 000 bindings (over cluster.sweep.SPLIT_FROM): parts run on the other nodes too; the
+    items come back in the PUB's order and equal one process's seeded run of the same sweep."""
+    from qiskit import QuantumCircuit, qasm3
+    from qiskit.circuit import Parameter
+
+    from plugins.aer import run_sweep
+    from tests.test_sweeps import items, sweep_messages
+
+    theta, phi = Parameter("theta"), Parameter("phi")
+    qc = QuantumCircuit(4)
+    qc.ry(theta, range(4))
+    qc.cx(0, 1)
+    qc.rz(phi, 1)
+    qc.cx(1, 2)
+    qc.h(3)
+    qc.measure_all()
+    values = np.random.default_rng(3).uniform(-3, 3, size=(3000, 2))
+    messages = sweep_messages(qasm3.dumps(qc), values, {"shots": 100, "seed": 8}, counts=True)
+    job = homelab.client.wait(homelab.client.add_job_stream(messages), timeout=300)
+    assert job["status"] == "finished", job["error"]
+    assert job["sweep"]["done"] == 3000
+    with psycopg.connect(homelab.settings.database_dsn, autocommit=True) as conn:
+        nodes = conn.execute("SELECT DISTINCT node_id FROM sweep_items WHERE job_id = %s", (job["id"],)).fetchall()
+    assert len(nodes) >= 2, nodes  # the job's own node and at least one other
+    expected: list[dict] = []
+    run_sweep(
+        qasm3.dumps(qc),
+        {"shots": 100, "seed": 8},
+        ["counts"],
+        ["theta", "phi"],
+        values,
+        lambda _, i: expected.extend(i),
+    )
+    found = items(homelab.client, job["id"], limit=1000)
+    assert [item["index"] for item in found] == list(range(3000))
+    assert [item["counts"] for item in found] == [item["counts"] for item in expected]

@@ -101,3 +101,21 @@ def test_parameters_must_match_the_program():
         sweep(qasm, {}, ["counts"], VALUES, names=("a", "b", "c"))
     with pytest.raises(CircuitError, match="parameters b have no values"):
         sweep(qasm, {}, ["counts"], VALUES[:, :1], names=("a",))
+
+
+def test_a_sweep_run_in_parts_equals_one_run_when_each_part_says_where_it_starts():
+    qasm = qasm3.dumps(circuit())
+    whole, _ = sweep(qasm, {"shots": 100, "seed": 4}, ["counts"], VALUES)
+    parts: list[dict] = []
+    for start in (0, 13, 29):
+        end = {0: 13, 13: 29, 29: 40}[start]
+        run_sweep(
+            qasm,
+            {"shots": 100, "seed": 4},
+            ["counts"],
+            ["a", "b"],
+            VALUES[start:end],
+            lambda _, i: parts.extend(i),
+            start=start,
+        )
+    assert parts == whole

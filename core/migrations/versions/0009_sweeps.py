@@ -5,7 +5,8 @@ float64, shape ``(*shape, P)``; NULL for a job that is not a sweep). ``sweep_ite
 sweep's results, one row per chunk of consecutive bindings (flat C order): ``first`` is the
 index of the chunk's first binding, ``count`` how many it holds, ``items`` a JSON array with one
 object per binding ({"counts": ..., "quasi_dist": ..., "expval": [...]}, the result types
-asked for). The job's ``results`` row and its history row keep no items: readers summarise a
+asked for), ``node_id`` the Ray node that computed them. The job's ``results`` row and its
+history row keep no items: readers summarise a
 sweep from its metadata (``metadata.sweep``: parameters and shape).
 
 Revision ID: 0009
@@ -29,6 +30,7 @@ def upgrade() -> None:
             first   integer NOT NULL CHECK (first >= 0),
             count   integer NOT NULL CHECK (count > 0),
             items   jsonb NOT NULL,
+            node_id text,
             PRIMARY KEY (job_id, first)
         );
         """

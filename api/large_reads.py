@@ -97,11 +97,13 @@ def results_json(raw: Mapping[str, str | None] | None) -> str:
 def job_body(job: Mapping[str, Any], raw: Mapping[str, str | None] | None) -> str:
     """The Job JSON of ``job`` (from store.get_job_raw or list_jobs_raw) with ``raw`` results.
 
-    Every field but ``results`` is checked and written by the Job model, as FastAPI would.
+    Every field but ``results`` and ``receipt`` (raw JSON text) is checked and written by the
+    Job model, as FastAPI would.
     """
     fields = {key: value for key, value in job.items() if not key.startswith("results")}
-    text = Job.model_validate({**fields, "results": Results()}).model_dump_json(exclude={"results"})
-    return f'{text[:-1]},"results":{results_json(raw)}}}'
+    fields["receipt"] = None  # JSON text as Postgres wrote it: passed through
+    text = Job.model_validate({**fields, "results": Results()}).model_dump_json(exclude={"results", "receipt"})
+    return f'{text[:-1]},"results":{results_json(raw)},"receipt":{job.get("receipt") or "null"}}}'
 
 
 def result_body(raw: Mapping[str, Any], sweep: Mapping[str, Any] | None = None) -> str:

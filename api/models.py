@@ -87,6 +87,13 @@ class Job(BaseModel):
     memory_bytes: int | None = Field(description="the memory the job asks Ray for, in bytes; null until it is known")
     owner: str | None = Field(None, description="the user whose API key submitted it; null when authentication was off")
     sweep: SweepSummary | None = Field(None, description=_SWEEP)
+    receipt: dict[str, Any] | None = Field(
+        None,
+        description="a finished job's reproducibility receipt: seed (its own, or the one drawn for it), "
+        "binding_seeds (a sweep's rule), method (what the simulator chose), plugin, plugin_version, qiskit, "
+        "qiskit_aer, python, node_id, queue_s and run_s (seconds); POST /job/{id}/rerun runs it again",
+        examples=[{"seed": 42, "method": "stabilizer", "plugin": "aer-plugin", "qiskit_aer": "0.18.2"}],
+    )
 
 
 class JobResult(Results):

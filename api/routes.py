@@ -49,6 +49,7 @@ _BAD = {400: {"model": ErrorDetail, "description": "malformed id or cursor"}}
 _MISSING = {404: {"model": ErrorDetail, "description": "no such job or backend"}}
 _CONFLICT = {409: {"model": ErrorDetail, "description": "the job's status does not allow it"}}
 _AUTH = {401: {"model": ErrorDetail, "description": "authentication is on: no, a wrong or a revoked API key"}}
+_PENDING = {429: {"model": ErrorDetail, "description": "the user's cap on pending jobs"}}
 _ADMIN = {**_AUTH, 403: {"model": ErrorDetail, "description": "a user's key: admins only"}}
 
 router = APIRouter(prefix=PREFIX)
@@ -191,6 +192,40 @@ async def get_sweep_items(
         f'{{"index":{index},{text[1:]}' if text != "{}" else f'{{"index":{index}}}' for index, text in items
     )
     return Response(head + body + "]}", media_type="application/json")
+
+
+@router.post(
+    "/job/{id}/rerun",
+    response_model=Job,
+    status_code=201,
+    responses={**_AUTH, **_BAD, **_MISSING, **_CONFLICT, **_PENDING},
+    tags=["jobs"],
+)
+async def rerun_job(
+    request: Request,
+    caller: CallerDep,
+    job_id: JobIdDep,
+    pool: PoolDep,
+    large_reads: LargeReadsDep,
+    settings: SettingsDep,
+) -> Response:
+    """Run a finished job again from its receipt: a new job (201, pending) with the same program,
+    bindings, backend, result types and metadata, and the seed the first run used, so a seeded
+    simulation gives identical results. Its metadata ``rerun_of`` names the job. 409 for a job
+    with no receipt (not finished, or a third-party plugin's)."""
+    new_id = uuid.uuid4()
+    async with pool.connection() as conn:
+        await store.rerun_job(
+            conn,
+            job_id=job_id,
+            new_id=new_id,
+            owner=caller.owner_filter,
+            max_pending=settings.max_pending_per_user if caller.name else None,
+        )
+    log.info("job_id=%s rerun of %s by %s", new_id, job_id, caller.name or "-")
+    created = await get_job(request, caller, new_id, pool, large_reads, settings)
+    created.status_code = 201
+    return created
 
 
 @router.put(

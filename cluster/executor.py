@@ -10,10 +10,14 @@ with its message.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import json
 import logging
 import os
+import platform
+import secrets
 import tempfile
 import time
 from dataclasses import replace
@@ -72,7 +76,16 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
             sweep = sweeps.of_metadata(job.metadata)
             if sweep is not None:
                 return _run_sweep(work, sweep, options)
-            return aer.run(job.qasm, job.metadata, list(job.result_types), max_seconds=work.max_estimate_s, **options)
+            receipt = versions(job.plugin or BUILTIN_PLUGIN, job.plugin_version)
+            results = aer.run(
+                job.qasm,
+                job.metadata,
+                list(job.result_types),
+                max_seconds=work.max_estimate_s,
+                receipt=receipt,
+                **options,
+            )
+            return {**results, "receipt": receipt}
         except aer.NeedsMemory as exc:  # the plugin's exceptions, mapped here once
             return MemoryNeed(exc.size.memory_bytes, exc.size.method, exc.size.active_qubits)
         except sizing.TooSlow as exc:
@@ -110,9 +123,13 @@ def _run_sweep(work: Work, sweep: sweeps.Sweep, options: dict[str, Any]) -> dict
     if data is None:
         raise ValueError("the sweep's bindings are missing from the database")
     _, values = sweeps.read_bindings(data, sweep.parameters, max_bindings=sweep.bindings)
+    job = work.job
+    if job.metadata.get("seed") is None:  # one seed for every part, wherever it runs
+        work = replace(work, job=replace(job, metadata={**job.metadata, "seed": secrets.randbits(63)}))
+    receipt = versions(job.plugin or BUILTIN_PLUGIN, job.plugin_version)
     node = node_id()
-    split.run_split(work, values, node, _part_runner(work, sweep, options, node), _remote_part)
-    return {}
+    split.run_split(work, values, node, _part_runner(work, sweep, {**options, "receipt": receipt}, node), _remote_part)
+    return {"receipt": receipt}
 
 
 def _part_runner(work: Work, sweep: sweeps.Sweep, options: dict[str, Any], node: str | None) -> split.RunPart:
@@ -215,10 +232,31 @@ def _compute_with_plugin(work: Work) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".qasm", encoding="utf-8") as qasm_file:
         qasm_file.write(job.qasm)
         qasm_file.flush()
-        return {
+        results = {
             result_type: _json_ready(plugin.execute(job.backend, qasm_file.name, dict(job.metadata), result_type))
             for result_type in job.result_types
         }
+    return {**results, "receipt": versions(job.plugin, job.plugin_version)}
+
+
+@functools.cache
+def _installed(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions(plugin: str, plugin_version: str | None) -> dict[str, Any]:
+    """The start of a job's receipt: its plugin and version (the built-in plugin's is this
+    server's), and the Qiskit, Aer and Python versions of this worker's environment."""
+    return {
+        "plugin": plugin,
+        "plugin_version": plugin_version or _installed("qserver"),
+        "qiskit": _installed("qiskit"),
+        "qiskit_aer": _installed("qiskit-aer") or _installed("qiskit-aer-gpu"),
+        "python": platform.python_version(),
+    }
 
 
 def _json_ready(value: Any) -> Any:

@@ -36,6 +36,7 @@ from core.store.connect import (
     JOB_DONE_CHANNEL,
     PAGE_SIZE,
     PLUGINS_CHANNEL,
+    SUBMIT_CHANNEL,
     connect_sync,
     listen,
     open_pool,
@@ -92,7 +93,7 @@ from core.store.reads import (
     list_jobs_raw,
     raw_results,
 )
-from core.store.sweeps import job_bindings_sync, read_items_raw, save_items_sync
+from core.store.sweeps import job_bindings_sync, read_items_raw, rerun_job, save_items_sync
 
 __all__ = [
     "CANCEL_CHANNEL",
@@ -101,6 +102,7 @@ __all__ = [
     "Move",
     "PAGE_SIZE",
     "PLUGINS_CHANNEL",
+    "SUBMIT_CHANNEL",
     "RESULT_TYPES",
     "admit_plugin",
     "backend_needs_gpu",
@@ -148,6 +150,7 @@ __all__ = [
     "recover_orphans",
     "remove_plugin",
     "requeue_job",
+    "rerun_job",
     "require_backend",
     "revoke_api_key_sync",
     "running_job_ids",

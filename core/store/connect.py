@@ -44,6 +44,7 @@ def connect_sync(dsn: str) -> psycopg.Connection:
 JOB_DONE_CHANNEL = "qserver_job_done"  # a job reached a terminal status: its id
 CANCEL_CHANNEL = "qserver_cancel"  # a running job was canceled: its id
 PLUGINS_CHANNEL = "qserver_plugins"  # a plugin was admitted: its name
+SUBMIT_CHANNEL = "qserver_submit"  # a job stored outside ingest (a rerun): its id, to be queued
 
 
 async def listen(conn: psycopg.AsyncConnection, channel: str) -> None:

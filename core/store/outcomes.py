@@ -41,7 +41,7 @@ UPDATE jobs SET {move.set}, finish_time = now(), node_id = %s, error = NULL, {_S
     for move in (FINISH, QUICK_FINISH)
 )
 _INSERT_RESULTS = """
-INSERT INTO results (job_id, counts, quasi_dist, expval) VALUES (%s, %s, %s, %s)
+INSERT INTO results (job_id, counts, quasi_dist, expval, receipt) VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (job_id) DO NOTHING
 """
 _FAIL, _QUICK_FAIL = (
@@ -71,7 +71,8 @@ def finish_job_sync(
     run time, seconds: a warm executor's job), also if it is still claimed (never marked
     started), its ``start_time`` that long before now.
 
-    ``results`` maps result type names to JSON-ready values. Returns False (and
+    ``results`` maps result type names to JSON-ready values, and ``receipt`` to the run's
+    receipt (seed, method, versions: cluster/executor.py). Returns False (and
     writes nothing) when the job was canceled, failed or deleted meanwhile.
     """
     with conn.transaction():
@@ -85,6 +86,7 @@ def finish_job_sync(
                 _jsonb_or_none(results.get("counts")),
                 _jsonb_or_none(results.get("quasi_dist")),
                 _jsonb_or_none(results.get("expval")),
+                _jsonb_or_none(results.get("receipt")),
             ),
         )
     return True
@@ -93,8 +95,9 @@ def finish_job_sync(
 _RECORD_MANY = f"""
 WITH done_input AS (
     SELECT * FROM unnest(
-        %(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[], %(run_s)s::float8[]
-    ) AS t(id, counts, quasi_dist, expval, run_s)
+        %(ids)s::uuid[], %(counts)s::jsonb[], %(quasi)s::jsonb[], %(expval)s::jsonb[], %(receipt)s::jsonb[],
+        %(run_s)s::float8[]
+    ) AS t(id, counts, quasi_dist, expval, receipt, run_s)
 ), done AS (
     UPDATE jobs j SET {QUICK_FINISH.set}, finish_time = now(), node_id = %(node)s, error = NULL,
            {_STARTED.format("i.run_s")}
@@ -102,8 +105,8 @@ WITH done_input AS (
      WHERE j.id = i.id AND {QUICK_FINISH.where("j")}
     RETURNING j.id
 ), saved AS (
-    INSERT INTO results (job_id, counts, quasi_dist, expval)
-    SELECT i.id, i.counts, i.quasi_dist, i.expval FROM done_input i JOIN done d ON d.id = i.id
+    INSERT INTO results (job_id, counts, quasi_dist, expval, receipt)
+    SELECT i.id, i.counts, i.quasi_dist, i.expval, i.receipt FROM done_input i JOIN done d ON d.id = i.id
     ON CONFLICT (job_id) DO NOTHING
 ), failed AS (
     UPDATE jobs j SET {QUICK_FAIL.set}, finish_time = now(), error = t.error,
@@ -148,6 +151,7 @@ def record_outcomes_sync(
             "counts": [_jsonb_or_none(results.get("counts")) for _, results in finished],
             "quasi": [_jsonb_or_none(results.get("quasi_dist")) for _, results in finished],
             "expval": [_jsonb_or_none(results.get("expval")) for _, results in finished],
+            "receipt": [_jsonb_or_none(results.get("receipt")) for _, results in finished],
             "run_s": [run_s.get(job_id, 0.0) for job_id, _ in finished],
             "failed_ids": [job_id for job_id, _ in failed],
             "errors": [error for _, error in failed],

@@ -6,6 +6,7 @@ executor (claimed), or what it was parked for (a node with a tag, a GPU, memory)
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -45,11 +46,18 @@ SWEEP_DONE = (
     " (SELECT coalesce(sum(s.count), 0) FROM sweep_items s WHERE s.job_id = j.id)::bigint END"
 )
 
+# A finished job's receipt (results.receipt) with where and how long it ran, as JSON text.
+RECEIPT = (
+    "(r.receipt || jsonb_build_object('node_id', j.node_id,"
+    " 'queue_s', extract(epoch FROM j.start_time - j.submission_date),"
+    " 'run_s', extract(epoch FROM j.finish_time - j.start_time)))::text"
+)
+
 _JOB_FIELDS = f"""
 j.id, j.pointer, j.target_simulator, j.qasm, {visible_status("j.status")} AS status, j.submission_date,
 j.start_time, j.finish_time, j.metadata, j.error, j.node_id, j.attempts, {_waiting_for("j")} AS waiting_for,
 j.memory_bytes, j.owner, rt.counts AS rt_counts, rt.quasi_dist AS rt_quasi_dist, rt.expval AS rt_expval,
-{SWEEP_DONE} AS sweep_done
+{SWEEP_DONE} AS sweep_done, {RECEIPT} AS r_receipt
 """
 JOB_COLUMNS = _JOB_FIELDS + ", r.counts AS r_counts, r.quasi_dist AS r_quasi_dist, r.expval AS r_expval"
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
@@ -73,10 +81,13 @@ LEFT JOIN results r ON r.job_id = j.id
 """
 
 
-def job_json(row: dict[str, Any]) -> dict[str, Any]:
+def job_json(row: dict[str, Any], *, raw_receipt: bool = False) -> dict[str, Any]:
     """The contract's job JSON of a row read with JOB_COLUMNS (or ``_raw_results``), with
-    ``sweep``: a sweep's summary (core.sweeps.summary) or None."""
+    ``sweep``: a sweep's summary (core.sweeps.summary) or None, and ``receipt`` (a finished
+    job's: seed, method, versions, node, queue and run seconds; its JSON text with ``raw_receipt``)."""
     job = {k: v for k, v in row.items() if not k.startswith(("rt_", "r_", "sweep_"))}
+    receipt = row["r_receipt"]
+    job["receipt"] = receipt if raw_receipt or receipt is None else json.loads(receipt)
     job["sweep"] = sweeps.summary(row["id"], row["metadata"], row["sweep_done"] or 0)
     job["result_types"] = {
         "counts": bool(row["rt_counts"]),
@@ -92,10 +103,10 @@ def job_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def raw_job_json(row: dict[str, Any]) -> dict[str, Any]:
-    """``job_json`` of a row read with ``_raw_results``: ``results`` holds each type's JSON TEXT
-    (or None), ``results_bytes`` their stored size, ``results_inline`` False when they were too
+    """``job_json`` of a row read with ``_raw_results``: ``results`` and ``receipt`` hold JSON
+    TEXT (or None), ``results_bytes`` their stored size, ``results_inline`` False when they were too
     large to come with the job (read them with ``raw_results``)."""
-    job = job_json(row)
+    job = job_json(row, raw_receipt=True)
     job["results_bytes"] = row["r_bytes"]
     job["results_inline"] = _inline(row)
     return job

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -101,6 +102,17 @@ def _seed(metadata: Mapping[str, Any]) -> int | None:
     return seed
 
 
+def _drawn(seed: int | None, receipt: dict[str, Any] | None) -> int | None:
+    """The seed to run with: the job's; or, when the run keeps a receipt, one drawn now (Aer
+    would draw one anyway) and written into it, so that the run can be repeated."""
+    if receipt is None:
+        return seed
+    if seed is None:
+        seed = secrets.randbits(63)
+    receipt["seed"] = seed
+    return seed
+
+
 def _method(metadata: Mapping[str, Any]) -> str:
     method = metadata.get("method") or "auto"
     method = _METHOD_ALIASES.get(method, method) if isinstance(method, str) else method
@@ -148,8 +160,9 @@ def _is_term(term: Any) -> bool:
     )
 
 
-def _execute(simulator: AerSimulator, circuit: QuantumCircuit, **options: Any):
-    """Run on Aer; raise SimulationError with Aer's own status when it does not succeed."""
+def _execute(simulator: AerSimulator, circuit: QuantumCircuit, receipt: dict | None = None, **options: Any):
+    """Run on Aer; raise SimulationError with Aer's own status when it does not succeed. The
+    method Aer chose goes into ``receipt`` (if given and not there yet)."""
     try:
         result = simulator.run(circuit, **options).result()
     except AerError as exc:
@@ -160,11 +173,18 @@ def _execute(simulator: AerSimulator, circuit: QuantumCircuit, **options: Any):
         if "memory" in message.lower() and simulator.options.method != "matrix_product_state":
             message += ' (metadata "method": "matrix_product_state" may fit)'
         raise SimulationError(f"Aer could not run the circuit: {message}")
+    if receipt is not None and result.results:
+        receipt.setdefault("method", result.results[0].metadata.get("method"))
     return result
 
 
 def _counts(
-    simulator: AerSimulator, circuit: QuantumCircuit, shots: int, seed: int | None, binds: list | None = None
+    simulator: AerSimulator,
+    circuit: QuantumCircuit,
+    shots: int,
+    seed: int | None,
+    binds: list | None = None,
+    receipt: dict | None = None,
 ) -> list[dict[str, int]]:
     """Counts of each experiment: one, or one per binding of ``binds`` (Aer's
     ``parameter_binds``: [{parameter: [value per binding]}])."""
@@ -178,7 +198,7 @@ def _counts(
         # branch ("Invalid jump destination: if_0_end"): idle qubits are dropped here instead.
         circuit = _without_idle_qubits(circuit, keep=set())
         options["enable_truncation"] = False
-    result = _execute(simulator, circuit, **options)
+    result = _execute(simulator, circuit, receipt, **options)
     if "counts" not in result.data(0):
         raise CircuitError("the circuit measures no qubit, so it has no counts")
     return [
@@ -243,6 +263,7 @@ def _expvals(
     threads: int | None = None,
     binds: list | None = None,
     experiments: int = 1,
+    receipt: dict | None = None,
 ) -> list[list[float]]:
     """Exact <psi|O|psi> per operator, on the circuit without its final measurements: one list
     (a value per operator) per experiment: one, or one per binding of ``binds``."""
@@ -280,7 +301,7 @@ def _expvals(
     # a sweep's bindings share the threads (Aer runs several at once); one circuit: as _threads
     thread_count = threads if experiments != 1 else _threads(body.num_qubits, threads)
     simulator = _simulator(method, thread_count, max_memory_mb, device, experiments)
-    result = _execute(simulator, body, **options)
+    result = _execute(simulator, body, receipt, **options)
     return [
         [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
         for data in (result.data(run) for run in range(runs))
@@ -329,6 +350,7 @@ def run(
     threads: int | None = None,
     max_expanded_gates: int = DEFAULT_MAX_EXPANDED_GATES,
     max_seconds: float | None = None,
+    receipt: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run an OpenQASM 2/3 program on Aer and return the requested results as plain JSON types.
 
@@ -348,13 +370,15 @@ def run(
     expand to (plugins.aer.unroll). max_seconds: the time this run may take: a circuit whose
     estimate (plugins.aer.sizing.cost: active qubits, gates after expansion, shots, whether every
     shot is simulated on its own) exceeds it raises TooSlow before simulating (seconds).
-    Raises ValueError for an unknown result type, CircuitError (a ValueError) for a circuit or
+    receipt: a dict to fill with what makes the run reproducible: ``seed`` (the job's, or the
+    one drawn for it when it has none: the same seed gives the same counts) and ``method``
+    (the one Aer chose). Raises ValueError for an unknown result type, CircuitError (a ValueError) for a circuit or
     metadata that cannot run, SimulationError when Aer does not finish (e.g. not enough memory;
     the message is Aer's).
     """
     wanted = _result_types(result_types)
     metadata = metadata or {}
-    shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
+    shots, seed, method = _shots(metadata), _drawn(_seed(metadata), receipt), _method(metadata)
     circuit = bind_parameters(load_circuit(qasm), metadata.get("parameters"))
     circuit, operators = _prepare(
         circuit, metadata, wanted, method, memory_budget_bytes, max_qubits, max_expanded_gates
@@ -367,14 +391,17 @@ def run(
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)
-        counts = _counts(simulator, circuit, shots, seed)[0]
+        counts = _counts(simulator, circuit, shots, seed, receipt=receipt)[0]
         if "counts" in wanted:
             results["counts"] = counts
         if "quasi_dist" in wanted:
             results["quasi_dist"] = _quasi_dist(counts, shots)
     if "expval" in wanted:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
-        results["expval"] = _expvals(circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads)[0]
+        expvals = _expvals(
+            circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads, receipt=receipt
+        )
+        results["expval"] = expvals[0]
     return results
 
 
@@ -402,6 +429,7 @@ def run_sweep(
     on_chunk: Callable[[int, list[dict[str, Any]]], None],
     *,
     start: int = 0,
+    receipt: dict[str, Any] | None = None,
     max_memory_mb: int | None = None,
     memory_budget_bytes: int | None = None,
     device: str = "CPU",
@@ -418,15 +446,18 @@ def run_sweep(
     one item per binding: {result type: value} as :func:`run` returns for one binding (shots,
     seed and obs of ``metadata`` apply to each binding; binding i is seeded
     seed + SEED_STEP * i, i counted from ``start``: the index of ``values[0]`` in a sweep run in
-    parts). ``threads``: Aer's threads, shared between the bindings it runs at
-    once. Other arguments as :func:`run`. Returns the number of bindings run.
+    parts). ``receipt``: as for :func:`run`, with the rule of the bindings' seeds. ``threads``:
+    Aer's threads, shared between the bindings it runs at once. Other arguments as :func:`run`.
+    Returns the number of bindings run.
 
     Raises what :func:`run` raises; CircuitError when ``parameters`` and the program's
     parameters differ.
     """
     wanted = _result_types(result_types)
     metadata = metadata or {}
-    shots, seed, method = _shots(metadata), _seed(metadata), _method(metadata)
+    shots, seed, method = _shots(metadata), _drawn(_seed(metadata), receipt), _method(metadata)
+    if receipt is not None:
+        receipt["binding_seeds"] = f"seed + {SEED_STEP} * i for binding i (Aer's rule for the experiments of one run)"
     circuit = load_circuit(qasm)
     declared = {parameter.name for parameter in circuit.parameters}
     unknown = [name for name in parameters if name not in declared]
@@ -453,7 +484,8 @@ def run_sweep(
         chunk_seed = None if seed is None else (seed + SEED_STEP * (start + first)) % _INT64
         items: list[dict[str, Any]] = [{} for _ in range(len(part))]
         if wanted & {"counts", "quasi_dist"}:
-            for item, counts in zip(items, _counts(counts_simulator, circuit, shots, chunk_seed, binds), strict=True):
+            counts_list = _counts(counts_simulator, circuit, shots, chunk_seed, binds, receipt)
+            for item, counts in zip(items, counts_list, strict=True):
                 if "counts" in wanted:
                     item["counts"] = counts
                 if "quasi_dist" in wanted:

@@ -41,6 +41,7 @@ JOB_KEYS = {
     "memory_bytes",
     "owner",
     "sweep",
+    "receipt",
 }
 
 

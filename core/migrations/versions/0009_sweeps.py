@@ -1,4 +1,4 @@
-"""Sweeps: a job's parameter bindings and its results per chunk of bindings.
+"""Sweeps: a job's parameter bindings and its results per chunk of bindings; receipts.
 
 ``jobs.bindings`` holds a sweep's parameter values as the client sent them (an NPY file of
 float64, shape ``(*shape, P)``; NULL for a job that is not a sweep). ``sweep_items`` holds a
@@ -8,6 +8,10 @@ object per binding ({"counts": ..., "quasi_dist": ..., "expval": [...]}, the res
 asked for), ``node_id`` the Ray node that computed them. The job's ``results`` row and its
 history row keep no items: readers summarise a
 sweep from its metadata (``metadata.sweep``: parameters and shape).
+
+``results.receipt`` is what makes a finished job's run reproducible: the seed it ran with (its
+own, or the one drawn for it), the method the simulator chose, the plugin, Qiskit, Aer and
+Python versions (written by the executor with the results).
 
 Revision ID: 0009
 Revises: 0008
@@ -25,6 +29,7 @@ def upgrade() -> None:
     op.execute(
         """
         ALTER TABLE jobs ADD COLUMN bindings bytea;
+        ALTER TABLE results ADD COLUMN receipt jsonb;
         CREATE TABLE sweep_items (
             job_id  uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
             first   integer NOT NULL CHECK (first >= 0),
@@ -41,6 +46,7 @@ def downgrade() -> None:
     op.execute(
         """
         DROP TABLE sweep_items;
+        ALTER TABLE results DROP COLUMN receipt;
         ALTER TABLE jobs DROP COLUMN bindings;
         """
     )

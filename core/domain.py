@@ -62,8 +62,9 @@ WAITING_FOR_EXECUTOR = (
 # refuses at import a change this table does not allow. A terminal status is never left.
 TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = MappingProxyType(
     {
-        # claimed by the dispatcher; canceled before it was claimed
-        JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED}),
+        # claimed by the dispatcher; canceled before it was claimed; finished at once, answered
+        # from an earlier job's results (core/cache.py), in the transaction that stored it
+        JobStatus.PENDING: frozenset({JobStatus.CLAIMED, JobStatus.CANCELED, JobStatus.FINISHED}),
         # its worker starts it; finished or failed at once: a warm executor's job that finished
         # within settings.batch_running_after_s (never shown running; its start_time is its true
         # start); canceled; failed by the dispatcher (no node can run it, its runtime_env did not
@@ -351,6 +352,8 @@ def _check_known_keys(md: dict[str, Any], limits: Limits) -> None:
         params = md["parameters"]
         if not isinstance(params, dict) or not all(_is_number(v) for v in params.values()):
             raise InvalidJob("metadata 'parameters' must be an object of {name: number}")
+    if "cache" in md and not isinstance(md["cache"], bool):
+        raise InvalidJob(f"metadata 'cache' must be true or false, got {show(md['cache'])}")
     if "sweep" in md:
         check_parameters(md["sweep"])
         if "parameters" in md:

@@ -9,6 +9,7 @@ only place protobuf messages meet domain types. No Qiskit, no Ray.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import time
 import uuid
@@ -20,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from google.protobuf.message import DecodeError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from core import auth, queue, schema, store
+from core import auth, cache, queue, schema, store
 from core.domain import BUILTIN_PLUGIN, JobSpec, Limits, check_program, check_properties
 from core.errors import (
     BackendCannotSweep,
@@ -39,6 +40,7 @@ from core.sweeps import check_parameters, read_bindings
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
+SERVER_VERSION = importlib.metadata.version("qserver")  # the built-in plugin's (it pins Qiskit and Aer)
 
 _STATUS = {
     InvalidJob: grpc.StatusCode.INVALID_ARGUMENT,
@@ -116,12 +118,25 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             spec = await self._read_submission(request_iterator)
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
+                digest = cache.digest(spec, await self._plugin_version(conn, spec.backend))
+                hit = digest and await store.answer_from_cache(
+                    conn,
+                    job_id=job_id,
+                    spec=spec,
+                    owner=caller.name,
+                    digest=digest,
+                    max_pending=self._settings.max_pending_per_user,
+                )
+                if hit:
+                    log.info("job_id=%s answered from the cache (job %s)", job_id, hit)
+                    return jobs_pb2.PendingJob(id=str(job_id))
                 await store.insert_job(
                     conn,
                     job_id=job_id,
                     spec=spec,
                     owner=caller.name,
                     max_pending=self._settings.max_pending_per_user,
+                    digest=digest,
                 )
             try:
                 await queue.publish_job(self._channel, self._settings.queue_name, job_id)
@@ -148,6 +163,14 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             (time.perf_counter() - started) * 1e3,
         )
         return jobs_pb2.PendingJob(id=str(job_id))
+
+    async def _plugin_version(self, conn, backend: str) -> str | None:
+        """The version of the plugin that runs ``backend``: this server's for the built-in one."""
+        row = await store.get_backend(conn, name=backend)
+        if row is None or row["plugin"] == BUILTIN_PLUGIN:
+            return SERVER_VERSION
+        plugin = await store.get_plugin(conn, name=row["plugin"])
+        return plugin["version"] if plugin else None
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> auth.Caller:
         """Who submits: from metadata ``authorization: Bearer <key>`` or ``x-api-key``.

@@ -9,6 +9,7 @@ connections.
 - cluster: nodes and what the cluster offers;
 - plugins: plugins and backends;
 - keys: API keys;
+- cache: a job answered from an earlier one's results;
 - sweeps: a sweep's bindings and its results per chunk.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
@@ -22,6 +23,7 @@ module names every public function of the aggregates.
 
 from __future__ import annotations
 
+from core.store.cache import answer_from_cache, finish_from_cache
 from core.store.cluster import (
     cluster_capabilities,
     head_node_versions_sync,
@@ -105,6 +107,7 @@ __all__ = [
     "SUBMIT_CHANNEL",
     "RESULT_TYPES",
     "admit_plugin",
+    "answer_from_cache",
     "backend_needs_gpu",
     "cancel_job",
     "canceled_among",
@@ -118,6 +121,7 @@ __all__ = [
     "enable_builtin_plugin",
     "fail_job",
     "fail_job_sync",
+    "finish_from_cache",
     "finish_job_sync",
     "get_api_key",
     "get_backend",

@@ -80,8 +80,10 @@ async def insert_job(
     spec: JobSpec,
     owner: str | None = None,
     max_pending: int | None = None,
+    digest: bytes | None = None,
 ) -> None:
-    """Store a new pending job, its result types and QASM text in one statement.
+    """Store a new pending job, its result types and QASM text in one statement; ``digest``
+    (core/cache.py) lets a later job with the same answer find it.
 
     ``owner`` is the user who submitted it (None with authentication off). With
     ``max_pending``, the INSERT itself checks that ``owner`` has fewer pending jobs
@@ -98,6 +100,7 @@ async def insert_job(
             "backend": spec.backend,
             "qasm": spec.qasm,
             "bindings": spec.bindings,
+            "digest": digest,
             "metadata": Jsonb(spec.metadata),
             "owner": owner,
             "max": max_pending,
@@ -116,8 +119,8 @@ async def insert_job(
 # One statement (one round trip, its own transaction): the job and its result types.
 _INSERT = """
 WITH job AS (
-    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner)
-    VALUES (%(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s)
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner, digest)
+    VALUES (%(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s, %(digest)s)
     RETURNING id
 )
 INSERT INTO result_types (job_id, counts, quasi_dist, expval)
@@ -125,8 +128,8 @@ SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
 """
 _INSERT_CAPPED = f"""
 WITH job AS (
-    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner)
-    SELECT %(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner, digest)
+    SELECT %(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s, %(digest)s
      WHERE (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING, CLAIMED])}
                                    LIMIT %(max)s) AS p) < %(max)s
     RETURNING id

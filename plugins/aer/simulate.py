@@ -290,10 +290,10 @@ def _expvals(
         body.append(SaveExpectationValue(reduced, label=label), [circuit.qubits[q] for q in support])
     # Without measurements left the state is deterministic: one shot gives the exact value;
     # with mid-circuit measurements Aer averages over the shots.
-    options: dict[str, Any] = {
-        "shots": shots if _operation_names(body) & _NON_UNITARY else 1,
-        "enable_truncation": False,
-    }
+    measured = bool(_operation_names(body) & _NON_UNITARY)
+    if receipt is not None:  # exact: the same without a seed (core/cache.py)
+        receipt["exact"] = not measured
+    options: dict[str, Any] = {"shots": shots if measured else 1, "enable_truncation": False}
     if seed is not None:
         options["seed_simulator"] = seed
     if binds is not None:

@@ -25,7 +25,7 @@ from core.domain import (
     can_move,
 )
 from core.errors import Conflict
-from core.store import jobs, outcomes
+from core.store import cache, jobs, outcomes
 from tests.conftest import fresh_database
 
 DSN = "postgresql://postgres@127.0.0.1:5432/qserver_test_status_machine"
@@ -102,6 +102,10 @@ OPERATIONS: dict[str, tuple[dict[JobStatus, JobStatus], Operation]] = {
         _sync(lambda s, j: store.fail_job_sync(s, job_id=j, error="boom", node_id="n", run_s=0.01)),
     ),
     "cancel_job": (changes(jobs.CANCEL), _cancel),
+    "finish_from_cache": (
+        changes(cache.FROM_CACHE),
+        lambda a, s, j: store.finish_from_cache(a, job_id=j, source=j),
+    ),
 }
 
 
@@ -173,7 +177,7 @@ def test_a_guard_for_a_change_the_machine_does_not_allow_is_refused_at_import():
     with pytest.raises(ValueError):
         jobs.Move((P,), R)  # a job is claimed before it runs
     with pytest.raises(ValueError):
-        jobs.Move((P,), FI)
+        jobs.Move((P,), jobs.JobStatus.FAILED)  # a pending job fails only once claimed
     with pytest.raises(ValueError):
         jobs.Move((), R)
     assert jobs.Move((P, R), C).where("j") == "j.status IN ('pending', 'running')"

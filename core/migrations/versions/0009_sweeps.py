@@ -1,4 +1,4 @@
-"""Sweeps: a job's parameter bindings and its results per chunk of bindings; receipts.
+"""Sweeps: a job's parameter bindings and its results per chunk of bindings; receipts; digests.
 
 ``jobs.bindings`` holds a sweep's parameter values as the client sent them (an NPY file of
 float64, shape ``(*shape, P)``; NULL for a job that is not a sweep). ``sweep_items`` holds a
@@ -11,7 +11,8 @@ sweep from its metadata (``metadata.sweep``: parameters and shape).
 
 ``results.receipt`` is what makes a finished job's run reproducible: the seed it ran with (its
 own, or the one drawn for it), the method the simulator chose, the plugin, Qiskit, Aer and
-Python versions (written by the executor with the results).
+Python versions (written by the executor with the results). ``jobs.digest`` (core/cache.py)
+finds an earlier job with the same answer.
 
 Revision ID: 0009
 Revises: 0008
@@ -30,6 +31,8 @@ def upgrade() -> None:
         """
         ALTER TABLE jobs ADD COLUMN bindings bytea;
         ALTER TABLE results ADD COLUMN receipt jsonb;
+        ALTER TABLE jobs ADD COLUMN digest bytea;
+        CREATE INDEX jobs_digest ON jobs (digest) WHERE digest IS NOT NULL;
         CREATE TABLE sweep_items (
             job_id  uuid NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
             first   integer NOT NULL CHECK (first >= 0),
@@ -47,6 +50,7 @@ def downgrade() -> None:
         """
         DROP TABLE sweep_items;
         ALTER TABLE results DROP COLUMN receipt;
+        ALTER TABLE jobs DROP COLUMN digest;
         ALTER TABLE jobs DROP COLUMN bindings;
         """
     )

@@ -8,7 +8,8 @@ connections.
 - reads: jobs, results and history for the api;
 - cluster: nodes and what the cluster offers;
 - plugins: plugins and backends;
-- keys: API keys.
+- keys: API keys;
+- idempotency: a job stored once per idempotency key.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -39,6 +40,7 @@ from core.store.connect import (
     listen,
     open_pool,
 )
+from core.store.idempotency import insert_job_once
 from core.store.jobs import (
     ClaimedJob,
     Move,
@@ -126,6 +128,7 @@ __all__ = [
     "heartbeat_sync",
     "insert_api_key_sync",
     "insert_job",
+    "insert_job_once",
     "jobs_running_by_node",
     "known_nodes",
     "list_api_keys_sync",

@@ -15,6 +15,7 @@ from core.errors import (
     BackendNotFound,
     Conflict,
     Forbidden,
+    IdempotencyConflict,
     InvalidJob,
     JobNotFound,
     NotAPlugin,
@@ -55,6 +56,7 @@ _STATUS: tuple[tuple[type[QServerError], int], ...] = (
     (BackendDisabled, 404),  # hidden from /backends, so unknown to REST clients
     (PluginNotFound, 404),
     (Conflict, 409),
+    (IdempotencyConflict, 409),
     (NotAPlugin, 422),
     (DownloadTimedOut, 504),  # before its base class
     (IndexUnavailable, 502),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from api.models import (
     JobResult,
     SweepItems,
 )
-from core import store
+from core import idempotency, store
 from core.auth import Caller
 from core.domain import JobStatus
 from core.errors import JobNotFound
@@ -209,17 +210,24 @@ async def rerun_job(
     large_reads: LargeReadsDep,
     settings: SettingsDep,
 ) -> Response:
-    """Run a finished job again from its receipt: a new job (201, pending) with the same program,
+    """Run a finished job again from its receipt: a new job (201) with the same program,
     bindings, backend, result types and metadata, and the seed the first run used, so a seeded
     simulation gives identical results. Its metadata ``rerun_of`` names the job. 409 for a job
-    with no receipt (not finished, or a third-party plugin's)."""
+    with no receipt (not finished, or a third-party plugin's). With an ``Idempotency-Key``
+    header (as gRPC's ``idempotency-key``), the same request sent again answers the job it made
+    the first time; the key used for another request is 409."""
     new_id = uuid.uuid4()
+    key = idempotency.check_key(request.headers.getlist(idempotency.METADATA_NAME))
     async with pool.connection() as conn:
-        await store.rerun_job(
+        new_id = await store.insert_job_once(
             conn,
-            job_id=job_id,
-            new_id=new_id,
-            owner=caller.owner_filter,
+            key=key,
+            digest=hashlib.sha256(f"rerun {job_id}".encode()).digest(),
+            job_id=new_id,
+            owner=caller.name,
+            store_job=store.rerun_job,
+            source=job_id,
+            owner_filter=caller.owner_filter,
             max_pending=settings.max_pending_per_user if caller.name else None,
         )
     log.info("job_id=%s rerun of %s by %s", new_id, job_id, caller.name or "-")

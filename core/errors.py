@@ -66,5 +66,9 @@ class HeadersTooLarge(QServerError):
     """The request's gRPC metadata is over QSERVER_GRPC_MAX_HEADER_BYTES (gRPC RESOURCE_EXHAUSTED)."""
 
 
+class IdempotencyConflict(QServerError):
+    """The submission's idempotency key was already used for a different request (gRPC ALREADY_EXISTS)."""
+
+
 class UnsafeSettings(QServerError):
     """The settings would expose the service unsafely, e.g. authentication off on a public bind; refused at start."""

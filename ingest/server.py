@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from google.protobuf.message import DecodeError
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from core import auth, cache, queue, schema, store
+from core import auth, cache, idempotency, queue, schema, store
 from core.domain import BUILTIN_PLUGIN, JobSpec, Limits, check_program, check_properties
 from core.errors import (
     BackendCannotSweep,
@@ -29,6 +29,7 @@ from core.errors import (
     BackendNotFound,
     ClusterCannotRun,
     HeadersTooLarge,
+    IdempotencyConflict,
     InvalidJob,
     QServerError,
     QueueUnavailable,
@@ -52,6 +53,7 @@ _STATUS = {
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     TooManyPending: grpc.StatusCode.RESOURCE_EXHAUSTED,
     HeadersTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
 }
 # HTTP/2's accounting of a header list (RFC 9113, 6.5.2: SETTINGS_MAX_HEADER_LIST_SIZE): each
 # field counts its name's and value's octets plus 32.
@@ -69,6 +71,15 @@ def check_header_size(metadata, limit: int) -> None:
         raise HeadersTooLarge(
             f"the request's gRPC metadata is {size} bytes; at most {limit} (QSERVER_GRPC_MAX_HEADER_BYTES)"
         )
+
+
+def idempotency_key(metadata) -> str | None:
+    """The request's idempotency key (metadata ``idempotency-key``), or None when it has none.
+
+    Raises:
+        InvalidJob: the key is sent twice, empty, longer than 200 characters or not printable ASCII.
+    """
+    return idempotency.check_key([value for name, value in metadata or () if name == idempotency.METADATA_NAME])
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -91,7 +102,9 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
     FAILED_PRECONDITION (backend disabled), UNAVAILABLE (queue did not confirm),
     UNAUTHENTICATED (authentication on: no, a wrong or a revoked key; checked before
     anything is read), RESOURCE_EXHAUSTED (the user's cap on pending jobs; metadata over
-    QSERVER_GRPC_MAX_HEADER_BYTES, checked first of all).
+    QSERVER_GRPC_MAX_HEADER_BYTES, checked first of all), ALREADY_EXISTS (the request's
+    ``idempotency-key`` was used before for a different request). The same request sent again
+    under its key is answered with the job stored the first time, which is not queued again.
     """
 
     def __init__(
@@ -115,29 +128,29 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         try:
             check_header_size(context.invocation_metadata(), self._settings.grpc_max_header_bytes)
             caller = await self._caller(context)
+            key = idempotency_key(context.invocation_metadata())
             spec = await self._read_submission(request_iterator)
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
-                digest = cache.digest(spec, await self._plugin_version(conn, spec.backend))
-                hit = digest and await store.answer_from_cache(
+                answer = cache.digest(spec, await self._plugin_version(conn, spec.backend))
+                source = answer and await store.cached_source(conn, digest=answer, spec=spec, owner=caller.name)
+                stored = await store.insert_job_once(
                     conn,
+                    key=key,
+                    digest=idempotency.request_digest(spec, spec.bindings) if key is not None else None,
                     job_id=job_id,
                     spec=spec,
                     owner=caller.name,
-                    digest=digest,
                     max_pending=self._settings.max_pending_per_user,
+                    answer_digest=answer,
                 )
-                if hit:
-                    log.info("job_id=%s answered from the cache (job %s)", job_id, hit)
+                if stored == job_id and source:  # never queued: finished with the source's results
+                    await store.finish_from_cache(conn, job_id=job_id, source=source)
+                    log.info("job_id=%s answered from the cache (job %s)", job_id, source)
                     return jobs_pb2.PendingJob(id=str(job_id))
-                await store.insert_job(
-                    conn,
-                    job_id=job_id,
-                    spec=spec,
-                    owner=caller.name,
-                    max_pending=self._settings.max_pending_per_user,
-                    digest=digest,
-                )
+            if stored != job_id:  # sent again under its key: the job stored (and queued) the first time
+                log.info("job_id=%s answered again for its idempotency key owner=%s", stored, caller.name or "-")
+                return jobs_pb2.PendingJob(id=str(stored))
             try:
                 await queue.publish_job(self._channel, self._settings.queue_name, job_id)
             except QueueUnavailable:

@@ -73,3 +73,18 @@ def test_rerun_needs_a_finished_job_with_a_receipt(stack):
     unknown = stack.http.post("/api/v1/job/00000000-0000-4000-8000-000000000000/rerun")
     assert unknown.status_code == 404
     assert stack.http.post("/api/v1/job/not-a-uuid/rerun").status_code == 400
+
+
+def test_a_rerun_sent_again_under_its_key_makes_one_job(stack):
+    first = stack.run(BELL, counts=True, metadata={"seed": 5, "cache": False})
+    headers = {"Idempotency-Key": "rerun-once-1"}
+    one = stack.http.post(f"/api/v1/job/{first['id']}/rerun", headers=headers)
+    two = stack.http.post(f"/api/v1/job/{first['id']}/rerun", headers=headers)
+    assert one.status_code == two.status_code == 201
+    assert one.json()["id"] == two.json()["id"]
+    other = stack.run(BELL, counts=True, metadata={"seed": 6, "cache": False})
+    refused = stack.http.post(f"/api/v1/job/{other['id']}/rerun", headers=headers)
+    assert refused.status_code == 409 and "was already used for a different request" in refused.json()["detail"]
+    bad = stack.http.post(f"/api/v1/job/{first['id']}/rerun", headers={"Idempotency-Key": "x" * 201})
+    assert bad.status_code == 400
+    assert stack.wait(one.json()["id"])["results"] == first["results"]

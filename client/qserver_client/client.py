@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import ssl
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from qserver_client import wire
 from qserver_client._generated import jobs_pb2
@@ -106,26 +108,53 @@ class Client:
         metadata: Mapping[str, Any] | None = None,
         tags: Sequence[str] | None = None,
         timeout: float = 300.0,
+        idempotency_key: str | None = None,
     ) -> str:
         """Submit an OpenQASM 2 or 3 program; returns the job id (a UUID as text).
 
         ``counts``, ``quasi_dist``, ``expval``: the results wanted (``expval`` needs ``obs`` in
         the metadata: one list of ``[pauli, coefficient]`` pairs per PUB); ``metadata``: shots,
         seed, obs, method, timeout_s, ...; ``tags``: node tags the job must run on (stored as
-        metadata ``tags``); ``timeout``: seconds for the upload. Raises ``SubmitError`` when the
-        server refuses the job or cannot be reached (its ``code()`` says which).
+        metadata ``tags``); ``timeout``: seconds for the upload (each attempt);
+        ``idempotency_key``: 1 to 200 printable ASCII characters naming this submission (default:
+        a new random one). A submission whose answer was lost is sent again under its key, as
+        ``submit_messages`` says: the server stores one job whatever the number of attempts.
+        Raises ``SubmitError`` when the server refuses the job or cannot be reached (its
+        ``code()`` says which; ALREADY_EXISTS: the key was used before for another request).
         """
         meta = dict(metadata or {})
         if tags is not None:
             meta["tags"] = list(tags)
         first = wire.properties(backend=backend, counts=counts, quasi_dist=quasi_dist, expval=expval, metadata=meta)
-        return self.submit_messages([first, *wire.chunks(qasm)], timeout=timeout)
+        return self.submit_messages([first, *wire.chunks(qasm)], timeout=timeout, idempotency_key=idempotency_key)
 
-    def submit_messages(self, messages: Iterable[jobs_pb2.JobData], *, timeout: float = 300.0) -> str:
+    SUBMIT_ATTEMPTS = 4  # sends of one submission at most, under one idempotency key
+    RESEND_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})  # answer lost
+
+    def submit_messages(
+        self, messages: Iterable[jobs_pb2.JobData], *, timeout: float = 300.0, idempotency_key: str | None = None
+    ) -> str:
         """Send a ready ``AddJob`` stream (``wire.properties``, then ``wire.chunks``); returns the
-        job id. Raises ``SubmitError`` as ``submit`` does."""
+        job id. Raises ``SubmitError`` as ``submit`` does.
+
+        The stream goes with gRPC metadata ``idempotency-key`` (``idempotency_key``, else a new
+        random key). A list or tuple of messages is sent again, with the same key, when the
+        answer did not come (UNAVAILABLE, DEADLINE_EXCEEDED: the server may have stored the job
+        or not), up to ``SUBMIT_ATTEMPTS`` times with a growing pause (0.25 s, 0.5 s, 1 s, plus
+        jitter); the server answers a repeat with the job it stored, which runs once. Refusals are
+        never sent again. Any other iterable is streamed as it is read, and sent once (send it
+        again yourself, with the same messages and key).
+        """
+        key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
+        metadata = (*(self._metadata or ()), ("idempotency-key", key))
+        attempts = Retrying(
+            stop=stop_after_attempt(self.SUBMIT_ATTEMPTS if isinstance(messages, list | tuple) else 1),
+            wait=wait_exponential(multiplier=0.25, max=2.0) + wait_random(0, 0.25),
+            retry=retry_if_exception(lambda e: isinstance(e, grpc.RpcError) and e.code() in self.RESEND_CODES),
+            reraise=True,
+        )
         try:
-            return self._add_job(iter(messages), timeout=timeout, metadata=self._metadata).id
+            return attempts(lambda: self._add_job(iter(messages), timeout=timeout, metadata=metadata).id)
         except grpc.RpcError as error:
             raise SubmitError(error.code(), error.details() or "") from error
 

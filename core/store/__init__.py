@@ -10,7 +10,8 @@ connections.
 - plugins: plugins and backends;
 - keys: API keys;
 - cache: a job answered from an earlier one's results;
-- sweeps: a sweep's bindings and its results per chunk.
+- sweeps: a sweep's bindings and its results per chunk;
+- idempotency: a job stored once per idempotency key.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -23,7 +24,7 @@ module names every public function of the aggregates.
 
 from __future__ import annotations
 
-from core.store.cache import answer_from_cache, finish_from_cache
+from core.store.cache import cached_source, finish_from_cache
 from core.store.cluster import (
     cluster_capabilities,
     head_node_versions_sync,
@@ -43,6 +44,7 @@ from core.store.connect import (
     listen,
     open_pool,
 )
+from core.store.idempotency import insert_job_once
 from core.store.jobs import (
     ClaimedJob,
     Move,
@@ -107,7 +109,7 @@ __all__ = [
     "SUBMIT_CHANNEL",
     "RESULT_TYPES",
     "admit_plugin",
-    "answer_from_cache",
+    "cached_source",
     "backend_needs_gpu",
     "cancel_job",
     "canceled_among",
@@ -134,6 +136,7 @@ __all__ = [
     "heartbeat_sync",
     "insert_api_key_sync",
     "insert_job",
+    "insert_job_once",
     "job_bindings_sync",
     "jobs_running_by_node",
     "known_nodes",

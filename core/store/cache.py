@@ -7,7 +7,7 @@ import uuid
 import psycopg
 
 from core.domain import JobSpec, JobStatus
-from core.store.jobs import Move, insert_job
+from core.store.jobs import Move
 
 FROM_CACHE = Move((JobStatus.PENDING,), JobStatus.FINISHED)
 
@@ -31,32 +31,14 @@ UPDATE jobs SET {FROM_CACHE.set}, start_time = now(), finish_time = now(), waiti
 """
 
 
-async def answer_from_cache(
-    conn: psycopg.AsyncConnection,
-    *,
-    job_id: uuid.UUID,
-    spec: JobSpec,
-    owner: str | None,
-    digest: bytes,
-    max_pending: int | None = None,
+async def cached_source(
+    conn: psycopg.AsyncConnection, *, digest: bytes, spec: JobSpec, owner: str | None
 ) -> uuid.UUID | None:
-    """Store job ``job_id`` already finished, with the results (and a sweep's items) of the
-    latest finished job of ``owner`` with ``digest`` whose answer is determined (the job is
-    seeded, or that job's receipt says its expectation values were exact), in one transaction;
-    its receipt is that job's plus ``cached_from``. Returns that job's id, or None (no such job:
-    nothing stored).
-
-    Raises:
-        TooManyPending: as :func:`core.store.insert_job`.
-    """
-    async with conn.transaction():
-        cur = await conn.execute(_HIT, {"digest": digest, "owner": owner, "seeded": "seed" in spec.metadata})
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        await insert_job(conn, job_id=job_id, spec=spec, owner=owner, max_pending=max_pending, digest=digest)
-        await finish_from_cache(conn, job_id=job_id, source=row["id"])
-    return row["id"]
+    """The latest finished job of ``owner`` with ``digest`` whose answer is determined (``spec``
+    is seeded, or that job's receipt says its expectation values were exact), or None."""
+    cur = await conn.execute(_HIT, {"digest": digest, "owner": owner, "seeded": "seed" in spec.metadata})
+    row = await cur.fetchone()
+    return None if row is None else row["id"]
 
 
 async def finish_from_cache(conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, source: uuid.UUID) -> bool:

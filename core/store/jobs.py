@@ -80,10 +80,10 @@ async def insert_job(
     spec: JobSpec,
     owner: str | None = None,
     max_pending: int | None = None,
-    digest: bytes | None = None,
+    answer_digest: bytes | None = None,
 ) -> None:
-    """Store a new pending job, its result types and QASM text in one statement; ``digest``
-    (core/cache.py) lets a later job with the same answer find it.
+    """Store a new pending job, its result types and QASM text in one statement;
+    ``answer_digest`` (core/cache.py) lets a later job with the same answer find it.
 
     ``owner`` is the user who submitted it (None with authentication off). With
     ``max_pending``, the INSERT itself checks that ``owner`` has fewer pending jobs
@@ -100,7 +100,7 @@ async def insert_job(
             "backend": spec.backend,
             "qasm": spec.qasm,
             "bindings": spec.bindings,
-            "digest": digest,
+            "digest": answer_digest,
             "metadata": Jsonb(spec.metadata),
             "owner": owner,
             "max": max_pending,

@@ -101,11 +101,19 @@ SELECT (SELECT count(*) FROM source) AS found, (SELECT count(*) FROM job) AS mad
 
 
 async def rerun_job(
-    conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, new_id: uuid.UUID, owner: str | None, max_pending: int | None
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    source: uuid.UUID,
+    owner: str | None,
+    max_pending: int | None,
+    owner_filter: str | None = None,
 ) -> None:
-    """Store job ``new_id``: job ``job_id`` again, from its receipt (same program, bindings,
+    """Store job ``job_id``: job ``source`` again, from its receipt (same program, bindings,
     backend, result types and metadata, the seed it ran with; metadata ``rerun_of`` names the
-    job), pending, and tell the dispatcher (NOTIFY on SUBMIT_CHANNEL) to queue it.
+    job), pending, and tell the dispatcher (NOTIFY on SUBMIT_CHANNEL) to queue it. ``owner``
+    (the caller, None with authentication off) and ``owner_filter`` (theirs only; None: an
+    admin, any job) as the other job routes; the new job keeps the source's owner.
 
     Raises:
         JobNotFound: no such job (with ``owner``: of theirs).
@@ -113,15 +121,15 @@ async def rerun_job(
             keeps one: a third-party plugin's job, or one not finished).
         TooManyPending: its owner already has ``max_pending`` pending jobs.
     """
-    query = _RERUN.replace("{mine}", "" if owner is None else " AND j.owner = %(owner)s")
-    cur = await conn.execute(query, {"id": job_id, "new": new_id, "max": max_pending, "owner": owner})
+    query = _RERUN.replace("{mine}", "" if owner_filter is None else " AND j.owner = %(owner)s")
+    cur = await conn.execute(query, {"id": source, "new": job_id, "max": max_pending, "owner": owner_filter})
     row = await cur.fetchone()
     if row["found"] == 0:
-        status = await get_job_status(conn, job_id=job_id, owner=owner)
+        status = await get_job_status(conn, job_id=source, owner=owner_filter)
         if status is None:
-            raise JobNotFound(f"job {job_id} not found")
+            raise JobNotFound(f"job {source} not found")
         raise Conflict(
-            f"job {job_id} is {JobStatus(status['status']).visible().value} and has no receipt with a seed: "
+            f"job {source} is {JobStatus(status['status']).visible().value} and has no receipt with a seed: "
             "only a finished job of the built-in aer backends can be run again from its receipt"
         )
     if row["made"] == 0:

@@ -23,6 +23,12 @@ _.kwargs  # tests/ops/test_nodes.py: a stand-in with the real function's signatu
 # public API of qserver-client (client/), for its users
 _.health
 
+# Python calls a module's __getattr__ for a name it lacks (client/qserver_client/__init__.py:
+# QServerBackend, imported with Qiskit on first use)
+_.__getattr__
+# Qiskit's BackendV2.__init__ calls it (client/qserver_client/backend.py)
+_._default_options
+
 # socketserver.TCPServer reads these (tests/qserver_client/test_client.py: the IPv6 forwarder)
 _.address_family
 _.daemon_threads

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import grpc
@@ -24,6 +24,7 @@ from qserver_client.address import Address, resolve
 from qserver_client.errors import (
     ApiError,
     ApiUnreachable,
+    BackendNotFound,
     JobFailed,
     JobNotFound,
     NoResults,
@@ -32,6 +33,9 @@ from qserver_client.errors import (
     WaitTimeout,
     api_error,
 )
+
+if TYPE_CHECKING:
+    from qserver_client.backend import QServerBackend
 
 TERMINAL = frozenset({"finished", "failed", "canceled"})  # a job in one of these never changes
 WAIT_ROUND_S = 10.0  # longest single GET /job/result?wait_s= (the server caps it at 30 s by default)
@@ -254,6 +258,16 @@ class Client:
         while page := self._call("GET", "/backends", cursor=backends[-1]["pointer"] if backends else 0):
             backends.extend(page)
         return backends
+
+    def backend(self, name: str, *, num_qubits: int | None = None) -> QServerBackend:
+        """A Qiskit ``BackendV2`` for the server's backend ``name`` (``GET /api/v1/backend/{name}``):
+        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``. ``num_qubits``:
+        the target's size, when the server does not say (see ``QServerBackend``). Imports Qiskit.
+        Raises ``BackendNotFound`` (404: no such backend, or disabled), ``ApiUnreachable``."""
+        from qserver_client.backend import QServerBackend
+
+        info = self._call("GET", f"/backend/{_segment(name)}", not_found=BackendNotFound)
+        return QServerBackend(self, info, num_qubits=num_qubits)
 
     def _wait(self, job_id: str, timeout: float, on_status: Callable[[str], None] | None) -> tuple[dict, dict | None]:
         """Wait until the job is terminal: (its JSON, or a stub {id, status} when results came,

@@ -18,12 +18,14 @@ from grpc_tools import protoc
 from ops import endpoints
 from qserver_client import (
     ApiUnreachable,
+    BackendNotFound,
     BadRequest,
     Client,
     Conflict,
     JobFailed,
     JobNotFound,
     NoResults,
+    NotFound,
     QServerClientError,
     SubmitError,
     WaitTimeout,
@@ -234,10 +236,15 @@ def test_jobs_iterates_every_page_in_submission_order(client):
         client.wait(job_id, timeout=60)
 
 
-def test_backends(client):
+def test_backends_and_backend(client):
     backends = client.backends()
     names = [backend["backend_name"] for backend in backends]
     assert "aer" in names and len(names) == len(set(names))
+    aer = client.backend("aer")
+    assert aer.name == "aer" and aer.info == next(b for b in backends if b["backend_name"] == "aer")
+    with pytest.raises(BackendNotFound) as missing:
+        client.backend("nope")
+    assert isinstance(missing.value, NotFound) and missing.value.status == 404 and "nope" in missing.value.detail
 
 
 def test_tls_on_one_port_with_a_ca_file(stack, settings, monkeypatch):

@@ -16,6 +16,7 @@ import json
 import time
 
 from core.settings import get_settings
+from ops import endpoints
 from qserver_client import Client
 
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--to", dest="high", type=int, default=31)
     args = parser.parse_args()
     settings = get_settings()
-    client = Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    client = Client(**endpoints.client_address(settings))
     rows = []
     print(f"{'qubits':>6} {'status':>9} {'memory GiB':>11} {'seconds':>8}  error")
     for qubits in range(args.low, args.high + 1):

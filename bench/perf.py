@@ -36,6 +36,7 @@ import psycopg
 
 from bench.cpu import cpu_profile
 from core.settings import Settings
+from ops import endpoints
 from ops import stack as stack_ops
 from qserver_client import Client
 
@@ -167,7 +168,7 @@ def throughput(settings: Settings, work: list[tuple[str, dict]], clients: int) -
 
     def one_client(share: list[tuple[str, dict]]) -> None:
         try:
-            with Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port) as client:
+            with Client(**endpoints.client_address(settings)) as client:
                 ids = [client.submit(text, **props) for text, props in share]
                 for job_id in ids:
                     client.wait_result(job_id)
@@ -246,7 +247,7 @@ def main() -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS qserver_bench WITH (FORCE)")
     stack_ops.up(settings)
-    client = Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    client = Client(**endpoints.client_address(settings))
     rng = random.Random(1)
     report: dict = {}
     try:

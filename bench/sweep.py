@@ -22,7 +22,6 @@ import os
 import threading
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import psycopg
@@ -33,6 +32,7 @@ from qiskit_aer.primitives import SamplerV2
 from bench.cpu import cpu_profile
 from bench.perf import bench_settings
 from ops import stack as stack_ops
+from ops.endpoints import client_address
 from qserver_client import Client, QServerSamplerV2
 
 TARGET_RATIO = 1.3
@@ -81,7 +81,7 @@ def as_many_jobs(settings, values: np.ndarray, shots: int, clients: int = 8) -> 
 
     def one_client(share: np.ndarray) -> None:
         try:
-            with Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port) as client:
+            with Client(**client_address(settings)) as client:
                 ids = [
                     client.submit(program, metadata={"shots": shots, "parameters": {"phi": phi, "theta": theta}})
                     for theta, phi in share.tolist()
@@ -115,8 +115,8 @@ def main() -> None:
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute("DROP DATABASE IF EXISTS qserver_bench WITH (FORCE)")
     stack_ops.up(settings)
-    client = Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
-    backend = SimpleNamespace(client=client, name="aer")
+    client = Client(**client_address(settings))
+    backend = client.backend("aer")
     rng = np.random.default_rng(5)
     report: dict = {}
     try:

@@ -9,6 +9,7 @@ import logging
 import socket
 import urllib.request
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from tenacity import (
@@ -20,6 +21,9 @@ from tenacity import (
 )
 
 from protos.generated import jobs_pb2, jobs_pb2_grpc
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,16 @@ def is_local(host: str) -> bool:
 def host_port(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def client_address(settings: Settings) -> dict[str, str]:
+    """The stack's nginx as ``qserver_client.Client`` takes it, plain text (``Client(**...)``):
+    ``{"url": "http://HOST:HTTP_PORT", "grpc": "HOST:GRPC_PORT"}``."""
+    host = connect_host(settings.nginx_bind)
+    return {
+        "url": f"http://{host_port(host, settings.nginx_http_port)}",
+        "grpc": host_port(host, settings.nginx_grpc_port),
+    }
 
 
 def is_listening(host: str, port: int, timeout: float = 1.0) -> bool:

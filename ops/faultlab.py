@@ -438,7 +438,7 @@ class FaultLab:
         self.start_services()
         self._timed("stack up", self.up)
         s = self.settings
-        self.client = Client("127.0.0.1", s.nginx_grpc_port, s.nginx_http_port)
+        self.client = Client(**endpoints.client_address(s))
         return self
 
     def _guard(self) -> None:

@@ -2,7 +2,7 @@
 
 ``Stack`` submits with no result type unless asked (tests check the server's defaults), gives
 each upload 30 s and each wait 120 s, keeps the server's generated ``stub`` for raw gRPC calls
-and answers ``result()`` as the bare HTTP response. ``properties`` and ``chunks`` build raw
+and answers ``result_response()`` with the bare HTTP response. ``properties`` and ``chunks`` build raw
 ``AddJob`` streams.
 """
 
@@ -33,10 +33,10 @@ def properties(
 
 
 class Stack(Client):
-    """Talks to a running stack through nginx: gRPC on ``grpc_port``, REST on ``http_port``."""
+    """Talks to a running stack through nginx (``Client``'s arguments: ``url``, ``grpc``, ...)."""
 
-    def __init__(self, host: str, grpc_port: int, http_port: int, **options: Any):
-        super().__init__(host, grpc_port, http_port, **options)
+    def __init__(self, **options: Any):
+        super().__init__(**options)
         self.stub = jobs_pb2_grpc.JobsStub(self.channel)
 
     def add_job_stream(self, messages: Iterable[jobs_pb2.JobData], timeout: float = 30) -> str:
@@ -55,7 +55,7 @@ class Stack(Client):
         """Submit and wait; returns the final job JSON."""
         return self.wait(self.submit(qasm, counts=counts, **props), timeout)
 
-    def result(self, job_id: str, wait_s: float = 0.0) -> httpx.Response:
+    def result_response(self, job_id: str, wait_s: float = 0.0) -> httpx.Response:
         """GET /api/v1/job/result/{id} (not asserted); ``wait_s`` > 0 waits for the job to end."""
         params = {"wait_s": wait_s} if wait_s else None
         return self.http.get(f"/api/v1/job/result/{job_id}", params=params, timeout=30 + wait_s)

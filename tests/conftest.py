@@ -65,7 +65,7 @@ def settings():
 @pytest.fixture(scope="session")
 def stack(settings):
     """A running stack (started once per session, stopped at the end) and a client for it."""
-    from ops import certs
+    from ops import certs, endpoints
     from ops import stack as stack_ops
     from tests.client import Stack
 
@@ -73,7 +73,7 @@ def stack(settings):
     _drop_database(settings.database_dsn)
     certs.make_dev_certs(settings.tls_path, ["localhost", "127.0.0.1"])
     stack_ops.up(settings)
-    client = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+    client = Stack(**endpoints.client_address(settings))
     yield client
     client.close()
     stack_ops.down(settings)

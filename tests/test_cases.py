@@ -18,7 +18,7 @@ def test_duplicate_gate_definition_fails_and_next_job_runs(stack):
     job = stack.run(case("duplicate_gate_definition.qasm"), counts=True)
     assert job["status"] == "failed"
     assert "gate_QFT" in job["error"] and "already" in job["error"]
-    result = stack.result(job["id"])
+    result = stack.result_response(job["id"])
     assert result.status_code == 404 and "failed" in result.json()["detail"]
     assert stack.run(case("header_after_comment.qasm"), counts=True)["status"] == "finished"
 
@@ -75,7 +75,7 @@ def test_two_classical_registers(stack):
     assert job["status"] == "finished", job["error"]
     assert job["results"]["counts"] == {"11 0": 1000}
     assert job["results"]["quasi_dist"] == {"6": 1.0}
-    assert stack.result(job["id"]).json()["counts"] == {"11 0": 1000}
+    assert stack.result_response(job["id"]).json()["counts"] == {"11 0": 1000}
 
 
 def test_bit_order_x_on_q0(stack):

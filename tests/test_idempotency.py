@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 import pytest
 
+from ops.endpoints import client_address
 from protos.generated import jobs_pb2_grpc
 from qserver_client import Client, SubmitError
 from tests.circuits import BELL
@@ -109,7 +110,7 @@ def test_concurrent_submissions_under_one_key_store_one_job(stack, db):
 
 
 def test_the_client_sends_a_key_of_its_own_or_the_one_given(stack, settings, db):
-    with Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port) as client:
+    with Client(**client_address(settings)) as client:
         before = count_jobs(db)
         assert client.submit(BELL) != client.submit(BELL)  # a new key each time: two jobs
         assert count_jobs(db) == before + 2
@@ -241,7 +242,7 @@ def test_the_client_sends_a_submission_whose_answer_was_lost_again_and_one_job_r
     then the client's own resend under the same key: the server answers the stored job."""
     with (
         DropFirstAnswer(settings.nginx_grpc_port) as proxy,
-        Client("127.0.0.1", proxy.port, settings.nginx_http_port) as client,
+        Client(url=f"http://127.0.0.1:{settings.nginx_http_port}", grpc=f"127.0.0.1:{proxy.port}") as client,
     ):
         before = count_jobs(db)
         job_id = client.submit(BELL, metadata={"shots": 100, "seed": 5})

@@ -29,7 +29,7 @@ def test_bell_counts_quasi_dist_and_expval(stack):
     assert quasi["0"] == pytest.approx(counts["00"] / 2000)
     assert job["results"]["expval"] == pytest.approx([1.0, 1.0])
 
-    result = stack.result(job["id"])
+    result = stack.result_response(job["id"])
     assert result.status_code == 200
     body = result.json()
     assert body["job_id"] == job["id"] and body["counts"] == counts
@@ -84,7 +84,7 @@ def test_simulator_failure_is_a_failed_job_and_the_next_job_runs(stack):
     assert job["status"] == "failed"
     assert "obs[0] acts on 3 qubits but the circuit has 2" in job["error"]
     assert job["results"]["expval"] is None
-    result = stack.result(job["id"])
+    result = stack.result_response(job["id"])
     assert result.status_code == 404
     assert "failed" in result.json()["detail"]
 

@@ -51,7 +51,7 @@ def test_submit_then_wait_answers_200_with_the_results_every_time(stack):
     answers = []
     for _ in range(300):
         job_id = stack.submit(BELL, counts=True)
-        response = stack.result(job_id, wait_s=30)
+        response = stack.result_response(job_id, wait_s=30)
         answers.append((response.status_code, sum((response.json().get("counts") or {}).values())))
     failures = [answer for answer in answers if answer != (200, 1000)]
     assert failures == [], f"{len(failures)} of 300 rounds: {failures[:5]}"
@@ -59,6 +59,6 @@ def test_submit_then_wait_answers_200_with_the_results_every_time(stack):
 
 def test_result_wait_longer_than_the_cap_is_cut_not_refused(stack):
     job_id = stack.submit(BELL, counts=True)
-    response = stack.result(job_id, wait_s=3600)
+    response = stack.result_response(job_id, wait_s=3600)
     assert response.status_code == 200
     assert sum(response.json()["counts"].values()) == 1000

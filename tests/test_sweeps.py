@@ -94,7 +94,7 @@ def test_a_2d_sweep_is_one_job_with_one_item_per_binding(stack):
         "items": f"/api/v1/job/{job_id}/items",
     }
     assert job["results"] == {"counts": None, "quasi_dist": None, "expval": None}
-    result = stack.result(job_id).json()
+    result = stack.result_response(job_id).json()
     assert result["sweep"]["bindings"] == 30 and result["counts"] is None
     found = items(stack, job_id, limit=7)  # pages of 7: offsets across the chunk
     assert [item["index"] for item in found] == list(range(30))

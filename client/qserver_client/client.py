@@ -1,4 +1,4 @@
-"""``Client``: submit a circuit over gRPC, read and wait for the job over REST.
+"""``Client``: submit a circuit over gRPC, read, wait for, cancel and delete jobs over REST.
 
 One ``Client`` holds one gRPC channel and one HTTP connection pool to a QServer (through nginx:
 gRPC on 50051 and REST on 8080 by default, both on 443 with TLS). Proxy settings in the
@@ -7,12 +7,14 @@ environment are ignored: a QServer is reached directly.
 
 from __future__ import annotations
 
+import os
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import grpc
 import httpx
@@ -20,62 +22,84 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from qserver_client import wire
 from qserver_client._generated import jobs_pb2
+from qserver_client.address import Address, resolve
 from qserver_client.errors import (
     ApiError,
     ApiUnreachable,
+    BackendNotFound,
     JobFailed,
     JobNotFound,
+    NoResults,
+    NotFound,
     SubmitError,
     WaitTimeout,
+    api_error,
 )
+
+if TYPE_CHECKING:
+    from qserver_client.backend import QServerBackend
 
 TERMINAL = frozenset({"finished", "failed", "canceled"})  # a job in one of these never changes
 WAIT_ROUND_S = 10.0  # longest single GET /job/result?wait_s= (the server caps it at 30 s by default)
+API = "/api/v1"
 
 
-def host_port(host: str, port: int) -> str:
-    """``host:port``, with brackets around an IPv6 address."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _channel(address: Address, ca_file: str | Path | None) -> grpc.Channel:
+    """A gRPC channel to ``address`` (gzip, no proxy), TLS checked against ``ca_file`` or the
+    system's CAs when the address says TLS."""
+    options = [("grpc.enable_http_proxy", 0)]
+    if not address.grpc_tls:
+        return grpc.insecure_channel(address.grpc_target, options=options, compression=grpc.Compression.Gzip)
+    roots = Path(ca_file).read_bytes() if ca_file else None
+    credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+    return grpc.secure_channel(address.grpc_target, credentials, options=options, compression=grpc.Compression.Gzip)
+
+
+def _segment(value: str) -> str:
+    """``value`` as one URL path segment (a job id or backend name cannot reach another route)."""
+    return quote(str(value), safe="")
 
 
 class Client:
-    """A QServer's jobs: submit over gRPC ``Jobs/AddJob``, read over REST ``/api/v1/job/...``.
+    """A QServer's jobs: submit over gRPC ``Jobs/AddJob``, the rest over REST ``/api/v1``.
 
-    ``host``: name or address of the QServer (its nginx); ``grpc_port`` / ``http_port``: its
-    gRPC and REST ports (with TLS usually both 443); ``api_key``: sent as ``Authorization:
-    Bearer`` on both when the server has authentication on; ``tls``: HTTPS and a secure gRPC
-    channel, checking the server's certificate against ``ca_file`` (a PEM file, e.g. the
-    ``ca.crt`` of ``qserver certs``) or, without it, the system's CAs; ``timeout``: seconds a
-    REST request may take (a wait adds its own). ``channel`` (a ``grpc.Channel``) and ``http``
-    (an ``httpx.Client`` with the base URL and key set) are there for calls this class does
-    not wrap. Close it (``close()`` or ``with Client(...) as client:``) when done.
+    ``url``: the REST base, ``http://host:8080`` or ``https://host`` (HTTPS: TLS);
+    ``grpc``: the gRPC address, ``host:port``, ``grpc://host:port`` (plain text) or
+    ``grpcs://host:port`` (TLS); without a scheme it is TLS exactly when ``url`` is ``https``,
+    and left out it is the url's server (with ``https`` the same port, as nginx serves both
+    on 443; with ``http`` port 50051). An IPv6 address goes in brackets (``http://[::1]:8080``,
+    ``[::1]:50051``). With neither, ``QSERVER_URL`` and ``QSERVER_GRPC`` give them, else the
+    local stack: ``http://127.0.0.1:8080`` and ``127.0.0.1:50051``. ``api_key`` (default
+    ``QSERVER_API_KEY``): sent as ``Authorization: Bearer`` when the server has authentication
+    on; ``ca_file`` (default ``QSERVER_CA_FILE``): a PEM file (e.g. the ``ca.crt`` of ``qserver
+    certs``) that the server's certificate is checked against, for HTTPS and gRPC over TLS;
+    without it, the system's CAs. ``timeout``: seconds a REST request may take (a wait adds its
+    own). Raises ValueError for an address that does not parse.
+
+    ``url`` and ``grpc_target`` say where it talks to; ``channel`` (a ``grpc.Channel``) and
+    ``http`` (an ``httpx.Client`` with the base URL and key set) are there for calls this class
+    does not wrap. Close it (``close()`` or ``with Client(...) as client:``) when done.
     """
 
     def __init__(
         self,
-        host: str = "127.0.0.1",
-        grpc_port: int = 50051,
-        http_port: int = 8080,
         *,
+        url: str | None = None,
+        grpc: str | None = None,
         api_key: str | None = None,
-        tls: bool = False,
         ca_file: str | Path | None = None,
         timeout: float = 30.0,
     ):
+        address = resolve(url, grpc)
+        api_key = api_key if api_key is not None else os.environ.get("QSERVER_API_KEY") or None
+        ca_file = str(ca_file) if ca_file is not None else os.environ.get("QSERVER_CA_FILE") or None
+        self.url, self.grpc_target = address.url, address.grpc_target
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
-        target = host_port(host, grpc_port)
-        options = [("grpc.enable_http_proxy", 0)]
-        if tls:
-            roots = Path(ca_file).read_bytes() if ca_file else None
-            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-            self.channel = grpc.secure_channel(target, credentials, options=options, compression=grpc.Compression.Gzip)
-            verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file)
-        else:
-            self.channel = grpc.insecure_channel(target, options=options, compression=grpc.Compression.Gzip)
-            verify = True
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if address.tls else True
+        self.channel = _channel(address, ca_file)
         self.http = httpx.Client(
-            base_url=f"{'https' if tls else 'http'}://{host_port(host, http_port)}",
+            base_url=address.url,
             headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
             timeout=timeout,
             verify=verify,
@@ -168,41 +192,111 @@ class Client:
 
     # --- REST --------------------------------------------------------------------------------
 
-    def _get(self, path: str, params: Mapping[str, Any] | None = None, wait_s: float = 0.0) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, params: Mapping[str, Any] | None = None, wait_s: float = 0.0
+    ) -> httpx.Response:
+        """One request to ``API + path``; raises ``ApiUnreachable`` when no answer came."""
         try:
-            return self.http.get(path, params=params, timeout=self.timeout + wait_s)
+            return self.http.request(method, API + path, params=params, timeout=self.timeout + wait_s)
         except httpx.TransportError as error:
-            raise ApiUnreachable(f"GET {self.http.base_url}{path}: {error!r}") from error
+            raise ApiUnreachable(f"{method} {self.url}{API}{path}: {error!r}") from error
+
+    def _call(self, method: str, path: str, *, not_found: type[NotFound] = NotFound, **params: Any) -> Any:
+        """``_request``, then the answer's JSON; raises the typed ``ApiError`` for another status
+        than 200 (a 404 as ``not_found``)."""
+        response = self._request(method, path, params or None)
+        if response.status_code != 200:
+            raise self._error(response, method, path, not_found)
+        return response.json()
 
     @staticmethod
-    def _error(response: httpx.Response, path: str) -> ApiError:
+    def _error(response: httpx.Response, method: str, path: str, not_found: type[NotFound] = NotFound) -> ApiError:
+        """The typed ``ApiError`` for an answer: its status and the api's ``detail``."""
         try:
-            detail = response.json().get("detail", response.text)
+            body = response.json()
         except ValueError:
-            detail = response.text
-        kind = JobNotFound if response.status_code == 404 else ApiError
-        return kind("GET", path, response.status_code, str(detail))
+            body = None
+        detail = body["detail"] if isinstance(body, dict) and "detail" in body else response.text
+        return api_error(method, API + path, response.status_code, str(detail), not_found=not_found)
 
     def job(self, job_id: str) -> dict[str, Any]:
         """``GET /api/v1/job/{id}``: the job's JSON (id, status, qasm, metadata, result_types,
         results, error, timings, ...). Raises ``JobNotFound`` (404: unknown id, or another
-        user's job), ``ApiError`` for another answer, ``ApiUnreachable``."""
-        path = f"/api/v1/job/{job_id}"
-        response = self._get(path)
-        if response.status_code != 200:
-            raise self._error(response, path)
-        return response.json()
+        user's job), another ``ApiError`` for another answer (``Unauthenticated``, ...),
+        ``ApiUnreachable``."""
+        return self._call("GET", f"/job/{_segment(job_id)}", not_found=JobNotFound)
 
     def _result_round(self, job_id: str, wait_s: float) -> dict[str, Any] | None:
         """One ``GET /job/result/{id}?wait_s=``: the results, or None when the job has none
         (yet or ever)."""
-        path = f"/api/v1/job/result/{job_id}"
-        response = self._get(path, {"wait_s": round(wait_s, 3)}, wait_s)
+        path = f"/job/result/{_segment(job_id)}"
+        response = self._request("GET", path, {"wait_s": round(wait_s, 3)}, wait_s)
         if response.status_code == 200:
             return response.json()
         if response.status_code == 404:
             return None  # no results (or no job: self.job() tells which)
-        raise self._error(response, path)
+        raise self._error(response, "GET", path)
+
+    def result(self, job_id: str, *, wait_s: float = 0.0) -> dict[str, Any]:
+        """``GET /api/v1/job/result/{id}``: the results of a finished job, ``{"counts": ...,
+        "quasi_dist": ..., "expval": ...}`` (those asked for are set), or, for a job still
+        pending or running, ``NoResults``. ``wait_s``: seconds the server may wait for the job
+        to end first (it caps them, at 30 s by default; ``wait`` waits longer). Raises
+        ``JobFailed`` (failed or canceled), ``JobNotFound``, ``NoResults``, ``ApiUnreachable``.
+        """
+        results = self._result_round(job_id, wait_s)
+        if results is not None:
+            return results
+        job = self.job(job_id)
+        if job["status"] == "finished":  # it finished between the two requests
+            results = self._result_round(job_id, 0.0)
+            if results is not None:
+                return results
+        elif job["status"] in TERMINAL:
+            raise JobFailed(job)
+        raise NoResults("GET", f"{API}/job/result/{job_id}", 404, f"job {job_id} has no results: it is {job['status']}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """``PUT /api/v1/job/cancel/{id}``: cancel a pending or running job (a pending one never
+        runs, a running one is stopped); the job's JSON after the change. Raises ``Conflict``
+        (409) for a job that has already ended (cancel and completion race: the first wins),
+        ``JobNotFound``, ``ApiUnreachable``."""
+        return self._call("PUT", f"/job/cancel/{_segment(job_id)}", not_found=JobNotFound)
+
+    def delete(self, job_id: str) -> None:
+        """``DELETE /api/v1/job/{id}``: delete a job with its results (its history row stays).
+        Raises ``Conflict`` (409) while it runs, ``JobNotFound``, ``ApiUnreachable``."""
+        self._call("DELETE", f"/job/{_segment(job_id)}", not_found=JobNotFound)
+
+    def jobs(self, *, cursor: int = 0) -> Iterator[dict[str, Any]]:
+        """``GET /api/v1/jobs``: every job in submission order (a user's key: its own), as
+        ``job()`` gives it, from the one after ``cursor`` (a job's ``pointer``) on; pages are
+        fetched as the iteration reaches them (the server's page size, 20 today). Raises, while
+        iterating, what ``job`` raises."""
+        while True:
+            page = self._call("GET", "/jobs", cursor=cursor)
+            if not page:
+                return
+            yield from page
+            cursor = page[-1]["pointer"]
+
+    def backends(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/backends``, every page: the enabled backends, ``{"backend_name",
+        "plugin", "needs_gpu", "id", "pointer"}`` each. Raises ``ApiError``, ``ApiUnreachable``."""
+        backends: list[dict[str, Any]] = []
+        while page := self._call("GET", "/backends", cursor=backends[-1]["pointer"] if backends else 0):
+            backends.extend(page)
+        return backends
+
+    def backend(self, name: str, *, num_qubits: int | None = None) -> QServerBackend:
+        """A Qiskit ``BackendV2`` for the server's backend ``name`` (``GET /api/v1/backend/{name}``):
+        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``. ``num_qubits``:
+        the target's size, when the server does not say (see ``QServerBackend``). Imports Qiskit.
+        Raises ``BackendNotFound`` (404: no such backend, or disabled), ``ApiUnreachable``."""
+        from qserver_client.backend import QServerBackend
+
+        info = self._call("GET", f"/backend/{_segment(name)}", not_found=BackendNotFound)
+        return QServerBackend(self, info, num_qubits=num_qubits)
 
     def _wait(self, job_id: str, timeout: float, on_status: Callable[[str], None] | None) -> tuple[dict, dict | None]:
         """Wait until the job is terminal: (its JSON, or a stub {id, status} when results came,

@@ -35,8 +35,8 @@ class SubmitError(QServerClientError, grpc.RpcError):
 class ApiError(QServerClientError):
     """The REST api answered something other than what was asked for.
 
-    ``status`` is the HTTP status (401 for a missing or wrong key, 503 when the database is
-    down, ...), ``detail`` the api's message.
+    ``status`` is the HTTP status, ``detail`` the api's message (its ``{"detail": ...}``). The
+    subclasses name the statuses a caller may want to tell apart; any other is an ``ApiError``.
     """
 
     def __init__(self, method: str, path: str, status: int, detail: str):
@@ -44,8 +44,44 @@ class ApiError(QServerClientError):
         self.status, self.detail = status, detail
 
 
-class JobNotFound(ApiError):
+class BadRequest(ApiError):
+    """HTTP 400: a malformed id, cursor or parameter."""
+
+
+class Unauthenticated(ApiError):
+    """HTTP 401: authentication is on and the key is missing, wrong or revoked."""
+
+
+class Forbidden(ApiError):
+    """HTTP 403: the key is a user's and the call is for admins."""
+
+
+class NotFound(ApiError):
+    """HTTP 404: no such job or backend (``JobNotFound``, ``BackendNotFound``), or no results."""
+
+
+class JobNotFound(NotFound):
     """HTTP 404 for a job: no such id, or (authentication on) another user's job."""
+
+
+class BackendNotFound(NotFound):
+    """HTTP 404 for a backend: no such name, or its plugin was removed or disabled."""
+
+
+class NoResults(NotFound):
+    """HTTP 404 for the results of a job that exists but is still pending or running."""
+
+
+class Conflict(ApiError):
+    """HTTP 409: the job's status does not allow it (cancel an ended job, delete a running one)."""
+
+
+class TooManyRequests(ApiError):
+    """HTTP 429: too many pending jobs or large reads at once; try again later."""
+
+
+class Unavailable(ApiError):
+    """HTTP 502, 503 or 504: the api is up but the database or nginx's upstream is not."""
 
 
 class ApiUnreachable(QServerClientError, ConnectionError):
@@ -68,3 +104,23 @@ class JobFailed(QServerClientError):
         reason = job.get("error") or "(no reason given)"
         super().__init__(f"job {job.get('id')} {job.get('status')}: {reason}")
         self.job = job
+
+
+_BY_STATUS: dict[int, type[ApiError]] = {
+    400: BadRequest,
+    401: Unauthenticated,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    429: TooManyRequests,
+    502: Unavailable,
+    503: Unavailable,
+    504: Unavailable,
+}
+
+
+def api_error(method: str, path: str, status: int, detail: str, *, not_found: type[NotFound] = NotFound) -> ApiError:
+    """The error for an HTTP answer ``status`` with the api's ``detail``; a 404 is ``not_found``
+    (the route knows what was missing)."""
+    kind = not_found if status == 404 else _BY_STATUS.get(status, ApiError)
+    return kind(method, path, status, detail)

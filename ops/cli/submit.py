@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,9 +63,26 @@ def submit(
         typer.Option(help="More metadata, a JSON object (--shots/--seed/--obs win over it)."),
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait and print the results.")] = True,
-    host: Annotated[str | None, typer.Option(help="QServer's host [default: QSERVER_NGINX_BIND].")] = None,
-    grpc_port: Annotated[int | None, typer.Option(help="gRPC port [default: QSERVER_NGINX_GRPC_PORT].")] = None,
-    http_port: Annotated[int | None, typer.Option(help="REST port [default: QSERVER_NGINX_HTTP_PORT].")] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The REST base, http://HOST:PORT or https://HOST (TLS) [default: QSERVER_URL, else this "
+            "machine's stack: QSERVER_NGINX_BIND, QSERVER_NGINX_HTTP_PORT].",
+        ),
+    ] = None,
+    grpc: Annotated[
+        str | None,
+        typer.Option(
+            help="The gRPC address, HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT (TLS) [default: with --url, "
+            "its server (as qserver_client.Client); else QSERVER_GRPC, else the stack's QSERVER_NGINX_GRPC_PORT].",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA certificate (PEM) that checks a TLS server's [default: QSERVER_CA_FILE, else the system's]."
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
     api_key: Annotated[
         str | None,
@@ -75,10 +93,9 @@ def submit(
     ] = None,
 ) -> None:
     """Stream FILE over gRPC through nginx, print the job id, wait, print the results."""
-    settings = common.settings_or_exit()
-    host = host or endpoints.connect_host(settings.nginx_bind)
-    grpc_port = grpc_port or settings.nginx_grpc_port
-    http_port = http_port or settings.nginx_http_port
+    if url is None and not os.environ.get("QSERVER_URL"):  # this machine's stack
+        local = endpoints.client_address(common.settings_or_exit())
+        url, grpc = local["url"], grpc or os.environ.get("QSERVER_GRPC") or local["grpc"]
     meta = _json_option(metadata, "--metadata") or {}
     if not isinstance(meta, dict):
         raise typer.BadParameter("must be a JSON object", param_hint="--metadata")
@@ -94,7 +111,11 @@ def submit(
     except UnicodeDecodeError:
         err.print(f"[red]{file} is not a UTF-8 text file: send an OpenQASM program[/]")
         raise typer.Exit(2) from None
-    with Client(host, grpc_port, http_port, api_key=api_key, timeout=10) as client:
+    try:
+        client = Client(url=url, grpc=grpc, api_key=api_key, ca_file=ca_file, timeout=10)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--url/--grpc") from None
+    with client:
         try:
             job_id = client.submit(
                 qasm,

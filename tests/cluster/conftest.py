@@ -79,6 +79,7 @@ class Homelab:
 def homelab(homelab_settings):
     from ray.cluster_utils import Cluster
 
+    from ops import endpoints
     from ops import stack as stack_ops
     from ops.endpoints import free_port
     from ops.rayhead import ray_env
@@ -100,7 +101,7 @@ def homelab(homelab_settings):
     nodes = lab.nodes
     try:
         stack_ops.up(settings)
-        lab.client = Stack("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port)
+        lab.client = Stack(**endpoints.client_address(settings))
         for node in nodes.values():
             lab.wait_for_node(node.node_id, True)
         yield lab

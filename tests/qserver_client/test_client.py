@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -12,10 +15,17 @@ import grpc
 import pytest
 from grpc_tools import protoc
 
+from ops import endpoints
 from qserver_client import (
+    ApiUnreachable,
+    BackendNotFound,
+    BadRequest,
     Client,
+    Conflict,
     JobFailed,
     JobNotFound,
+    NoResults,
+    NotFound,
     QServerClientError,
     SubmitError,
     WaitTimeout,
@@ -108,7 +118,7 @@ def test_imports_no_server_package():
 
 
 def test_unreachable_server_raises_client_errors():
-    with Client("127.0.0.1", 1, 1, timeout=2) as client:
+    with Client(url="http://127.0.0.1:1", grpc="127.0.0.1:1", timeout=2) as client:
         with pytest.raises(SubmitError) as refused:
             client.submit(BELL, timeout=2)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -122,7 +132,7 @@ def test_unreachable_server_raises_client_errors():
 @pytest.fixture
 def client(stack, settings):
     """A plain qserver_client.Client (not the tests' subclass) on the test stack."""
-    with Client("127.0.0.1", settings.nginx_grpc_port, settings.nginx_http_port) as plain:
+    with Client(**endpoints.client_address(settings)) as plain:
         yield plain
 
 
@@ -172,3 +182,136 @@ def test_wait_times_out_then_a_failed_job_is_returned_or_raised(client):
     with pytest.raises(JobFailed) as failed:
         client.wait_result(job_id, timeout=10)
     assert failed.value.job["error"] == "timed out after 2 s"
+
+
+def test_result_of_a_job_in_progress_then_cancel_then_delete(client):
+    job_id = client.submit(SLOW, metadata={"method": "extended_stabilizer", "shots": 2000})
+    with pytest.raises(NoResults) as early:
+        client.result(job_id)
+    assert early.value.status == 404 and "no results" in early.value.detail
+    canceled = client.cancel(job_id)
+    assert canceled["id"] == job_id and canceled["status"] == "canceled"
+    with pytest.raises(Conflict) as again:
+        client.cancel(job_id)
+    assert again.value.status == 409 and again.value.detail
+    with pytest.raises(JobFailed) as failed:
+        client.result(job_id)
+    assert failed.value.job["status"] == "canceled"
+    assert client.wait(job_id, timeout=10)["status"] == "canceled"
+    client.delete(job_id)
+    with pytest.raises(JobNotFound):
+        client.job(job_id)
+    with pytest.raises(JobNotFound):
+        client.cancel(job_id)
+    with pytest.raises(JobNotFound):
+        client.delete(job_id)
+
+
+def test_result_of_a_finished_job_waits_on_the_server(client):
+    job_id = client.submit(BELL, metadata={"shots": 100, "seed": 3})
+    results = client.result(job_id, wait_s=30)
+    assert sum(results["counts"].values()) == 100 and results["quasi_dist"] is None
+    assert client.result(job_id) == results
+
+
+def test_a_malformed_id_is_a_bad_request(client):
+    with pytest.raises(BadRequest) as bad:
+        client.job("not-a-uuid")
+    assert bad.value.status == 400 and bad.value.detail
+    with pytest.raises(JobNotFound):  # a path segment of its own, never another route
+        client.job(f"{uuid.uuid4()}/../../backends")
+
+
+def test_jobs_iterates_every_page_in_submission_order(client):
+    first = client.submit(BELL, metadata={"shots": 10})
+    ids = [first] + [client.submit(BELL, metadata={"shots": 10}) for _ in range(24)]
+    cursor = client.job(first)["pointer"] - 1
+    listed = list(client.jobs(cursor=cursor))
+    assert len(listed) >= 25  # more than one page of 20
+    assert [job["id"] for job in listed if job["id"] in ids] == ids
+    pointers = [job["pointer"] for job in listed]
+    assert pointers == sorted(set(pointers)) and pointers[0] == cursor + 1
+    assert list(client.jobs(cursor=pointers[-1])) == []
+    for job_id in ids:
+        client.wait(job_id, timeout=60)
+
+
+def test_backends_and_backend(client):
+    backends = client.backends()
+    names = [backend["backend_name"] for backend in backends]
+    assert "aer" in names and len(names) == len(set(names))
+    aer = client.backend("aer")
+    assert aer.name == "aer" and aer.info == next(b for b in backends if b["backend_name"] == "aer")
+    with pytest.raises(BackendNotFound) as missing:
+        client.backend("nope")
+    assert isinstance(missing.value, NotFound) and missing.value.status == 404 and "nope" in missing.value.detail
+
+
+def test_tls_on_one_port_with_a_ca_file(stack, settings, monkeypatch):
+    """https://host:443 alone: gRPC over TLS on the same port, both checked against the CA."""
+    monkeypatch.setenv("QSERVER_CA_FILE", str(settings.tls_path / "ca.crt"))
+    with Client(url=f"https://127.0.0.1:{settings.nginx_tls_port}") as tls:
+        assert tls.grpc_target == f"127.0.0.1:{settings.nginx_tls_port}"
+        assert tls.health() == "OK"
+        job = tls.run(BELL, metadata={"shots": 50}, timeout=60)
+        assert job["status"] == "finished" and sum(job["results"]["counts"].values()) == 50
+    monkeypatch.delenv("QSERVER_CA_FILE")
+    with Client(url=f"https://127.0.0.1:{settings.nginx_tls_port}") as untrusted:
+        with pytest.raises(ApiUnreachable):  # the system's CAs do not know the test CA
+            untrusted.backends()
+        with pytest.raises(SubmitError) as refused:
+            untrusted.submit(BELL, timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+class _Forward(socketserver.ThreadingTCPServer):
+    """[::1]:port -> 127.0.0.1:target, one pair of threads per connection: an IPv6 way in to
+    the test stack, whose nginx listens on 127.0.0.1 only."""
+
+    address_family = socket.AF_INET6
+    daemon_threads = True
+
+    def __init__(self, target: int):
+        super().__init__(("::1", 0), _Pipe)
+        self.target = target
+
+
+class _Pipe(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.server.target)) as upstream:
+            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back.start()
+            _pump(self.request, upstream)
+            back.join()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+        sink.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+@pytest.fixture
+def ipv6_forwards(stack, settings):
+    """(REST port, gRPC port) on [::1] that reach the stack's nginx."""
+    try:
+        rest, rpc = _Forward(settings.nginx_http_port), _Forward(settings.nginx_grpc_port)
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here: {error}")
+    for server in (rest, rpc):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield rest.server_address[1], rpc.server_address[1]
+    for server in (rest, rpc):
+        server.shutdown()
+        server.server_close()
+
+
+def test_ipv6_literal_addresses(ipv6_forwards):
+    rest, rpc = ipv6_forwards
+    with Client(url=f"http://[::1]:{rest}", grpc=f"[::1]:{rpc}") as client:
+        assert client.grpc_target == f"[::1]:{rpc}"
+        job = client.run(BELL, metadata={"shots": 20}, timeout=60)
+        assert job["status"] == "finished" and sum(job["results"]["counts"].values()) == 20

@@ -50,7 +50,7 @@ def scripted(server):
     servicer, port = server
     servicer.codes.clear()
     servicer.calls.clear()
-    with Client("127.0.0.1", port, 1, timeout=5) as client:
+    with Client(url="http://127.0.0.1:1", grpc=f"127.0.0.1:{port}", timeout=5) as client:
         yield servicer, client
 
 

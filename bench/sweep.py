@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from qiskit.circuit import Parameter
 from qiskit_aer.primitives import SamplerV2
 
 from bench.cpu import cpu_profile
-from bench.perf import bench_settings
+from bench.perf import bench_settings, throughput
 from ops import stack as stack_ops
 from ops.endpoints import client_address
 from qserver_client import Client, QServerSamplerV2
@@ -74,32 +73,14 @@ def floor_seconds(values: np.ndarray, shots: int) -> float:
 
 def as_many_jobs(settings, values: np.ndarray, shots: int, clients: int = 8) -> float:
     """Seconds to run each binding as a job of its own (metadata ``parameters``) from
-    ``clients`` threads, each submitting its share, then waiting on each result."""
+    ``clients`` threads, each submitting its share, then waiting on each result
+    (bench.perf.throughput)."""
     program = qasm3.dumps(circuit())
-    shares = [values[i::clients] for i in range(clients)]
-    errors: list[BaseException] = []
-
-    def one_client(share: np.ndarray) -> None:
-        try:
-            with Client(**client_address(settings)) as client:
-                ids = [
-                    client.submit(program, metadata={"shots": shots, "parameters": {"phi": phi, "theta": theta}})
-                    for theta, phi in share.tolist()
-                ]
-                for job_id in ids:
-                    client.wait_result(job_id)
-        except BaseException as error:  # reported after the run
-            errors.append(error)
-
-    threads = [threading.Thread(target=one_client, args=(share,)) for share in shares]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
+    work = [
+        (program, {"counts": True, "metadata": {"shots": shots, "parameters": {"theta": theta, "phi": phi}}})
+        for theta, phi in values.tolist()
+    ]
+    return len(work) / throughput(settings, work, clients)
 
 
 def main() -> None:

@@ -229,3 +229,25 @@ def test_a_sweep_whose_parameters_differ_from_the_program_fails_naming_them(stac
     job = stack.wait(stack.add_job_stream(messages))
     assert job["status"] == "failed"
     assert "names phi, which the program does not use" in job["error"]
+
+
+def test_tens_of_mib_of_bindings_pass_nginx_and_grpc(stack):
+    """1 000 000 bindings of two parameters: a 16 MB NPY file, over 1 MiB pieces, through nginx;
+    stored and summarised at once (the job is canceled: running it is not the point here)."""
+    values = np.zeros((1000, 1000, 2))
+    messages = sweep_messages(qasm3.dumps(circuit()), values, {"shots": 1}, counts=True)
+    job_id = stack.add_job_stream(messages, timeout=120)
+    assert stack.http.put(f"/api/v1/job/cancel/{job_id}").status_code == 200
+    job = stack.wait(job_id)
+    assert job["sweep"]["shape"] == [1000, 1000] and job["sweep"]["bindings"] == 1_000_000
+    assert job["status"] == "canceled"
+
+
+def test_more_bindings_than_the_limit_are_refused(stack, db):
+    values = np.zeros((1_000_001, 2))
+    before = count_jobs(db)
+    with pytest.raises(grpc.RpcError) as refused:
+        stack.add_job_stream(sweep_messages(qasm3.dumps(circuit()), values, counts=True), timeout=120)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "1000001 bindings; at most 1000000 (QSERVER_MAX_BINDINGS)" in refused.value.details()
+    assert count_jobs(db) == before

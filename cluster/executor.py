@@ -124,6 +124,8 @@ def _run_sweep(work: Work, sweep: sweeps.Sweep, options: dict[str, Any]) -> dict
         raise ValueError("the sweep's bindings are missing from the database")
     _, values = sweeps.read_bindings(data, sweep.parameters, max_bindings=sweep.bindings)
     job = work.job
+    if job.attempts > 1:  # an earlier attempt's items may come from another seed
+        _db.clear_items(job.id)
     if job.metadata.get("seed") is None:  # one seed for every part, wherever it runs
         work = replace(work, job=replace(job, metadata={**job.metadata, "seed": secrets.randbits(63)}))
     receipt = versions(job.plugin or BUILTIN_PLUGIN, job.plugin_version)

@@ -113,6 +113,15 @@ class WorkerDb:
             raise
 
     @retry_db_write
+    def clear_items(self, job_id: uuid.UUID) -> None:
+        """Remove what an earlier attempt of the sweep stored (store.clear_items_sync)."""
+        try:
+            store.clear_items_sync(self.conn(), job_id=job_id)
+        except psycopg.OperationalError:
+            self.drop()
+            raise
+
+    @retry_db_write
     def save_items(self, job_id: uuid.UUID, first: int, items: list[dict[str, Any]], node_id: str | None) -> bool:
         """Store a chunk of a running sweep's results (store.save_items_sync); False when the
         job no longer runs (stop the sweep)."""

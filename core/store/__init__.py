@@ -97,7 +97,7 @@ from core.store.reads import (
     list_jobs_raw,
     raw_results,
 )
-from core.store.sweeps import job_bindings_sync, read_items_raw, rerun_job, save_items_sync
+from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_raw, rerun_job, save_items_sync
 
 __all__ = [
     "CANCEL_CHANNEL",
@@ -114,6 +114,7 @@ __all__ = [
     "cancel_job",
     "canceled_among",
     "claim_jobs",
+    "clear_items_sync",
     "cluster_capabilities",
     "connect_sync",
     "delete_expired_jobs",

@@ -27,6 +27,13 @@ def job_bindings_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> bytes |
     return None if row is None or row["bindings"] is None else bytes(row["bindings"])
 
 
+def clear_items_sync(conn: psycopg.Connection, *, job_id: uuid.UUID) -> int:
+    """Remove the items an earlier attempt of the sweep stored (a new attempt may draw another
+    seed: its items must all come from one run). Returns how many rows went."""
+    with conn.transaction():
+        return conn.execute("DELETE FROM sweep_items WHERE job_id = %s", (job_id,)).rowcount
+
+
 _SAVE_ITEMS = f"""
 INSERT INTO sweep_items (job_id, first, count, items, node_id)
 SELECT id, %(first)s, %(count)s, %(items)s, %(node)s FROM jobs WHERE id = %(id)s AND {status_in([JobStatus.RUNNING])}

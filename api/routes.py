@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import math
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
 
@@ -40,7 +42,7 @@ from api.models import (
 from core import idempotency, store
 from core.auth import Caller
 from core.domain import JobStatus
-from core.errors import JobNotFound
+from core.errors import InvalidJob, JobNotFound
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -175,9 +177,17 @@ async def get_sweep_items(
     conn: ConnDep,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="the first binding's index (flat C order)")] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_ITEMS, description=f"bindings per page, at most {MAX_ITEMS}")] = 1000,
+    format: Annotated[  # noqa: A002 (the query parameter's name)
+        Literal["json", "npy"],
+        Query(description="json, or npy: the page's expectation values packed as one NPY file"),
+    ] = "json",
 ) -> Response:
     """A page of a sweep job's results, one item per binding; those not computed yet are left
-    out (a running sweep fills in chunk by chunk). 404 for a job that is not a sweep."""
+    out (a running sweep fills in chunk by chunk). 404 for a job that is not a sweep.
+
+    ``format=npy``: the expectation values of the page's items packed as an NPY file
+    (float64, shape (items, observables), numpy.load), headers ``X-Items-Offset`` (the first
+    item's index) and ``X-Items-Count``; 400 for a sweep that does not ask for them."""
     found = await store.read_items_raw(conn, job_id=job_id, owner=caller.owner_filter, offset=offset, limit=limit)
     if found is None:
         raise JobNotFound(f"job {job_id} not found")
@@ -185,6 +195,8 @@ async def get_sweep_items(
     if not sweep:
         raise JobNotFound(f"job {job_id} is not a sweep: its results are at /api/v1/job/result/{job_id}")
     shape = sweep.get("shape", [])
+    if format == "npy":
+        return packed_expvals(job_id, items)
     head = (
         f'{{"job_id":"{job_id}","shape":{json.dumps(shape)},"bindings":{math.prod(shape)},'
         f'"offset":{offset},"limit":{limit},"items":['
@@ -193,6 +205,24 @@ async def get_sweep_items(
         f'{{"index":{index},{text[1:]}' if text != "{}" else f'{{"index":{index}}}' for index, text in items
     )
     return Response(head + body + "]}", media_type="application/json")
+
+
+def packed_expvals(job_id: uuid.UUID, items: list[tuple[int, str]]) -> Response:
+    """``items`` ((index, item JSON text)) as an NPY file of their expectation values.
+
+    Raises:
+        InvalidJob: an item has none (the sweep asks for counts or quasi_dist only).
+    """
+    values = []
+    for _, text in items:
+        expval = json.loads(text).get("expval")
+        if expval is None:
+            raise InvalidJob(f"job {job_id} has no expectation values to pack: ask for format=json")
+        values.append(expval)
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, dtype="<f8").reshape(len(values), -1 if values else 0), allow_pickle=False)
+    headers = {"X-Items-Offset": str(items[0][0] if items else 0), "X-Items-Count": str(len(items))}
+    return Response(buffer.getvalue(), media_type="application/x-npy", headers=headers)
 
 
 @router.post(

@@ -251,3 +251,25 @@ def test_more_bindings_than_the_limit_are_refused(stack, db):
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "1000001 bindings; at most 1000000 (QSERVER_MAX_BINDINGS)" in refused.value.details()
     assert count_jobs(db) == before
+
+
+def test_expectation_values_come_packed_on_request(stack):
+    values = np.random.default_rng(6).uniform(-np.pi, np.pi, size=(4, 5, 2))
+    observables = [[["ZZ", 1.0]], [["XI", 0.5]], [["IY", -1.5]]]
+    messages = sweep_messages(qasm3.dumps(circuit(measure=False)), values, {"obs": observables}, expval=True)
+    job = stack.wait(stack.add_job_stream(messages))
+    assert job["status"] == "finished", job["error"]
+    page = stack.http.get(f"/api/v1/job/{job['id']}/items", params={"offset": 3, "limit": 12, "format": "npy"})
+    assert page.status_code == 200 and page.headers["content-type"] == "application/x-npy"
+    assert (page.headers["x-items-offset"], page.headers["x-items-count"]) == ("3", "12")
+    packed = np.load(io.BytesIO(page.content), allow_pickle=False)
+    assert packed.shape == (12, 3) and packed.dtype == np.float64
+    listed = [item["expval"] for item in items(stack, job["id"])[3:15]]
+    assert packed.tolist() == listed
+
+
+def test_counts_are_not_packed(stack):
+    job = stack.wait(stack.add_job_stream(sweep_messages(qasm3.dumps(circuit()), [[0.1, 0.2]], counts=True)))
+    answer = stack.http.get(f"/api/v1/job/{job['id']}/items", params={"format": "npy"})
+    assert answer.status_code == 400 and "has no expectation values to pack" in answer.json()["detail"]
+    assert stack.http.get(f"/api/v1/job/{job['id']}/items", params={"format": "csv"}).status_code in (400, 422)

@@ -80,7 +80,7 @@ def job_kind(i: int) -> tuple[str, str, dict]:
         return "timeout", SLOW, {"method": "extended_stabilizer", "shots": 2000, "timeout_s": 1}
     if i % 10 == 3:
         return "slow", SLOW, {"method": "extended_stabilizer", "shots": 5}
-    return "bell", BELL, {"shots": 100 + i % 900, "seed": i}
+    return "bell", BELL, {"shots": 100 + i % 900, "seed": i, "cache": False}
 
 
 def submit(lab: FaultLab, run: Run, qasm: str, metadata: dict, kind: str, patience: float = 120) -> str | None:
@@ -341,7 +341,7 @@ def normal_jobs(lab: FaultLab, count: int, expected: dict[str, str]) -> list[flo
     took = []
     for i in range(count):
         started = time.perf_counter()
-        job_id = lab.client.submit(BELL, counts=True, metadata={"shots": 1000, "seed": i})
+        job_id = lab.client.submit(BELL, counts=True, metadata={"shots": 1000, "seed": i, "cache": False})
         expected[job_id] = "finished"
         lab.client.wait(job_id, timeout=120)
         took.append(time.perf_counter() - started)
@@ -386,7 +386,7 @@ def hostile_phase(lab: FaultLab, bells: int) -> bool:
     out = Console(width=110)
     expected: dict[str, str] = {}
     quiet = normal_jobs(lab, bells, expected)
-    big = lab.client.submit(BIG_RESULT, metadata={"shots": 200_000, "seed": 1})
+    big = lab.client.submit(BIG_RESULT, metadata={"shots": 200_000, "seed": 1, "cache": False})
     expected[big] = "finished"
     lab.client.wait(big, timeout=300)
     stop = threading.Event()

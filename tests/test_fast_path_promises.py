@@ -235,7 +235,7 @@ def _bell_seconds(stack, count: int) -> list[float]:
     took = []
     for i in range(count):
         started = time.perf_counter()
-        result = stack.run(BELL, counts=True, metadata={"shots": 100, "seed": i}, timeout=30)
+        result = stack.run(BELL, counts=True, metadata={"shots": 100, "seed": i, "cache": False}, timeout=30)
         assert result["status"] == "finished", result
         took.append(time.perf_counter() - started)
     return took
@@ -244,7 +244,7 @@ def _bell_seconds(stack, count: int) -> list[float]:
 def test_long_small_jobs_never_hold_up_bell_jobs(stack):
     """Two long jobs that look small (12 qubits) but simulate every shot: they run as tasks of
     their own, and Bell jobs submitted meanwhile finish at once."""
-    long_ids = [stack.submit(LONG, counts=True, metadata={"shots": 1000, "seed": s}) for s in (1, 2)]
+    long_ids = [stack.submit(LONG, counts=True, metadata={"shots": 1000, "seed": s, "cache": False}) for s in (1, 2)]
     time.sleep(0.5)
     took = _bell_seconds(stack, 10)
     assert sorted(took)[len(took) // 2] < 1.0 and max(took) < 3.0, took
@@ -262,8 +262,9 @@ def test_long_small_jobs_never_hold_up_bell_jobs(stack):
 def test_cancel_of_a_long_small_job_frees_its_cpu(stack):
     """A long small job canceled while Bell jobs flow, jobs submitted right behind it: its CPU is
     free within 2 s, the jobs behind it finish (once), it stays canceled."""
-    long_id = stack.submit(LONG.replace("h q;", "h q;\nh q;"), counts=True, metadata={"shots": 3000, "seed": 3})
-    behind = [stack.submit(BELL, counts=True, metadata={"shots": 100, "seed": s}) for s in range(3)]
+    longer = LONG.replace("h q;", "h q;\nh q;")
+    long_id = stack.submit(longer, counts=True, metadata={"shots": 3000, "seed": 3, "cache": False})
+    behind = [stack.submit(BELL, counts=True, metadata={"shots": 100, "seed": s, "cache": False}) for s in range(3)]
     deadline = time.monotonic() + 60
     while not (busy := _busy(_ray_pids(), threshold=60.0)):
         assert time.monotonic() < deadline, "the long job never started simulating"
@@ -291,7 +292,8 @@ def test_the_issues_long_jobs_beside_bell_jobs_then_canceled(stack, capsys):
     """The issue's own case: two 16-qubit jobs with a mid-circuit measurement, ~4000 gates and
     6000 shots (minutes of per-shot simulation each); Bell jobs submitted meanwhile finish at
     once; canceled, their CPUs are free within 2 s."""
-    long_ids = [stack.submit(ISSUE_LONG, counts=True, metadata={"shots": 6000, "seed": s}) for s in (1, 2)]
+    metadata = [{"shots": 6000, "seed": s, "cache": False} for s in (1, 2)]
+    long_ids = [stack.submit(ISSUE_LONG, counts=True, metadata=m) for m in metadata]
     deadline = time.monotonic() + 60
     while len(busy := _busy(_ray_pids(), threshold=60.0)) < 2:
         assert time.monotonic() < deadline, f"the long jobs never both simulated: {busy}"

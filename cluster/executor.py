@@ -251,7 +251,13 @@ def _installed(distribution: str) -> str | None:
 
 def versions(plugin: str, plugin_version: str | None) -> dict[str, Any]:
     """The start of a job's receipt: its plugin and version (the built-in plugin's is this
-    server's), and the Qiskit, Aer and Python versions of this worker's environment."""
+    server's), and the Qiskit, Aer and Python versions of this worker's environment (a new
+    dict: the run adds to it)."""
+    return dict(_versions(plugin, plugin_version))
+
+
+@functools.cache
+def _versions(plugin: str, plugin_version: str | None) -> dict[str, Any]:
     return {
         "plugin": plugin,
         "plugin_version": plugin_version or _installed("qserver"),

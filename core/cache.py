@@ -23,13 +23,18 @@ from core.domain import JobSpec, ResultType
 NOT_IN_DIGEST = frozenset({"tags", "timeout_s", "cache", "rerun_of"})
 
 
-def digest(spec: JobSpec, plugin_version: str | None) -> bytes | None:
-    """SHA-256 of what determines ``spec``'s answer, or None when the job may not be answered
-    from the cache (``cache`` false, or neither a seed nor only expectation values)."""
+def cacheable(spec: JobSpec) -> bool:
+    """Whether ``spec`` may be answered from the cache: ``cache`` not false, and a seed or
+    only expectation values."""
     metadata = spec.metadata
-    if metadata.get("cache") is False:
-        return None
-    if "seed" not in metadata and spec.result_types != (ResultType.EXPVAL,):
+    return metadata.get("cache") is not False and ("seed" in metadata or spec.result_types == (ResultType.EXPVAL,))
+
+
+def digest(spec: JobSpec, plugin_version: str | None) -> bytes | None:
+    """SHA-256 of what determines ``spec``'s answer, or None when it may not be answered from
+    the cache (:func:`cacheable`)."""
+    metadata = spec.metadata
+    if not cacheable(spec):
         return None
     asked = {key: value for key, value in metadata.items() if key not in NOT_IN_DIGEST}
     head = json.dumps(

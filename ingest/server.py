@@ -132,7 +132,9 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             spec = await self._read_submission(request_iterator)
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
-                answer = cache.digest(spec, await self._plugin_version(conn, spec.backend))
+                answer = None
+                if cache.cacheable(spec):
+                    answer = cache.digest(spec, await self._plugin_version(conn, spec.backend))
                 source = answer and await store.cached_source(conn, digest=answer, spec=spec, owner=caller.name)
                 stored = await store.insert_job_once(
                     conn,

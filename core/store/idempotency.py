@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from core.errors import IdempotencyConflict
-from core.store.jobs import insert_job
+from core.store.jobs import JOB_INSERT, UNDER_CAP, insert_job, job_parameters, too_many_pending
 
 # The key's row, new or the one stored before (then locked until the transaction ends, so its job
 # cannot be deleted between this statement and the answer; a concurrent submission under the same
@@ -20,6 +20,23 @@ INSERT INTO idempotency_keys (owner, key, digest, job_id)
 VALUES (%(owner)s, %(key)s, %(digest)s, %(job_id)s)
 ON CONFLICT (owner, key) DO UPDATE SET key = EXCLUDED.key
 RETURNING job_id, digest
+"""
+
+
+# The same in one statement (one round trip, autocommit) for a job stored by insert_job: the key
+# is claimed only under the owner's cap (else the stored job, if any, answers); the job is
+# stored only when the key is new (its reference to the job is checked at commit).
+_INSERT_KEYED = f"""
+WITH existing AS (
+    SELECT job_id, digest FROM idempotency_keys WHERE owner = %(key_owner)s AND key = %(key)s
+), key_row AS (
+    INSERT INTO idempotency_keys (owner, key, digest, job_id)
+    SELECT %(key_owner)s, %(key)s, %(key_digest)s, %(id)s WHERE {UNDER_CAP}
+    ON CONFLICT (owner, key) DO UPDATE SET key = EXCLUDED.key
+    RETURNING job_id, digest
+), {JOB_INSERT.format(source="key_row WHERE key_row.job_id = %(id)s")}
+SELECT coalesce((SELECT job_id FROM key_row), (SELECT job_id FROM existing)) AS job_id,
+       coalesce((SELECT digest FROM key_row), (SELECT digest FROM existing)) AS digest
 """
 
 
@@ -57,12 +74,31 @@ async def insert_job_once(
         return job_id
     if digest is None:
         raise ValueError("a job stored under an idempotency key needs its request's digest")
+    if store_job is insert_job:
+        max_pending = job.get("max_pending") if owner is not None else None
+        parameters = job_parameters(job_id, job["spec"], owner, max_pending, job.get("answer_digest"))
+        parameters.update(key_owner=owner or "", key=key, key_digest=digest)
+        stored = await (await conn.execute(_INSERT_KEYED, parameters)).fetchone()
+        if stored["job_id"] is None:
+            raise too_many_pending(owner, max_pending)
+        if stored["job_id"] == job_id:
+            return job_id
+        return _same_request(stored, key, digest)
     async with conn.transaction():
         cur = await conn.execute(_CLAIM_KEY, {"owner": owner or "", "key": key, "digest": digest, "job_id": job_id})
         stored = await cur.fetchone()
         if stored["job_id"] == job_id:
             await store_job(conn, job_id=job_id, owner=owner, **job)
             return job_id
+    return _same_request(stored, key, digest)
+
+
+def _same_request(stored: dict[str, Any], key: str, digest: bytes) -> uuid.UUID:
+    """The stored job of ``key`` when it was made for the same request (``digest``).
+
+    Raises:
+        IdempotencyConflict: it was made for another request.
+    """
     if bytes(stored["digest"]) != digest:
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used for a different request (job {stored['job_id']}):"

@@ -94,27 +94,53 @@ async def insert_job(
     """
     capped = owner is not None and max_pending is not None
     cur = await conn.execute(
-        _INSERT_CAPPED if capped else _INSERT,
-        {
-            "id": job_id,
-            "backend": spec.backend,
-            "qasm": spec.qasm,
-            "bindings": spec.bindings,
-            "digest": answer_digest,
-            "metadata": Jsonb(spec.metadata),
-            "owner": owner,
-            "max": max_pending,
-            "counts": ResultType.COUNTS in spec.result_types,
-            "quasi_dist": ResultType.QUASI_DIST in spec.result_types,
-            "expval": ResultType.EXPVAL in spec.result_types,
-        },
+        _INSERT_CAPPED if capped else _INSERT, job_parameters(job_id, spec, owner, max_pending, answer_digest)
     )
     if cur.rowcount != 1:
-        raise TooManyPending(
-            f"user {owner} already has {max_pending} pending jobs, the most a user may have"
-            " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
-        )
+        raise too_many_pending(owner, max_pending)
 
+
+def job_parameters(
+    job_id: uuid.UUID, spec: JobSpec, owner: str | None, max_pending: int | None, answer_digest: bytes | None
+) -> dict[str, Any]:
+    """The named parameters of the statements that store a job (JOB_INSERT, UNDER_CAP)."""
+    return {
+        "id": job_id,
+        "backend": spec.backend,
+        "qasm": spec.qasm,
+        "bindings": spec.bindings,
+        "digest": answer_digest,
+        "metadata": Jsonb(spec.metadata),
+        "owner": owner,
+        "max": max_pending,
+        "counts": ResultType.COUNTS in spec.result_types,
+        "quasi_dist": ResultType.QUASI_DIST in spec.result_types,
+        "expval": ResultType.EXPVAL in spec.result_types,
+    }
+
+
+def too_many_pending(owner: str | None, max_pending: int | None) -> TooManyPending:
+    """The refusal of a job over its owner's cap on pending jobs."""
+    return TooManyPending(
+        f"user {owner} already has {max_pending} pending jobs, the most a user may have"
+        " waiting (QSERVER_MAX_PENDING_PER_USER): wait for some to start, or cancel some"
+    )
+
+
+# SQL: the owner (%(owner)s) has fewer than %(max)s pending jobs (true without a cap or an owner)
+UNDER_CAP = f"""(%(max)s::int IS NULL OR %(owner)s::text IS NULL
+ OR (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = %(owner)s AND {status_in([PENDING, CLAIMED])}
+                           LIMIT %(max)s) AS p) < %(max)s)"""
+# SQL: the job's row and its result types' (CTEs ``job`` and ``types``) from the rows of {source}
+JOB_INSERT = """
+job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner, digest)
+    SELECT %(id)s, %(backend)s, %(qasm)s, %(bindings)s, %(metadata)s, %(owner)s, %(digest)s FROM {source}
+    RETURNING id
+), types AS (
+    INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+    SELECT id, %(counts)s, %(quasi_dist)s, %(expval)s FROM job
+)"""
 
 # One statement (one round trip, its own transaction): the job and its result types.
 _INSERT = """

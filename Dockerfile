@@ -19,7 +19,8 @@ COPY dispatcher dispatcher
 COPY cluster cluster
 COPY plugins plugins
 COPY api api
-# the `qserver` CLI submits with the client package (qserver-client, client/)
+# the client package (qserver-client, client/) owns the `qserver` script; the server's
+# "qserver.commands" entry point adds the operator's commands (`qserver db upgrade`, `certs`)
 COPY client client
 RUN pip install ./client . \
     && useradd --create-home --uid 1000 qserver \

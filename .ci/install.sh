@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up this machine for QServer; safe to run again. Used by README's first command and .ci/run.
-#   - .venv with Python 3.11, the client (`pip install -e ./client`) and the project
-#     (`pip install -e '.[dev]'`)
+#   - .venv with Python 3.11, the client (`pip install -e ./client`: the `qserver` command) and
+#     the project (`pip install -e '.[dev]'`: the operator's commands of `qserver`, the services)
 #   - nginx, Postgres and RabbitMQ from Debian packages where missing; Postgres and RabbitMQ
 #     started (without systemd) when nothing answers at the addresses in QSERVER_* settings.
 set -euo pipefail
@@ -38,8 +38,14 @@ STAMP=.venv/.qserver-installed
 WANT=$(cat pyproject.toml client/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || [ ! -x .venv/bin/qserver ]; then
     .venv/bin/python -m pip install -q --upgrade pip
-    # qserver-client first: the CLI, the tests and the benchmarks import it
+    # qserver-client owns the one `qserver` script (the operator's commands join it through the
+    # server's "qserver.commands" entry point); the tests and the benchmarks import it too
     .venv/bin/python -m pip install -q -e ./client -e '.[dev]'
+    if [ ! -x .venv/bin/qserver ]; then
+        # a .venv from before the client owned the script: uninstalling the old server removed
+        # the client's freshly written .venv/bin/qserver (its RECORD listed the same path)
+        .venv/bin/python -m pip install -q --no-deps --force-reinstall -e ./client
+    fi
     echo "$WANT" > "$STAMP"
 fi
 

@@ -27,6 +27,7 @@ from ops import endpoints, prereqs, procs, proxy, rayhead
 from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
 from ops.rayhead import ray_address, ray_env
 from ops.statedir import ComponentFailed, open_log, paths
+from qserver_client import address as client_address
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("ingest", "api", "dispatcher")
@@ -320,6 +321,10 @@ def _print_where(settings: Settings, console: Console, seconds: float) -> None:
     table.add_column("where")
     table.add_row("REST", f"http://{host_port(host, settings.nginx_http_port)}/api/v1  (docs: /docs)")
     table.add_row("gRPC", host_port(host, settings.nginx_grpc_port))
+    local, default = endpoints.client_address(settings), client_address.resolve(None, None, env={})
+    if (local["url"], local["grpc"]) != (default.url, default.grpc_target):
+        # `qserver submit` and qserver_client.Client() know only these, not QSERVER_NGINX_*
+        table.add_row("clients", f"export QSERVER_URL={local['url']} QSERVER_GRPC={local['grpc']}  (not the defaults)")
     tls = proxy.tls(settings)
     if tls is not None:
         name = proxy.tls_server_name(tls.cert, host)

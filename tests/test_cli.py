@@ -1,4 +1,7 @@
-"""`qserver submit` against the running test stack, as a user runs it (a real subprocess)."""
+"""`qserver submit` and `qserver janitor` against the running test stack, as a user and an
+operator run them (real subprocesses): `submit` through the client's command
+(`python -m qserver_client.cli`, what the `qserver` script runs), `janitor` through the server's
+(`python -m ops.cli`: the same app with the operator's commands registered)."""
 
 from __future__ import annotations
 
@@ -8,15 +11,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.settings import Settings
+from ops.endpoints import client_address
+
 ROOT = Path(__file__).resolve().parents[1]
-QSERVER = [sys.executable, "-m", "ops.cli"]
+USER = [sys.executable, "-m", "qserver_client.cli"]
+OPERATOR = [sys.executable, "-m", "ops.cli"]
 
 
 def qserver(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``qserver ARGS``: the user's commands as the client runs them, the operator's as the
+    server's app does; the client finds the test stack through QSERVER_URL and QSERVER_GRPC."""
+    local = client_address(Settings())
+    env = os.environ | {"QSERVER_URL": local["url"], "QSERVER_GRPC": local["grpc"]}
     return subprocess.run(
-        [*QSERVER, *args],
+        [*(USER if args[0] == "submit" else OPERATOR), *args],
         cwd=ROOT,
-        env=os.environ.copy(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,37 +1,32 @@
-"""``qserver``: start/stop the local stack, homelab nodes, API keys, upgrade the schema, submit a
-circuit and wait for it.
+"""The operator's ``qserver`` commands: start/stop the local stack, homelab nodes, API keys,
+certificates, the schema, old jobs.
 
-One typer sub-app per file; `stack`, `certs`, `janitor` and `submit` add top-level commands.
+The ``qserver`` command itself is the client package's (``qserver_client.cli``, with the user's
+commands: ``submit``); this package adds its commands to it through the entry point
+``[project.entry-points."qserver.commands"] server = "ops.cli:register"`` (pyproject.toml).
+One typer sub-app per file; `stack`, `certs` and `janitor` add top-level commands.
+
+``app`` is the whole command, built here without looking at entry points (``python -m ops.cli``
+and the tests use it): the client's commands and ``register``'s.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Annotated
-
 import typer
 
-from ops.cli import certs, db, janitor, keys, node, stack, submit
-
-app = typer.Typer(
-    help="QServer: run quantum circuits on a homelab Ray cluster.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-app.add_typer(stack.app)
-app.add_typer(certs.app)
-app.add_typer(db.app, name="db")
-app.add_typer(janitor.app)
-app.add_typer(keys.app, name="keys")
-app.add_typer(node.app, name="node")
-app.add_typer(submit.app)
+from ops.cli import certs, db, janitor, keys, node, stack
+from qserver_client.cli import make_app
 
 
-@app.callback()
-def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
-) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def register(app: typer.Typer) -> None:
+    """Add the operator's commands to the ``qserver`` app (the client's)."""
+    app.add_typer(stack.app)
+    app.add_typer(certs.app)
+    app.add_typer(db.app, name="db")
+    app.add_typer(janitor.app)
+    app.add_typer(keys.app, name="keys")
+    app.add_typer(node.app, name="node")
+
+
+app = make_app(plugins=False)
+register(app)

@@ -17,7 +17,7 @@ def janitor(
     days: Annotated[
         float | None,
         typer.Option(
-            min=0, help="Delete finished/failed/canceled jobs older than this [default: QSERVER_RETENTION_DAYS]."
+            min=0, help="Delete finished/failed/canceled jobs older than this \\[default: QSERVER_RETENTION_DAYS]."
         ),
     ] = None,
 ) -> None:

@@ -60,7 +60,7 @@ def submit(settings: Settings, *extra: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "ops.cli",
+            "qserver_client.cli",  # the user's command, as the `qserver` script runs it
             "submit",
             "examples/bell.qasm",
             "--counts",

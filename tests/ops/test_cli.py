@@ -1,23 +1,35 @@
-"""`qserver submit` and `qserver status` against the session's stack (through nginx)."""
+"""`qserver submit` and `qserver status` against the session's stack (through nginx), and the
+one `qserver` command: the client's, with the server's commands added by its entry point."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import tomllib
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from ops import cli
+from ops import cli, endpoints
+from qserver_client.cli import make_app
 
-BELL = Path(__file__).resolve().parents[2] / "examples" / "bell.qasm"
+ROOT = Path(__file__).resolve().parents[2]
+BELL = ROOT / "examples" / "bell.qasm"
 runner = CliRunner()
 
 
 @pytest.fixture
 def qserver(stack, settings, monkeypatch):
-    """Run `qserver ARGS` against the test stack; returns click's Result."""
+    """Run `qserver ARGS` (the client's app with the operator's commands) against the test stack;
+    returns click's Result. `submit` finds it through QSERVER_URL and QSERVER_GRPC, as a user's
+    would; `status` through the server's settings."""
     monkeypatch.setattr(cli.common, "settings_or_exit", lambda: settings)
+    local = endpoints.client_address(settings)
+    monkeypatch.setenv("QSERVER_URL", local["url"])
+    monkeypatch.setenv("QSERVER_GRPC", local["grpc"])
 
     def invoke(*args: str):
         return runner.invoke(cli.app, list(args), catch_exceptions=False)
@@ -90,3 +102,34 @@ def test_a_program_just_under_the_limit_passes_nginx(qserver, settings, tmp_path
     result = qserver("submit", str(big), "--shots", "10")
     assert result.exit_code == 0, result.output
     assert sum(_results(result.stdout)[1]["counts"].values()) == 10
+
+
+# --- the one `qserver` command: the client's script, the server's commands (no stack) -----------
+
+OPERATOR_COMMANDS = {"up", "down", "status", "certs", "db", "janitor", "keys", "node"}
+
+
+def test_one_script_the_clients_and_the_servers_entry_point():
+    """Only the client package installs a `qserver` script; the server declares its commands."""
+    server = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
+    assert "scripts" not in server and "gui-scripts" not in server
+    assert client["scripts"] == {"qserver": "qserver_client.cli:main"}
+    assert server["entry-points"] == {"qserver.commands": {"server": "ops.cli:register"}}
+    assert EntryPoint("server", "ops.cli:register", "qserver.commands").load() is cli.register
+    assert any(dep.startswith("typer") for dep in client["dependencies"])
+
+
+def test_the_server_entry_point_adds_the_operators_commands(monkeypatch):
+    server = EntryPoint("server", "ops.cli:register", "qserver.commands")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: importlib.metadata.EntryPoints([server]))
+    app = make_app()
+    assert set(typer.main.get_command(app).commands) == OPERATOR_COMMANDS | {"submit"}
+    listed = runner.invoke(app, ["--help"])
+    assert listed.exit_code == 0
+    for name in OPERATOR_COMMANDS | {"submit"}:
+        assert name in listed.stdout
+    assert runner.invoke(app, ["up", "--help"]).exit_code == 0
+    assert runner.invoke(app, ["node", "join", "--help"]).exit_code == 0
+    # `python -m ops.cli` and the tests: the same commands, whatever entry points are installed
+    assert set(typer.main.get_command(cli.app).commands) == OPERATOR_COMMANDS | {"submit"}

@@ -1,19 +1,17 @@
 """`qserver submit FILE`: stream a circuit over gRPC through nginx, wait, print its results
-(with qserver_client, the same client users and the tests use)."""
+(with ``Client``, the same client users and the tests use)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ops import endpoints
-from ops.cli import common
-from ops.cli.common import err, out
-from qserver_client import ApiError, ApiUnreachable, Client, SubmitError, WaitTimeout
+from qserver_client.cli.common import err, out
+from qserver_client.client import Client
+from qserver_client.errors import ApiError, ApiUnreachable, SubmitError, WaitTimeout
 
 app = typer.Typer()
 
@@ -66,21 +64,21 @@ def submit(
     url: Annotated[
         str | None,
         typer.Option(
-            help="The REST base, http://HOST:PORT or https://HOST (TLS) [default: QSERVER_URL, else this "
-            "machine's stack: QSERVER_NGINX_BIND, QSERVER_NGINX_HTTP_PORT].",
+            help="The REST base, http://HOST:PORT or https://HOST (TLS) \\[default: QSERVER_URL, else "
+            "http://127.0.0.1:8080, the local stack's].",
         ),
     ] = None,
     grpc: Annotated[
         str | None,
         typer.Option(
-            help="The gRPC address, HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT (TLS) [default: with --url, "
-            "its server (as qserver_client.Client); else QSERVER_GRPC, else the stack's QSERVER_NGINX_GRPC_PORT].",
+            help="The gRPC address, HOST:PORT, grpc://HOST:PORT or grpcs://HOST:PORT (TLS) \\[default: with --url, "
+            "that server; else QSERVER_GRPC, else the url's host on port 50051 (https: the url's port)].",
         ),
     ] = None,
     ca_file: Annotated[
         Path | None,
         typer.Option(
-            help="CA certificate (PEM) that checks a TLS server's [default: QSERVER_CA_FILE, else the system's]."
+            help="CA certificate (PEM) that checks a TLS server's \\[default: QSERVER_CA_FILE, else the system's]."
         ),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the job.")] = 600.0,
@@ -93,9 +91,6 @@ def submit(
     ] = None,
 ) -> None:
     """Stream FILE over gRPC through nginx, print the job id, wait, print the results."""
-    if url is None and not os.environ.get("QSERVER_URL"):  # this machine's stack
-        local = endpoints.client_address(common.settings_or_exit())
-        url, grpc = local["url"], grpc or os.environ.get("QSERVER_GRPC") or local["grpc"]
     meta = _json_option(metadata, "--metadata") or {}
     if not isinstance(meta, dict):
         raise typer.BadParameter("must be a JSON object", param_hint="--metadata")

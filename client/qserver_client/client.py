@@ -8,6 +8,7 @@ environment are ignored: a QServer is reached directly.
 from __future__ import annotations
 
 import os
+import random
 import ssl
 import time
 import uuid
@@ -171,14 +172,25 @@ class Client:
         """
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         metadata = (*(self._metadata or ()), ("idempotency-key", key))
-        attempts = Retrying(
-            stop=stop_after_attempt(self.SUBMIT_ATTEMPTS if isinstance(messages, list | tuple) else 1),
-            wait=wait_exponential(multiplier=0.25, max=2.0) + wait_random(0, 0.25),
-            retry=retry_if_exception(lambda e: isinstance(e, grpc.RpcError) and e.code() in self.RESEND_CODES),
-            reraise=True,
-        )
+
+        def send() -> str:
+            return self._add_job(iter(messages), timeout=timeout, metadata=metadata).id
+
+        resendable = isinstance(messages, list | tuple)
         try:
-            return attempts(lambda: self._add_job(iter(messages), timeout=timeout, metadata=metadata).id)
+            try:
+                return send()  # the usual case: answered at once, no retry machinery built
+            except grpc.RpcError as error:
+                if not resendable or error.code() not in self.RESEND_CODES:
+                    raise
+            time.sleep(0.25 + random.uniform(0, 0.25))  # then 0.5 s, 1 s (plus jitter) between resends
+            resends = Retrying(
+                stop=stop_after_attempt(self.SUBMIT_ATTEMPTS - 1),
+                wait=wait_exponential(multiplier=0.5, max=2.0) + wait_random(0, 0.25),
+                retry=retry_if_exception(lambda e: isinstance(e, grpc.RpcError) and e.code() in self.RESEND_CODES),
+                reraise=True,
+            )
+            return resends(send)
         except grpc.RpcError as error:
             raise SubmitError(error.code(), error.details() or "") from error
 

@@ -308,18 +308,12 @@ def _unmeasured_result(pub: SamplerPub, registers: Sequence[tuple[str, int]]) ->
     return SamplerPubResult(DataBin(**arrays, shape=shape), metadata=metadata)
 
 
-class QServerSamplerV2(BaseSamplerV2):
-    """``SamplerV2`` on a QServer backend: each PUB one job (a sweep when it has parameters).
+class _OnBackend:
+    """What both primitives keep: the backend, its client and name, and the seed."""
 
-    ``backend``: a ``QServerBackend`` (``Client.backend("aer")``); ``default_shots``: shots of a
-    PUB that gives none; ``seed``: the simulator's seed for every PUB (each binding of a sweep
-    uses it) and the seed of the shuffle that orders the shots.
-    """
-
-    def __init__(self, backend: Any, *, default_shots: int = 1024, seed: int | None = None):
+    def __init__(self, backend: Any, seed: int | None) -> None:
         self._backend = backend
         self._client, self._backend_name = _backend_parts(backend)
-        self._default_shots = default_shots
         self._seed = seed
 
     @property
@@ -328,14 +322,28 @@ class QServerSamplerV2(BaseSamplerV2):
         return self._backend
 
     @property
+    def seed(self) -> int | None:
+        """The seed (the sampler's: of the simulator and the shuffle; the estimator's: of the
+        noise for a precision above 0); None: a fresh one each time."""
+        return self._seed
+
+
+class QServerSamplerV2(_OnBackend, BaseSamplerV2):
+    """``SamplerV2`` on a QServer backend: each PUB one job (a sweep when it has parameters).
+
+    ``backend``: a ``QServerBackend`` (``Client.backend("aer")``); ``default_shots``: shots of a
+    PUB that gives none; ``seed``: the simulator's seed for every PUB (each binding of a sweep
+    uses it) and the seed of the shuffle that orders the shots.
+    """
+
+    def __init__(self, backend: Any, *, default_shots: int = 1024, seed: int | None = None):
+        _OnBackend.__init__(self, backend, seed)
+        self._default_shots = default_shots
+
+    @property
     def default_shots(self) -> int:
         """Shots of a PUB that gives none."""
         return self._default_shots
-
-    @property
-    def seed(self) -> int | None:
-        """The simulator's seed (None: a fresh one each time)."""
-        return self._seed
 
     def run(self, pubs: Iterable[SamplerPubLike], *, shots: int | None = None) -> QServerJob:
         """Submit one job per PUB and return at once; ``result()`` waits for them."""
@@ -430,7 +438,7 @@ def estimator_pub_result(evs: np.ndarray, precision: float, seed: int | None, me
     return PubResult(DataBin(evs=evs, stds=stds, shape=evs.shape), metadata={"target_precision": precision, **metadata})
 
 
-class QServerEstimatorV2(BaseEstimatorV2):
+class QServerEstimatorV2(_OnBackend, BaseEstimatorV2):
     """``EstimatorV2`` on a QServer backend: each PUB one job (a sweep when it has parameters)
     computing every distinct observable exactly at every binding.
 
@@ -440,25 +448,13 @@ class QServerEstimatorV2(BaseEstimatorV2):
     """
 
     def __init__(self, backend: Any, *, default_precision: float = 0.0, seed: int | None = None):
-        self._backend = backend
-        self._client, self._backend_name = _backend_parts(backend)
+        _OnBackend.__init__(self, backend, seed)
         self._default_precision = default_precision
-        self._seed = seed
-
-    @property
-    def backend(self) -> Any:
-        """The backend the PUBs run on."""
-        return self._backend
 
     @property
     def default_precision(self) -> float:
         """The precision of a PUB that gives none."""
         return self._default_precision
-
-    @property
-    def seed(self) -> int | None:
-        """The seed of the noise for a precision above 0."""
-        return self._seed
 
     def run(self, pubs: Iterable[EstimatorPubLike], *, precision: float | None = None) -> QServerJob:
         """Submit one job per PUB and return at once; ``result()`` waits for them."""

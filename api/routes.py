@@ -202,7 +202,8 @@ async def get_sweep_items(
         f'"offset":{offset},"limit":{limit},"items":['
     )
     body = ",".join(
-        f'{{"index":{index},{text[1:]}' if text != "{}" else f'{{"index":{index}}}' for index, text in items
+        f'{{"index":{index},{text[1:]}'
+        for index, text in items  # an item holds at least one result type
     )
     return Response(head + body + "]}", media_type="application/json")
 

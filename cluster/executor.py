@@ -58,8 +58,8 @@ def compute(work: Work) -> dict[str, Any] | MemoryNeed:
     """Compute the job's requested results.
 
     Returns:
-        {result type: JSON-ready value} for each requested result type ({} for a sweep: its
-        items are stored chunk by chunk as they come); or, for a built-in Aer job whose
+        {result type: JSON-ready value} for each requested result type, and "receipt" (a
+        sweep: the receipt only, its items stored chunk by chunk as they come); or, for a built-in Aer job whose
         circuit needs more than ``work.memory_bytes``, what it needs (nothing was simulated).
 
     Raises:
@@ -113,7 +113,7 @@ class SweepStopped(Exception):
 def _run_sweep(work: Work, sweep: sweeps.Sweep, options: dict[str, Any]) -> dict[str, Any]:
     """Run a sweep job (plugins.aer.run_sweep) here and, when it is large, on the other nodes
     too (cluster/sweep.py), storing each chunk of items as it comes (store.save_items_sync);
-    its results row keeps none, so this returns {}.
+    its results row keeps none: this returns only the receipt ({"receipt": ...}).
 
     Raises:
         SweepStopped: the job no longer runs; ValueError: bindings missing or not storable

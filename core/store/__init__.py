@@ -62,6 +62,7 @@ from core.store.jobs import (
     park_job,
     parked_jobs,
     requeue_job,
+    rerun_job,
     running_jobs,
     set_job_memory,
     stale_pending_jobs,
@@ -97,7 +98,7 @@ from core.store.reads import (
     list_jobs_raw,
     raw_results,
 )
-from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_raw, rerun_job, save_items_sync
+from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_raw, save_items_sync
 
 __all__ = [
     "CANCEL_CHANNEL",

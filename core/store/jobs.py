@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from core.domain import TERMINAL_STATUSES, JobSpec, JobStatus, ResultType, can_move
 from core.errors import Conflict, JobNotFound, TooManyPending
+from core.store.connect import SUBMIT_CHANNEL
 from core.store.reads import JOB_COLUMNS, get_job_status, job_json, owned_by
 
 PENDING, CLAIMED, RUNNING, CANCELED = JobStatus.PENDING, JobStatus.CLAIMED, JobStatus.RUNNING, JobStatus.CANCELED
@@ -442,3 +443,62 @@ async def canceled_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UU
     """Which of ``job_ids`` are canceled (the dispatcher's check after it missed notifications)."""
     cur = await conn.execute(f"SELECT id FROM jobs WHERE id = ANY(%s) AND {status_in([CANCELED])}", (job_ids,))
     return [row["id"] for row in await cur.fetchall()]
+
+
+_RERUN = f"""
+WITH source AS (
+    SELECT j.target_simulator, j.qasm, j.bindings, j.owner,
+           j.metadata - 'rerun_of' || jsonb_build_object('seed', (r.receipt->>'seed')::bigint, 'rerun_of', j.id)
+               AS metadata
+      FROM jobs j JOIN results r ON r.job_id = j.id
+     WHERE j.id = %(id)s AND r.receipt ? 'seed'{{mine}}
+), job AS (
+    INSERT INTO jobs (id, target_simulator, qasm, bindings, metadata, owner)
+    SELECT %(new)s, s.target_simulator, s.qasm, s.bindings, s.metadata, s.owner FROM source s
+     WHERE %(max)s::int IS NULL OR s.owner IS NULL
+        OR (SELECT count(*) FROM (SELECT 1 FROM jobs WHERE owner = s.owner
+                                  AND {status_in([PENDING, CLAIMED])} LIMIT %(max)s) AS p) < %(max)s
+    RETURNING id
+), types AS (
+    INSERT INTO result_types (job_id, counts, quasi_dist, expval)
+    SELECT job.id, rt.counts, rt.quasi_dist, rt.expval FROM job, result_types rt WHERE rt.job_id = %(id)s
+)
+SELECT (SELECT count(*) FROM source) AS found, (SELECT count(*) FROM job) AS made,
+       CASE WHEN EXISTS (SELECT 1 FROM job) THEN pg_notify('{SUBMIT_CHANNEL}', %(new)s::text) END AS notified
+"""
+
+
+async def rerun_job(
+    conn: psycopg.AsyncConnection,
+    *,
+    job_id: uuid.UUID,
+    source: uuid.UUID,
+    owner: str | None,
+    max_pending: int | None,
+    owner_filter: str | None = None,
+) -> None:
+    """Store job ``job_id``: job ``source`` again, from its receipt (same program, bindings,
+    backend, result types and metadata, the seed it ran with; metadata ``rerun_of`` names the
+    job), pending, and tell the dispatcher (NOTIFY on SUBMIT_CHANNEL) to queue it. ``owner``
+    (the caller, None with authentication off) and ``owner_filter`` (theirs only; None: an
+    admin, any job) as the other job routes; the new job keeps the source's owner.
+
+    Raises:
+        JobNotFound: no such job (with ``owner``: of theirs).
+        Conflict: the job has no receipt with a seed (it never finished on a simulator that
+            keeps one: a third-party plugin's job, or one not finished).
+        TooManyPending: its owner already has ``max_pending`` pending jobs.
+    """
+    query = _RERUN.replace("{mine}", "" if owner_filter is None else " AND j.owner = %(owner)s")
+    cur = await conn.execute(query, {"id": source, "new": job_id, "max": max_pending, "owner": owner_filter})
+    row = await cur.fetchone()
+    if row["found"] == 0:
+        status = await get_job_status(conn, job_id=source, owner=owner_filter)
+        if status is None:
+            raise JobNotFound(f"job {source} not found")
+        raise Conflict(
+            f"job {source} is {JobStatus(status['status']).visible().value} and has no receipt with a seed: "
+            "only a finished job of the built-in aer backends can be run again from its receipt"
+        )
+    if row["made"] == 0:
+        raise TooManyPending(f"user {owner} already has {max_pending} pending jobs, the most a user may have waiting")

@@ -168,15 +168,19 @@ class Client:
         or not), up to ``SUBMIT_ATTEMPTS`` times with a growing pause (0.25 s, 0.5 s, 1 s, plus
         jitter); the server answers a repeat with the job it stored, which runs once. Refusals are
         never sent again. Any other iterable is streamed as it is read, and sent once (send it
-        again yourself, with the same messages and key).
+        again yourself, with the same messages and key). A list or tuple also goes with metadata
+        ``stream-messages`` (its length): a stream cut short on the way is then answered
+        UNAVAILABLE, and sent again, rather than refused as an empty or broken program.
         """
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         metadata = (*(self._metadata or ()), ("idempotency-key", key))
+        resendable = isinstance(messages, list | tuple)
+        if resendable:  # the server tells a stream cut short in transit (resent) from an empty program
+            metadata = (*metadata, (wire.STREAM_MESSAGES, str(len(messages))))
 
         def send() -> str:
             return self._add_job(iter(messages), timeout=timeout, metadata=metadata).id
 
-        resendable = isinstance(messages, list | tuple)
         try:
             try:
                 return send()  # the usual case: answered at once, no retry machinery built

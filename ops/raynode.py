@@ -7,7 +7,8 @@
 resources and labels, the version labels; ops/rayhead.py: OMP_NUM_THREADS set to the node's
 CPUs), from the environment: QSERVER_NODE_TAGS (comma- or space-separated), QSERVER_NODE_CPUS,
 QSERVER_NODE_GPUS, QSERVER_NODE_MEMORY (bytes for tasks; default: computed from the container's
-memory limit, so Ray never hands out more than the container has), and the QSERVER_* settings
+memory limit, so Ray never hands out more than the container has), QSERVER_NODE_MANAGER_PORT
+(the raylet's port, default NODE_MANAGER_PORT), and the QSERVER_* settings
 (QSERVER_RAY_HEAD_PORT, QSERVER_RAY_ADDRESS, QSERVER_RAY_DASHBOARD_HOST/PORT). A `driver` node
 (the dispatcher's container) offers no CPUs or GPUs and returns once it has joined.
 
@@ -40,6 +41,8 @@ SHM_SHARE = 0.9
 RESERVE_SHARE = 0.1
 RESERVE_MIN = 256 * MIB
 OBJECT_STORE_MIN = 80 * MIB  # Ray refuses a smaller object store (75 MiB)
+# The raylet's port in a container (its own network namespace): fixed, so `health` knows it.
+NODE_MANAGER_PORT = 6381
 CGROUP_V2 = Path("/sys/fs/cgroup/memory.max")
 CGROUP_V1 = Path("/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
@@ -137,6 +140,7 @@ def start_command(role: str, env: dict[str, str]) -> tuple[list[str], dict[str, 
     if role == "driver":
         cpus, gpus = 0, 0  # the dispatcher's node: a Ray driver must run on a node; no task runs there
     memory = _count("QSERVER_NODE_MEMORY", env.get("QSERVER_NODE_MEMORY"))
+    port = _count("QSERVER_NODE_MANAGER_PORT", env.get("QSERVER_NODE_MANAGER_PORT")) or NODE_MANAGER_PORT
     extra = []
     limit = memory_limit()
     if memory is None and limit is not None:
@@ -144,7 +148,11 @@ def start_command(role: str, env: dict[str, str]) -> tuple[list[str], dict[str, 
         extra.append(f"--object-store-memory={store}")
     try:
         spec = nodes.NodeSpec(
-            tags=parse_tags(env.get("QSERVER_NODE_TAGS", "")), num_cpus=cpus, num_gpus=gpus, memory=memory or None
+            tags=parse_tags(env.get("QSERVER_NODE_TAGS", "")),
+            num_cpus=cpus,
+            num_gpus=gpus,
+            memory=memory or None,
+            ports={"node-manager-port": port},
         )
     except nodes.NodeError as error:
         raise NodeConfigError(str(error)) from None

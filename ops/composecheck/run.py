@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from ops.composecheck.host import docker
+from ops.composecheck.images import LABEL
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +332,10 @@ def run_stack(root: Path, work: Path, report: Report, *, workers: int, keep: boo
     lan("down", "-v", "--remove-orphans")  # what an earlier run left
     try:
         report.timed("compose build", lambda: compose("build"))
+        # each service that builds tags the same image: the earlier builds' tags are left dangling
+        subprocess.run(
+            [docker(), "image", "prune", "--force", "--filter", f"label={LABEL}"], capture_output=True, check=False
+        )
         one_shots = one_shot_services(compose)
         report.timed("certs (compose run --rm certs)", lambda: compose("run", "--rm", "certs"))
         report.timed("compose up -d", lambda: compose("up", "-d"))

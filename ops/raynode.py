@@ -25,11 +25,15 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
+import psutil
 import typer
 
 from ops import procs
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 GIB = 1024**3
 MIB = 1024**2
@@ -79,8 +83,6 @@ def memory_limit(v2: Path = CGROUP_V2, v1: Path = CGROUP_V1) -> int | None:
             continue
         if text == "max":
             return None
-        import psutil
-
         limit = int(text)
         return None if limit >= psutil.virtual_memory().total else limit
     return None
@@ -123,18 +125,18 @@ def _count(name: str, value: str | None) -> int | None:
     return count
 
 
-def start_command(role: str, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+def start_command(
+    role: str, env: dict[str, str], settings: Settings, limit: int | None, shm: int = 0
+) -> tuple[list[str], dict[str, str]]:
     """The `ray start` argv and its environment for ``role`` (head, worker, driver) in a
-    container whose environment is ``env``.
+    container whose environment is ``env``, memory limit ``limit`` bytes (None: none) and
+    /dev/shm ``shm`` bytes.
 
     Raises:
         NodeConfigError: a QSERVER_NODE_* variable or the memory limit cannot work.
-        pydantic.ValidationError: the QSERVER_* settings do not validate.
     """
-    from core.settings import Settings
     from ops import nodes, rayhead
 
-    settings = Settings()
     cpus = _count("QSERVER_NODE_CPUS", env.get("QSERVER_NODE_CPUS"))
     gpus = _count("QSERVER_NODE_GPUS", env.get("QSERVER_NODE_GPUS"))
     if role == "driver":
@@ -142,9 +144,8 @@ def start_command(role: str, env: dict[str, str]) -> tuple[list[str], dict[str, 
     memory = _count("QSERVER_NODE_MEMORY", env.get("QSERVER_NODE_MEMORY"))
     port = _count("QSERVER_NODE_MANAGER_PORT", env.get("QSERVER_NODE_MANAGER_PORT")) or NODE_MANAGER_PORT
     extra = []
-    limit = memory_limit()
     if memory is None and limit is not None:
-        memory, store = split_memory(limit, shm_bytes())
+        memory, store = split_memory(limit, shm)
         extra.append(f"--object-store-memory={store}")
     try:
         spec = nodes.NodeSpec(
@@ -181,9 +182,13 @@ def start(
     if role not in ("head", "worker", "driver"):
         print(f"role must be head, worker or driver, got {role!r}", file=sys.stderr)
         raise typer.Exit(2)
+    from pydantic import ValidationError
+
+    from core.settings import Settings
+
     try:
-        cmd, env = start_command(role, dict(os.environ))
-    except NodeConfigError as error:
+        cmd, env = start_command(role, dict(os.environ), Settings(), memory_limit(), shm_bytes())
+    except (NodeConfigError, ValidationError) as error:
         print(f"ray node: {error}", file=sys.stderr)
         raise typer.Exit(2) from None
     print("ray node:", " ".join(cmd), f"(OMP_NUM_THREADS={env['OMP_NUM_THREADS']})", file=sys.stderr, flush=True)
@@ -207,19 +212,17 @@ def _answers(what: str, host: str, port: str | None) -> None:
         raise RuntimeError(f"{what} at {host}:{port} does not accept connections: {error}") from None
 
 
-def check_health() -> str:
-    """What answered: this machine's raylet, and its GCS where one runs.
+def check_health(argvs: list[list[str]] | None = None) -> str:
+    """What answered: this machine's raylet, and its GCS where one runs (``argvs``: the command
+    lines of the processes to look at; default: every process here).
 
     Raises:
         RuntimeError: no raylet runs here, or it (or the GCS) does not accept connections.
     """
-    raylet = gcs = None
-    for pid in procs.all_pids():
-        argv = procs.cmdline(pid)
-        if argv and argv[0].endswith("/raylet") and procs.pid_alive(pid):
-            raylet = argv
-        elif argv and argv[0].endswith("/gcs_server") and procs.pid_alive(pid):
-            gcs = argv
+    if argvs is None:
+        argvs = [procs.cmdline(pid) for pid in procs.all_pids() if procs.pid_alive(pid)]
+    raylet = next((argv for argv in argvs if argv and argv[0].endswith("/raylet")), None)
+    gcs = next((argv for argv in argvs if argv and argv[0].endswith("/gcs_server")), None)
     if raylet is None:
         raise RuntimeError("no raylet runs in this container")
     host = _flag(raylet, "node_ip_address") or "127.0.0.1"

@@ -32,6 +32,7 @@ def main(
 ) -> None:
     """Build compose.yml's images without a registry, run the stack, Bell jobs from both clients, TLS, tear down."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     # SIGTERM ends the run through the `finally`s: the stack and a dockerd started here go down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = run.Report()

@@ -188,8 +188,13 @@ def upstream_python(root: Path) -> Path:
     python = CLIENT_VENV / "bin" / "python"
     stamp = CLIENT_VENV / ".installed"
     if not stamp.exists() or stamp.read_text() != " ".join(CLIENT_PACKAGES):
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(CLIENT_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *CLIENT_PACKAGES], check=True, timeout=900)
+        for cmd in (
+            [sys.executable, "-m", "venv", "--clear", str(CLIENT_VENV)],
+            [str(python), "-m", "pip", "install", "-q", *CLIENT_PACKAGES],
+        ):
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+            if done.returncode != 0:
+                raise CheckFailed(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
         stamp.write_text(" ".join(CLIENT_PACKAGES))
     return python
 

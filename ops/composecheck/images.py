@@ -59,7 +59,7 @@ def image_id(tag: str) -> str:
 
 
 def upstream_names(root: Path) -> dict[str, str]:
-    """{stand-in: upstream image name} for every image compose.yml and the Dockerfiles pull.
+    """{stand-in: upstream image name} for every image the Dockerfiles and `docker compose up` pull.
 
     Raises:
         SetupError: one of them has no stand-in here.
@@ -68,7 +68,8 @@ def upstream_names(root: Path) -> dict[str, str]:
     for dockerfile in (root / "Dockerfile", root / "nginx" / "Dockerfile"):
         names += re.findall(r"^FROM\s+(\S+)", dockerfile.read_text(), re.M)
     services = yaml.safe_load((root / "compose.yml").read_text())["services"]
-    names += [s["image"] for s in services.values() if "build" not in s and "image" in s]
+    # services under a profile (e.g. monitoring) are not started by a plain `up`
+    names += [s["image"] for s in services.values() if "build" not in s and "image" in s and "profiles" not in s]
     found = {}
     for name in names:
         repository = name.split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[-1]

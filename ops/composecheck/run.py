@@ -37,7 +37,7 @@ JOB_TIMEOUT_S = 600.0
 SHOTS = 2000
 # <ZZ> and <XX + 0.5 ZI> of the Bell state: 1 and 1 (as tests/upstream checks)
 OBSERVABLES = [[["ZZ", 1.0]], [["XX", 1.0], ["ZI", 0.5]]]
-READY_FILE = "/var/lib/qserver/dispatcher.ready"
+WORKER_TAG = "compose-check"  # RAY_WORKER_TAGS: the plain-text Bell job asks for it
 
 
 class CheckFailed(RuntimeError):
@@ -85,6 +85,7 @@ def compose_env(workers: int) -> dict[str, str]:
         "QSERVER_AUTH_SECRET": secrets.token_hex(32),
         "QSERVER_NGINX_BIND": "127.0.0.1",
         "RAY_WORKER_REPLICAS": str(workers),
+        "RAY_WORKER_TAGS": WORKER_TAG,
         **{name: str(port) for name, port in PORTS.items()},
         **IMAGES,
     }
@@ -162,8 +163,11 @@ def check_bell(result: dict[str, Any], who: str) -> dict[str, Any]:
     return {"counts": counts, "quasi_dist": result.get("quasi_dist"), "expval": expval}
 
 
-def our_bell(qasm: str, *, url: str, grpc: str | None, api_key: str, ca_file: Path | None) -> dict[str, Any]:
-    """A Bell job with our client (qserver_client) through nginx; its checked results.
+def our_bell(
+    qasm: str, *, url: str, grpc: str | None, api_key: str, ca_file: Path | None, tags: list[str] | None = None
+) -> dict[str, Any]:
+    """A Bell job with our client (qserver_client) through nginx (on nodes with ``tags``); its
+    checked results.
 
     Raises:
         CheckFailed: the job did not finish with the Bell state's results.
@@ -171,7 +175,14 @@ def our_bell(qasm: str, *, url: str, grpc: str | None, api_key: str, ca_file: Pa
     from qserver_client import Client
 
     with Client(url=url, grpc=grpc, api_key=api_key, ca_file=ca_file) as client:
-        job = client.run(qasm, counts=True, quasi_dist=True, expval=True, metadata={"shots": SHOTS, "obs": OBSERVABLES})
+        job = client.run(
+            qasm,
+            counts=True,
+            quasi_dist=True,
+            expval=True,
+            metadata={"shots": SHOTS, "obs": OBSERVABLES},
+            tags=tags,
+        )
         if job["status"] != "finished":
             raise CheckFailed(f"qserver_client at {url}: job {job['id']} {job['status']}: {job.get('error')}")
         return check_bell(client.result(job["id"]), f"qserver_client at {url}")
@@ -261,12 +272,12 @@ def rest_status(url: str, ca: Path | None = None) -> int:
 
 
 def kill_dispatcher(compose: Compose) -> str:
-    """SIGKILL the dispatcher process in its container; once the container has been restarted
-    (restart: unless-stopped), its ready file must be gone (a tmpfs starts empty). Returns what
-    was seen.
+    """SIGKILL the dispatcher process in its container; once Docker has restarted the container
+    (restart: unless-stopped), its own healthcheck must fail until it consumes again (a ready
+    file in the container's layer used to survive this). Returns what was seen.
 
     Raises:
-        CheckFailed: the container did not restart, or the ready file is still there.
+        CheckFailed: the container did not restart, or its healthcheck passed at once.
     """
     (row,) = [row for row in containers(compose) if row["Service"] == "dispatcher"]
     before = _started_at(row["Name"])
@@ -277,10 +288,13 @@ def kill_dispatcher(compose: Compose) -> str:
     )
     compose("exec", "-T", "dispatcher", "python", "-c", kill, check=False)
     _wait(lambda: _started_at(row["Name"]) not in (before, ""), 120, "the dispatcher's container to restart")
-    ready = compose("exec", "-T", "dispatcher", "test", "-f", READY_FILE, check=False)
-    if ready.returncode == 0:
-        raise CheckFailed(f"{READY_FILE} survived the dispatcher's SIGKILL and restart")
-    return "killed with SIGKILL, restarted by Docker, no ready file until it consumes again"
+    inspect = [docker(), "inspect", "--format", "{{json .Config.Healthcheck.Test}}", row["Name"]]
+    test = json.loads(subprocess.run(inspect, capture_output=True, text=True, check=True).stdout)
+    argv = ["sh", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+    health = compose("exec", "-T", "dispatcher", *argv, check=False)
+    if health.returncode == 0:
+        raise CheckFailed(f"the dispatcher's healthcheck passed right after a SIGKILL and restart: {test}")
+    return "SIGKILL, restarted by Docker, its healthcheck fails until it consumes again"
 
 
 def _started_at(name: str) -> str:
@@ -358,8 +372,10 @@ def run_stack(root: Path, work: Path, report: Report, *, workers: int, keep: boo
         if (status := rest_status(url)) != 401:
             raise CheckFailed(f"authentication on: GET /api/v1/jobs without a key answered {status}, not 401")
         report.results["qserver_client plain"] = report.timed(
-            "Bell, qserver_client, plain text",
-            lambda: our_bell(qasm, url=url, grpc=f"127.0.0.1:{grpc_port}", api_key=api_key, ca_file=None),
+            f"Bell, qserver_client, plain text, on tag {WORKER_TAG}",
+            lambda: our_bell(
+                qasm, url=url, grpc=f"127.0.0.1:{grpc_port}", api_key=api_key, ca_file=None, tags=[WORKER_TAG]
+            ),
         )
         report.facts["tls"] = tls_facts(tls, ca)
         report.results["qserver_client TLS"] = report.timed(

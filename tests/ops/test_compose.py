@@ -393,14 +393,16 @@ def _size(text: str) -> int:
 
 
 def test_the_dispatchers_readiness_does_not_outlive_its_container(services_):
-    """The ready file lies on a tmpfs (empty at every start), not in the container's layer,
-    which kept it across a SIGKILL and restart."""
+    """A ready file in the container's layer survived a SIGKILL and restart: the healthcheck
+    asks the dispatcher itself, or its ready file lies on a tmpfs (empty at every start)."""
     dispatcher = services_["dispatcher"]
     test = " ".join(dispatcher["healthcheck"]["test"][1:])
-    ready = re.search(r"test -f (\S+)", test).group(1)
-    tmpfs = [entry.split(":")[0] for entry in dispatcher["tmpfs"]]
-    assert any(ready.startswith(mount + "/") for mount in tmpfs), (ready, tmpfs)
-    assert Path(ready).parent.as_posix() == dispatcher["environment"].get("QSERVER_STATE_DIR", "/var/lib/qserver")
+    ready = re.search(r"test -f (\S+)", test)
+    if ready is None:
+        assert "/var/lib/qserver" not in test, test
+        return
+    tmpfs = [entry.split(":")[0] for entry in dispatcher.get("tmpfs", [])]
+    assert any(ready.group(1).startswith(mount + "/") for mount in tmpfs), (ready.group(1), tmpfs)
 
 
 def _auth_in(service: dict, monkeypatch, extra: dict[str, str] | None = None) -> auth.AuthMode:

@@ -22,6 +22,7 @@ import asyncio
 import collections
 import contextlib
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -30,7 +31,7 @@ import pydantic_core
 from fastapi import APIRouter, Header, Query, Request, Response
 from psycopg_pool import AsyncConnectionPool
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from api.deps import CallerDep, JobIdDep, LargeReadsDep, PoolDep, SettingsDep, WaitersDep
 from api.large_reads import LargeReadRefused, LargeReads, caller_key, results_json
@@ -41,6 +42,7 @@ from core.domain import VISIBLE_STATUSES
 from core.errors import JobNotFound, QServerError
 from core.settings import Settings
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1")
 STREAM = {"content": {"text/event-stream": {}}, "description": "a stream of server-sent events"}
 _REFUSED = {
@@ -125,14 +127,23 @@ class EventStream(EventSourceResponse):
             ping=settings.events_keepalive_s,
             ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
             sep="\n",
+            client_close_handler_callable=self._client_gone,
         )
         self._resources = resources
+        self._why = "it ended"
+
+    async def _client_gone(self, _message: Message) -> None:
+        self._why = "the client went away"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except BaseException as error:
+            self._why = f"{type(error).__name__} {error}".strip()
+            raise
         finally:
             await self._resources.aclose()
+            log.info("GET %s: event stream closed: %s", scope.get("path"), self._why)
 
 
 def job_event(state: dict[str, Any]) -> dict[str, Any]:

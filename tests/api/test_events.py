@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +24,7 @@ from core.settings import Settings
 from qserver_client import Client
 from qserver_client.errors import BadRequest, JobNotFound, TooManyRequests, Unavailable
 from tests.api.conftest import MakeJob
-from tests.served import Served, serve
+from tests.served import Reader, Served, serve, until_true
 
 COUNTS = {"00": 498, "11": 502}
 
@@ -50,45 +48,6 @@ EVENT_KEYS = {
     "owner",
     "submission_date",
 }
-
-
-class Reader:
-    """A real client reading a stream in a thread of its own; after an event ``until`` holds for,
-    it closes the stream (as a client that goes away). ``await next()`` gives the events one by one."""
-
-    CLOSED = {"event": "<closed>"}
-
-    def __init__(self, events: Iterator[dict[str, Any]], until: Callable[[dict[str, Any]], bool] | None = None):
-        self._queue: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
-        self._events, self._until = events, until
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for event in self._events:
-                self._queue.put(event)
-                if self._until is not None and self._until(event):
-                    break
-        except BaseException as error:  # handed to the test
-            self._queue.put(error)
-        finally:
-            self._events.close()  # type: ignore[attr-defined]
-            self._queue.put(self.CLOSED)
-
-    async def next(self, timeout: float = 10) -> dict[str, Any]:
-        """The next event (``CLOSED`` once the stream is over); raises what the client raised."""
-        item = await asyncio.to_thread(self._queue.get, True, timeout)
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    async def rest(self) -> list[dict[str, Any]]:
-        """Every event up to the stream's close."""
-        events = []
-        while (event := await self.next()) is not self.CLOSED:
-            events.append(event)
-        return events
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +200,7 @@ async def test_all_events_sees_every_jobs_changes_and_filters_by_status(
     first, second = await make_job(status="running"), await make_job(status="running")
     everything = Reader(client.all_events(), until=lambda event: event["id"] == str(second))
     only_failed = Reader(client.all_events(status=["failed", "canceled"]), until=lambda e: e["id"] == str(second))
-    await _until(lambda: served.app.state.waiters.watch_count >= 2)
+    await until_true(lambda: served.app.state.waiters.watch_count >= 2)
     assert await asyncio.to_thread(store.finish_job_sync, db, job_id=first, results={}, node_id="node-1")
     assert await asyncio.to_thread(store.fail_job_sync, db, job_id=second, error="boom", node_id="node-1")
     seen = await _of_jobs(everything, {first, second})
@@ -275,7 +234,7 @@ async def test_a_client_that_goes_away_frees_its_stream(
     state = served.app.state
     job_id = await make_job(status="running")
     await Reader(client.events(str(job_id)), until=any_event).rest()  # once, for what lives as long as the loop
-    await _until(lambda: state.streams.open == 0)
+    await until_true(lambda: state.streams.open == 0)
     tasks_before = served.tasks()
 
     # the real client, closing its iterators early
@@ -285,12 +244,12 @@ async def test_a_client_that_goes_away_frees_its_stream(
         Reader(client.all_events(), until=lambda event: event["id"] == str(other)),
     ]
     assert (await readers[0].next())["status"] == "running"
-    await _until(lambda: state.waiters.watch_count == 2)
+    await until_true(lambda: state.waiters.watch_count == 2)
     assert await asyncio.to_thread(store.fail_job_sync, db, job_id=other, error="boom", node_id=None)
     assert (await _of_jobs(readers[1], {other}))[0]["status"] == "failed"
     assert [await reader.next() for reader in readers] == [Reader.CLOSED, Reader.CLOSED]
-    await _until(lambda: state.streams.open == 0 and state.waiters.watch_count == 0)
-    await _until(lambda: served.tasks() == tasks_before)
+    await until_true(lambda: state.streams.open == 0 and state.waiters.watch_count == 0)
+    await until_true(lambda: served.tasks() == tasks_before)
 
     # clients that drop the connection mid-stream
     async with contextlib.AsyncExitStack() as streams:
@@ -300,8 +259,8 @@ async def test_a_client_that_goes_away_frees_its_stream(
             assert response.status_code == 200
         assert state.streams.open == 4 and state.waiters.watch_count == 4
         assert served.tasks() > tasks_before
-    await _until(lambda: state.streams.open == 0 and state.waiters.watch_count == 0)
-    await _until(lambda: served.tasks() == tasks_before)
+    await until_true(lambda: state.streams.open == 0 and state.waiters.watch_count == 0)
+    await until_true(lambda: served.tasks() == tasks_before)
 
 
 async def test_streams_are_bounded_per_caller_and_in_all(tight: Served, make_job: MakeJob) -> None:
@@ -321,10 +280,10 @@ async def test_streams_are_bounded_per_caller_and_in_all(tight: Served, make_job
                 assert bobs.status_code == 200
                 full = await carol.get(f"/api/v1/job/{job_id}/events")
                 assert full.status_code == 503 and "QSERVER_EVENTS_STREAMS" in full.json()["detail"]
-            await _until(lambda: app.state.streams.open == 2)
+            await until_true(lambda: app.state.streams.open == 2)
             async with carol.stream("GET", "/api/v1/events") as carols:
                 assert carols.status_code == 200
-        await _until(lambda: app.state.streams.open == 0)
+        await until_true(lambda: app.state.streams.open == 0)
         async with alice.stream("GET", "/api/v1/events") as again:
             assert again.status_code == 200
 
@@ -337,7 +296,7 @@ async def test_the_client_names_refused_streams(tight: Served, make_job: MakeJob
             async with mine.stream("GET", path), mine.stream("GET", path):
                 with pytest.raises(TooManyRequests, match="event streams open"):
                     await asyncio.to_thread(lambda: next(client.all_events()))
-            await _until(lambda: tight.app.state.streams.open == 0)
+            await until_true(lambda: tight.app.state.streams.open == 0)
             async with other.stream("GET", path, headers={"X-Real-IP": "10.0.0.7"}):
                 async with other.stream("GET", path, headers={"X-Real-IP": "10.0.0.8"}):
                     async with mine.stream("GET", path):
@@ -395,10 +354,3 @@ async def test_one_notification_per_visible_change(make_job: MakeJob, dsn: str, 
 @pytest.mark.parametrize("payload", ["", "not a change", f"{uuid.uuid4()} running soon alice", "x pending 1.0 "])
 def test_a_payload_that_does_not_read_as_a_change_is_none(payload: str) -> None:
     assert store.JobChange.parse(payload) is None
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition did not hold in time"
-        await asyncio.sleep(0.02)

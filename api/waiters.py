@@ -21,8 +21,8 @@ import contextlib
 import itertools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -150,10 +150,12 @@ class JobFeed:
         change = JobChange.parse(payload)
         if change is None:
             return
-        if change.status in TERMINAL:
+        if change.status in TERMINAL or change.status == store.DELETED:
             for event in self._events.get(change.id, ()):
                 event.set()
-        if change.id in self._by_job or any(
+        if change.status == store.DELETED:
+            self._gone(change.id, change.time)
+        elif change.id in self._by_job or any(
             watch.wants(change.status, change.owner)
             for key in {None, change.owner}
             for watch in self._by_owner.get(key, ())
@@ -206,7 +208,14 @@ class JobFeed:
                     continue
                 self._hand_out(states, batch)
 
-    def _hand_out(self, states: Iterable[dict[str, Any]], changes: dict[uuid.UUID, JobChange | None]) -> None:
+    def _gone(self, job_id: uuid.UUID, time: datetime) -> None:
+        """Job ``job_id`` was deleted: its watches get ``{id, time, deleted: True}``."""
+        for watch in self._by_job.get(job_id, ()):
+            watch.put({"id": job_id, "time": time, "deleted": True})
+
+    def _hand_out(self, states: list[dict[str, Any]], changes: dict[uuid.UUID, JobChange | None]) -> None:
+        for job_id in changes.keys() - {state["id"] for state in states}:
+            self._gone(job_id, datetime.now(UTC))
         for state in states:
             change = changes.get(state["id"])
             if change is not None and change.status != state["status"]:

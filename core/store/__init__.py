@@ -36,6 +36,7 @@ from core.store.cluster import (
 )
 from core.store.connect import (
     CANCEL_CHANNEL,
+    DELETED,
     JOB_STATUS_CHANNEL,
     PAGE_SIZE,
     PLUGINS_CHANNEL,
@@ -105,6 +106,7 @@ from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_ra
 __all__ = [
     "CANCEL_CHANNEL",
     "ClaimedJob",
+    "DELETED",
     "JOB_STATUS_CHANNEL",
     "JobChange",
     "Move",

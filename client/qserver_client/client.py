@@ -310,6 +310,28 @@ class Client:
         info = self._call("GET", f"/backend/{_segment(name)}", not_found=BackendNotFound)
         return QServerBackend(self, info, num_qubits=num_qubits)
 
+    PLUGIN_WAIT_S = 300.0  # admitting a plugin downloads its wheel (the server bounds that)
+
+    def admit_plugin(self, name: str) -> dict[str, Any]:
+        """``POST /api/v1/plugin/{name}`` (admins): admit the package ``name`` from the server's
+        index and register its backends; ``{"name", "version", "backends"}`` (the built-in
+        ``aer-plugin``: enabled again, version null). Raises ``Forbidden`` (a user's key),
+        ``NotFound`` (not on the index), ``Conflict`` (already admitted, a backend name taken),
+        another ``ApiError`` (400 bad name, 422 not a plugin, 502/504 index unreachable or slow),
+        ``ApiUnreachable``."""
+        path = f"/plugin/{_segment(name)}"
+        response = self._request("POST", path, wait_s=self.PLUGIN_WAIT_S)
+        if response.status_code not in (200, 201):
+            raise self._error(response, "POST", path)
+        return response.json()
+
+    def remove_plugin(self, name: str) -> dict[str, Any]:
+        """``DELETE /api/v1/plugin/{name}`` (admins): remove the plugin and its backends (the
+        built-in one is disabled); ``{"name", "removed": true}``. Raises ``Forbidden``,
+        ``NotFound`` (not admitted), ``Conflict`` (jobs on its backends pending or running),
+        ``ApiUnreachable``."""
+        return self._call("DELETE", f"/plugin/{_segment(name)}")
+
     def _wait(self, job_id: str, timeout: float, on_status: Callable[[str], None] | None) -> tuple[dict, dict | None]:
         """Wait until the job is terminal: (its JSON, or a stub {id, status} when results came,
         the results or None)."""

@@ -108,8 +108,8 @@ TlsOpt = Annotated[
     bool,
     typer.Option(
         "--tls",
-        help="Use TLS: an http:// url becomes https:// on nginx's TLS port (443, REST and gRPC), "
-        "a grpc:// address grpcs://.",
+        help="Use TLS: an http:// url becomes https:// on nginx's TLS port (443), gRPC goes there too "
+        "(or to --grpc, over TLS).",
         rich_help_panel=_CONNECTION,
     ),
 ]
@@ -126,18 +126,20 @@ class Connection:
     tls: bool = False
 
     def address(self) -> tuple[str | None, str | None]:
-        """``(url, grpc)`` for ``Client``: as given, or with ``--tls`` made TLS (the url's
-        environment default applied first)."""
-        url, grpc_address = self.url, self.grpc
+        """``(url, grpc)`` for ``Client``: as given; with ``--tls``, an ``http://`` url (given,
+        QSERVER_URL or the default) as ``https://`` on port 443, and gRPC over TLS: ``--grpc``
+        (``grpc://`` made ``grpcs://``), else a ``grpcs://`` QSERVER_GRPC, else the url's server."""
         if not self.tls:
-            return url, grpc_address
-        if url is None:
-            url = os.environ.get("QSERVER_URL") or DEFAULT_URL
-            grpc_address = grpc_address or os.environ.get("QSERVER_GRPC") or None
+            return self.url, self.grpc
+        url = self.url or os.environ.get("QSERVER_URL") or DEFAULT_URL
         parts = urlsplit(url)
         if parts.scheme == "http" and parts.hostname:
             host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
             url = f"https://{host}{parts.path}"  # nginx's TLS port, 443, serves REST and gRPC
+        grpc_address = self.grpc
+        if grpc_address is None and self.url is None:
+            grpc_address = os.environ.get("QSERVER_GRPC") or ""
+            grpc_address = grpc_address if grpc_address.startswith("grpcs://") else None
         if grpc_address is not None and grpc_address.startswith("grpc://"):
             grpc_address = "grpcs://" + grpc_address.removeprefix("grpc://")
         return url, grpc_address

@@ -4,7 +4,7 @@ status, what it waits for, its node and attempts (on a terminal a spinner that i
 one line per change, for logs), bounded by a timeout, interruptible with Ctrl-C.
 
 The stream is read in a thread of its own, so the timeout and Ctrl-C work whatever the
-stream does (it may be quiet for minutes: a long job sends keep-alives only).
+stream does (it may be quiet for minutes: a long job's stream carries keep-alives only).
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
+import typer
 from rich.markup import escape
 
-from qserver_client.cli.common import err
-from qserver_client.cli.render import parse_time, seconds
+from qserver_client.cli.common import Exit, err
+from qserver_client.cli.render import parse_time, print_results, seconds
 from qserver_client.client import TERMINAL, Client
 from qserver_client.errors import WaitTimeout
 
 TICK_S = 0.25  # how often the spinner's clock is redrawn
-RECONNECT_S = 1.0  # the pause before reading the stream again when it closed before the end
 
 
 def progress_line(job_id: str, state: Mapping[str, Any]) -> str:
@@ -51,12 +51,11 @@ def _shown(state: Mapping[str, Any]) -> tuple:
 
 
 def _read(client: Client, job_id: str, events: queue.Queue) -> None:
-    """Put each event of the job's stream on ``events``, then None when the stream closed (or
-    the error that ended it)."""
+    """Put each event of the job's stream on ``events`` (the last is its ``end``), or the error
+    that ended the stream."""
     try:
         for event in client.events(job_id):
             events.put(event)
-        events.put(None)
     except Exception as error:
         events.put(error)
 
@@ -75,8 +74,7 @@ def follow(
 
     Raises ``WaitTimeout`` after ``timeout`` seconds (``.job``: the state last seen),
     ``KeyboardInterrupt`` on Ctrl-C, and what ``Client.events`` raises (``JobNotFound``,
-    ``ApiUnreachable``, ...). A stream that closes before its end is read again (the server
-    starts it from the job's current state).
+    ``ApiUnreachable``: no answer, or the stream broke before the job's end, ...).
     """
     deadline = time.monotonic() + timeout
     state: dict[str, Any] = {"id": job_id}
@@ -97,10 +95,6 @@ def follow(
                 continue
             if isinstance(item, Exception):
                 raise item
-            if item is None:  # closed before its end (a restarted api): read it again
-                time.sleep(min(RECONNECT_S, max(0.0, remaining)))
-                threading.Thread(target=_read, args=(client, job_id, events), daemon=True).start()
-                continue
             if on_event is not None:
                 on_event(item)
             state.update({key: value for key, value in item.items() if key != "event"})
@@ -111,3 +105,18 @@ def follow(
             elif show and _shown(state) != last_shown:
                 last_shown = _shown(state)
                 err.print(escape(progress_line(job_id, state)), highlight=False)
+
+
+def finish(client: Client, end: dict[str, Any], *, show_results: bool) -> None:
+    """After a job's ``end`` event: its results as tables on stdout (``show_results``), or, for
+    a failed or canceled job, its error on stderr and exit 1."""
+    if end["status"] == "finished":
+        if show_results:
+            results = end.get("results")
+            if results is None:  # large results the api did not admit for the event: read them now
+                results = client.result(end["id"])
+            print_results({**results, "sweep": end["sweep"]} if end.get("sweep") else results)
+        return
+    reason = end.get("error") or "(no reason given)"
+    err.print(f"[red]job {escape(end['id'])} {end['status']}:[/] {escape(reason)}")
+    raise typer.Exit(Exit.FAILED)

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from qserver_client.cli.common import (
     ApiKeyOpt,
@@ -27,8 +26,8 @@ from qserver_client.cli.common import (
     fail,
     interrupted,
 )
-from qserver_client.cli.follow import follow
-from qserver_client.cli.render import print_ids, print_json, print_results
+from qserver_client.cli.follow import finish, follow
+from qserver_client.cli.render import print_ids, print_json
 
 app = typer.Typer()
 
@@ -205,14 +204,6 @@ def submit(
             end = follow(client, job_id, wait_timeout, show=not quiet)
         except KeyboardInterrupt:
             interrupted(connection, client, job_id)
-        job = client.job(job_id) if fmt is Format.json and not quiet else None
-    if job is not None:
-        print_json(job)
-    elif not quiet and end["status"] == "finished":
-        print_results(end.get("results") or {})
-    if end["status"] != "finished":
-        err.print(
-            f"[red]job {escape(job_id)} {end['status']}:[/] {escape(end.get('error') or '(no reason given)')}",
-            highlight=False,
-        )
-        raise typer.Exit(Exit.FAILED)
+        if fmt is Format.json and not quiet:
+            print_json(client.job(job_id))
+        finish(client, end, show_results=fmt is Format.table and not quiet)

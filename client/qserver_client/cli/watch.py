@@ -6,13 +6,11 @@ import math
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from qserver_client.cli.common import (
     ApiKeyOpt,
     CaFileOpt,
     Connection,
-    Exit,
     Format,
     GrpcOpt,
     OutputOpt,
@@ -20,12 +18,11 @@ from qserver_client.cli.common import (
     TlsOpt,
     UrlOpt,
     connect,
-    err,
     interrupted,
     resolve_id,
 )
-from qserver_client.cli.follow import follow
-from qserver_client.cli.render import print_ids, print_json_line, print_results
+from qserver_client.cli.follow import finish, follow
+from qserver_client.cli.render import print_ids, print_json_line
 
 app = typer.Typer()
 
@@ -66,13 +63,6 @@ def watch(
             )
         except KeyboardInterrupt:
             interrupted(connection, client, found)
-    if quiet:
-        print_ids([found])
-    elif output is Format.table and end["status"] == "finished":
-        print_results(end.get("results") or {})
-    if end["status"] != "finished":
-        err.print(
-            f"[red]job {escape(found)} {end['status']}:[/] {escape(end.get('error') or '(no reason given)')}",
-            highlight=False,
-        )
-        raise typer.Exit(Exit.FAILED)
+        if quiet:
+            print_ids([found])
+        finish(client, end, show_results=output is Format.table and not quiet)

@@ -366,6 +366,9 @@ def test_history(stack):
     job_id = stack.run(BELL, counts=True)["id"]
     rows = json.loads(qserver("history", "-o", "json", "--limit", "5").stdout)
     assert job_id in [row["job_id"] for row in rows]
+    assert "results" not in rows[0] and rows[0]["status"] == "finished"  # lean rows
+    full = json.loads(qserver("history", "-o", "json", "--limit", "1", "--fields", "all").stdout)
+    assert full[0]["job_id"] == job_id and full[0]["results"]["counts"] == stack.job(job_id)["results"]["counts"]
     assert qserver("history", "-q", "--limit", "1").stdout == f"{job_id}\n"  # newest first
     table = qserver("history", "--limit", "1", "--status", "finished")
     assert table.returncode == 0, table.stderr
@@ -437,14 +440,19 @@ def test_watch_shows_progress_times_out_and_ctrl_c_says_how_to_cancel(stack, slo
 
 def test_plugins_list_add_and_remove(stack):
     listed = json.loads(qserver("plugins", "-o", "json").stdout)
-    assert "aer-plugin" in [row["name"] for row in listed]
+    assert listed == stack.plugins()
+    aer = next(row for row in listed if row["name"] == "aer-plugin")
+    assert aer["builtin"] is True and "aer" in aer["backends"]
     assert "aer-plugin" in qserver("plugins", "-q").stdout.split()
     table = qserver("plugins")
-    assert table.returncode == 0 and "aer-plugin" in table.stdout
+    assert table.returncode == 0
+    row = next(line.split() for line in table.stdout.splitlines() if line.startswith("aer-plugin"))
+    assert row[-2:] == ["yes", "yes"] and "aer," in row  # built in, enabled; its backends listed
     added = qserver("plugins", "add", "aer-plugin", "-o", "json")  # built in: downloads nothing
     assert added.returncode == 0, added.stderr
-    assert json.loads(added.stdout) == {"name": "aer-plugin", "version": None, "backends": ["aer"]}
-    assert qserver("plugins", "add", "aer-plugin").stdout.startswith("admitted aer-plugin (built in): backends aer")
+    assert json.loads(added.stdout) == {"name": "aer-plugin", "version": None, "backends": aer["backends"]}
+    shown = qserver("plugins", "add", "aer-plugin").stdout
+    assert shown == f"admitted aer-plugin (built in): backends {', '.join(aer['backends'])}\n"
     missing = qserver("plugins", "remove", "no-such-plugin-here")
     assert missing.returncode == 5 and "(HTTP 404)" in missing.stderr
     bad = qserver("plugins", "add", "not a name")

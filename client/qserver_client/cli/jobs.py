@@ -42,6 +42,19 @@ LEAN_FIELDS = (
     "node_id",
     "error",
 )
+# the same for `qserver history` (its rows' `job_id` names the job; no results)
+LEAN_HISTORY_FIELDS = (
+    "job_id",
+    "status",
+    "target_simulator",
+    "owner",
+    "submission_date",
+    "start_time",
+    "finish_time",
+    "attempts",
+    "node_id",
+    "error",
+)
 ALL_PAGE = 1000  # the page size of --all (the api's largest)
 _AGO = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -80,10 +93,10 @@ def since_time(value: str | None) -> str | None:
     return (moment if moment.tzinfo else moment.astimezone()).isoformat()
 
 
-def field_names(value: str | None) -> list[str] | None:
-    """``--fields``: the lean default, a comma list, or ``all`` (None: every field)."""
+def field_names(value: str | None, lean: tuple[str, ...] = LEAN_FIELDS) -> list[str] | None:
+    """``--fields``: the ``lean`` default, a comma list, or ``all`` (None: every field)."""
     if value is None:
-        return list(LEAN_FIELDS)
+        return list(lean)
     if value.strip() == "all":
         return None
     return [name.strip() for name in value.split(",") if name.strip()]
@@ -169,6 +182,13 @@ def history(
     every: AllOpt = False,
     order: OrderOpt = Order.desc,
     since: SinceOpt = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            help="The fields of each row, a comma list, or `all` (metadata and results too) "
+            "\\[default: the table's: job_id, status, backend, owner, times, attempts, node, error]."
+        ),
+    ] = None,
     output: OutputOpt = Format.table,
     quiet: QuietOpt = False,
     url: UrlOpt = None,
@@ -179,9 +199,10 @@ def history(
 ) -> None:
     """List history rows, newest first: one per job that ended, kept after the job is deleted.
 
-    The same filters as `jobs`. -o json: a JSON list of rows; -q: their job ids.
+    The same filters as `jobs`. -o json: a JSON list of rows (lean unless --fields says otherwise);
+    -q: their job ids.
     """
-    filters = _filters(status, backend, order, since, None)
+    filters = _filters(status, backend, order, since, field_names(fields, LEAN_HISTORY_FIELDS))
     with connect(Connection(url, grpc, api_key, ca_file, tls)) as client:
         if every:
             rows = list(client.iter_history(**filters, limit=ALL_PAGE))

@@ -356,10 +356,15 @@ def test_backends(stack):
     table = qserver("backends")
     assert table.returncode == 0, table.stderr
     rows = {line.split()[0]: line for line in table.stdout.splitlines()[2:] if line.strip()}
-    assert "aer" in rows and "aer-plugin" in rows["aer"]
+    as_json = json.loads(qserver("backends", "-o", "json").stdout)
+    assert as_json == stack.backends()
+    aer = next(row for row in as_json if row["backend_name"] == "aer")
+    capabilities = aer["capabilities"]
+    assert rows["aer"].split()[:4] == ["aer", "aer-plugin", capabilities["plugin_version"], "no"]
+    assert ", ".join(capabilities["result_types"]) in rows["aer"]
+    assert f"statevector:{capabilities['max_qubits']['statevector']}" in rows["aer"]
     names = qserver("backends", "-q").stdout.split()
-    assert names == [row["backend_name"] for row in json.loads(qserver("backends", "-o", "json").stdout)]
-    assert "aer" in names
+    assert names == [row["backend_name"] for row in as_json] and "aer" in names
 
 
 def test_history(stack):

@@ -24,12 +24,11 @@ from qserver_client.cli.render import print_ids, print_json, table
 app = typer.Typer()
 
 
-def _qubits(capabilities: dict[str, Any]) -> str:
-    """The most qubits per method, ``method:n`` (all one number: that number)."""
+def _methods(capabilities: dict[str, Any]) -> str:
+    """Each method with the most qubits it takes, ``statevector:29, stabilizer:10000``."""
     most = capabilities.get("max_qubits") or {}
-    if len(set(most.values())) == 1:
-        return str(next(iter(most.values())))
-    return ", ".join(f"{method}:{n}" for method, n in most.items())
+    methods = capabilities.get("methods") or list(most)
+    return ", ".join(f"{method}:{most[method]}" if method in most else method for method in methods)
 
 
 @app.command()
@@ -44,8 +43,8 @@ def backends(
 ) -> None:
     """List the enabled backends with what each can do.
 
-    Plugin and its version, whether a GPU is needed, methods, most qubits, result types (`-`
-    where a third-party plugin does not declare them). -q: their names.
+    Plugin and its version, whether a GPU is needed, result types, each method with the most
+    qubits it takes (`-` where a third-party plugin does not declare them). -q: their names.
     """
     with connect(Connection(url, grpc, api_key, ca_file, tls)) as client:
         rows = client.backends()
@@ -54,7 +53,7 @@ def backends(
     elif output is Format.json:
         print_json(rows)
     else:
-        shown = table("NAME", "PLUGIN", "VERSION", "GPU", "METHODS", "MAX QUBITS", "RESULT TYPES")
+        shown = table("NAME", "PLUGIN", "VERSION", "GPU", "RESULT TYPES", "METHODS:MOST QUBITS")
         for row in rows:
             capabilities = row.get("capabilities") or {}
             shown.add_row(
@@ -62,8 +61,7 @@ def backends(
                 row.get("plugin") or "-",
                 capabilities.get("plugin_version") or "-",
                 "yes" if row.get("needs_gpu") else "no",
-                ", ".join(capabilities.get("methods") or []) or "-",
-                _qubits(capabilities) or "-",
                 ", ".join(capabilities.get("result_types") or []) or "-",
+                _methods(capabilities) or "-",
             )
         out.print(shown)

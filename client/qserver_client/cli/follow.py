@@ -82,7 +82,8 @@ def follow(
     threading.Thread(target=_read, args=(client, job_id, events), daemon=True).start()
     live = show and err.is_terminal  # a redrawn spinner; off a terminal, a line per change
     last_shown: tuple | None = None
-    with err.status(escape(progress_line(job_id, state))) if live else nullcontext() as spinner:
+    short = job_id[:8]  # the spinner's line fits a narrow terminal (the full id is printed above)
+    with err.status(escape(progress_line(short, state))) if live else nullcontext() as spinner:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -91,7 +92,7 @@ def follow(
                 item = events.get(timeout=min(remaining, TICK_S))
             except queue.Empty:
                 if spinner is not None:  # the clock moves on
-                    spinner.update(escape(progress_line(job_id, state)))
+                    spinner.update(escape(progress_line(short, state)))
                 continue
             if isinstance(item, Exception):
                 raise item
@@ -101,7 +102,7 @@ def follow(
             if item.get("event") == "end":
                 return item
             if spinner is not None:
-                spinner.update(escape(progress_line(job_id, state)))
+                spinner.update(escape(progress_line(short, state)))
             elif show and _shown(state) != last_shown:
                 last_shown = _shown(state)
                 err.print(escape(progress_line(job_id, state)), highlight=False)

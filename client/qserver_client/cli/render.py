@@ -85,11 +85,16 @@ def run_seconds(job: Mapping[str, Any]) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
+# columns never wrapped on a narrow terminal (an id cut in two cannot be copied); the others wrap
+UNWRAPPED = frozenset({"ID", "JOB ID", "STATUS", "SUBMITTED", "RAN", "NAME", "OUTCOME"})
+
+
 def table(*columns: str) -> Table:
-    """A table for people: a header line, no borders (grep-able when piped)."""
+    """A table for people: a header line, no borders (grep-able when piped); ids, statuses and
+    times are never wrapped, the other columns wrap between words."""
     shown = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in columns:
-        shown.add_column(column, overflow="fold")
+        shown.add_column(column, no_wrap=column in UNWRAPPED, overflow="fold")
     return shown
 
 

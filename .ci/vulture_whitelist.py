@@ -38,3 +38,6 @@ _.daemon_threads
 # (or use it) and remove the entry.
 _.JobResults  # core/domain.py
 _.current_revision  # core/schema.py
+
+# typer offers each member of an option's Enum as a choice (client/qserver_client/cli/jobs.py: Order)
+_.asc

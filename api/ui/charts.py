@@ -21,6 +21,7 @@ TOP_MARGIN = 24.0  # room for the value over the tallest bar
 CHAR_WIDTH = 7.5  # of a monospace label at the chart's font size
 MAX_LABEL_CHARS = 40  # a longer bitstring is cut (the full one is in the bar's title)
 GAP = 0.2  # fraction of a slot left between bars
+MAX_SLOT = 120.0  # a few outcomes get bars this wide at most (the drawing narrows instead)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def histogram(values: Mapping[str, float], *, top: int = TOP) -> Histogram | Non
     vertical = longest * CHAR_WIDTH > (WIDTH - LEFT - RIGHT) / len(shown) * 0.9
     label_room = min(longest, MAX_LABEL_CHARS) * CHAR_WIDTH + 12 if vertical else 20.0
     baseline = TOP_MARGIN + PLOT_HEIGHT
-    slot = (WIDTH - LEFT - RIGHT) / len(shown)
+    slot = min((WIDTH - LEFT - RIGHT) / len(shown), MAX_SLOT)
     bars = []
     for i, (label, value) in enumerate(shown):
         height = PLOT_HEIGHT * abs(value) / largest
@@ -106,18 +107,27 @@ def histogram(values: Mapping[str, float], *, top: int = TOP) -> Histogram | Non
                 negative=value < 0,
             )
         )
-    ticks = [Tick(value=largest * k / 4, y=baseline - PLOT_HEIGHT * k / 4) for k in range(5)]
+    step = _nice_step(largest / 4)
+    ticks = [
+        Tick(value=k * step, y=baseline - PLOT_HEIGHT * k * step / largest) for k in range(int(largest / step) + 1)
+    ]
     return Histogram(
         bars=bars,
         ticks=ticks,
         outcomes=len(items),
         total=total,
         shown_share=sum(b.value for b in bars) / total if total else 0.0,
-        width=WIDTH,
+        width=LEFT + slot * len(shown) + RIGHT,
         height=baseline + label_room,
         baseline=baseline,
         vertical_labels=vertical,
     )
+
+
+def _nice_step(rough: float) -> float:
+    """The round number (1, 2 or 5 times a power of ten) nearest above ``rough``: the ticks' step."""
+    power = 10 ** math.floor(math.log10(rough))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough * (1 - 1e-9))
 
 
 def _order(label: str) -> tuple[int, str]:

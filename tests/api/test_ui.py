@@ -79,7 +79,11 @@ async def test_a_finished_jobs_histogram_has_bars_as_tall_as_its_counts(browser,
         status="finished",
         result_types=(ResultType.COUNTS, ResultType.QUASI_DIST, ResultType.EXPVAL),
         metadata={"shots": 1000, "obs": [[["ZZ", 1.0]], [["XX", 0.5], ["YY", -0.5]]]},
-        results={"counts": counts, "quasi_dist": {"0": 0.512, "3": 0.384, "1": 0.064, "2": 0.04}, "expval": [0.8, -0.25]},
+        results={
+            "counts": counts,
+            "quasi_dist": {"0": 0.512, "3": 0.384, "1": 0.064, "2": 0.04},
+            "expval": [0.8, -0.25],
+        },
     )
     page = await browser.get(f"/ui/job/{job_id}")
     assert page.status_code == 200, page.text
@@ -91,7 +95,15 @@ async def test_a_finished_jobs_histogram_has_bars_as_tall_as_its_counts(browser,
         assert drawn[outcome] / tallest == pytest.approx(count / 512, abs=1e-3), outcome
     quasi = bars(page.text, "quasi")
     assert quasi == pytest.approx({key: drawn[key] for key in ("00", "01", "10", "11")}, abs=0.01)
-    assert "4 outcomes, total 1,000 shots" in find(page.text, "figure", id="histogram-counts")[0].text
+    assert "Counts: 4 outcomes of 1,000 shots." in " ".join(
+        find(page.text, "figure", id="histogram-counts")[0].text.split()
+    )
+    ticks = [
+        t.text
+        for t in find(page.text, "text", class_="tick")
+        if any(p.attrs.get("id") == "histogram-counts" for p in t.parents)
+    ]
+    assert ticks == ["0", "200", "400"]  # round steps up to the largest count
     assert table(page.text, "expvals") == [["Observable", "Value"], ["1·ZZ", "0.8"], ["0.5·XX + -0.5·YY", "-0.25"]]
     facts = find(page.text, "table", id="facts")[0].text
     assert "aer" in facts and "1,000" in facts and "node-1" in facts
@@ -111,7 +123,9 @@ async def test_many_outcomes_show_the_largest_and_say_so(browser, make_job: Make
     caption = find(page, "figure", id="histogram-counts")[0]
     assert caption.attrs["data-outcomes"] == "100" and caption.attrs["data-shown"] == "32"
     shown = sum(range(69, 101)) / sum(range(1, 101))
-    assert f"Showing the 32 largest of 100 outcomes ({shown * 100:.1f} % of the total)" in " ".join(caption.text.split())
+    assert f"Showing the 32 largest of 100 outcomes ({shown * 100:.1f} % of the total)" in " ".join(
+        caption.text.split()
+    )
 
 
 async def test_a_failed_job_shows_its_error_and_a_pending_one_its_wait(browser, make_job: MakeJob):

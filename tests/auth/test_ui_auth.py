@@ -268,9 +268,7 @@ async def test_logout_needs_the_token_and_clears_the_cookie(browser: Browser, ma
     assert (await client.get("/ui")).status_code == 303
 
 
-async def test_the_cluster_page_shows_nodes_to_admins_only(
-    browser: Browser, make_key: MakeKey, db: psycopg.Connection
-):
+async def test_the_cluster_page_shows_nodes_to_admins_only(browser: Browser, make_key: MakeKey, db: psycopg.Connection):
     node_id = f"ui-auth-{uuid.uuid4().hex[:6]}"
     db.execute(
         "INSERT INTO nodes (node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total,"

@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs, errors, plugins
+from api import docs, errors, events, plugins
 from api.large_reads import LargeReads
 from api.routes import router
 from api.ui import routes as ui
-from api.waiters import JobWaiters
+from api.waiters import JobFeed
 from core import auth, schema, store
 from core.settings import Settings, get_settings
 
@@ -38,8 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await asyncio.to_thread(schema.check, settings.database_dsn)
         pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
         app.state.pool = pool
-        app.state.waiters = JobWaiters(settings.database_dsn)
+        app.state.waiters = JobFeed(settings.database_dsn, pool)
         app.state.waiters.start()
+        app.state.streams = events.StreamSlots(
+            at_once=settings.events_streams, per_caller=settings.events_streams_per_caller
+        )
         app.state.large_reads = LargeReads(
             at_once=settings.api_large_reads,
             per_caller=settings.api_large_reads_per_caller,
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = auth.KeyVerifier.from_settings(settings) if mode.on else None
     app.include_router(router)
     app.include_router(plugins.router)
+    app.include_router(events.router)
     docs.install(app)
     errors.install(app)
     ui.install(app)  # after errors: a page's errors answer HTML

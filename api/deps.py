@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.distribution import check_plugin_name
 from api.large_reads import LargeReads
 from api.ui import session
-from api.waiters import JobWaiters
+from api.waiters import JobFeed
 from core.auth import ANONYMOUS, Caller, KeyVerifier, key_from_headers
 from core.domain import parse_job_id
 from core.settings import Settings
@@ -95,8 +95,8 @@ def get_pool(request: Request) -> AsyncConnectionPool:
     return request.app.state.pool
 
 
-def get_waiters(request: Request) -> JobWaiters:
-    """The app's waiters on jobs' ends (api/waiters.py)."""
+def get_waiters(request: Request) -> JobFeed:
+    """The app's waiters on jobs' ends and watches of their changes (api/waiters.py)."""
     return request.app.state.waiters
 
 
@@ -127,8 +127,8 @@ malformed id is refused before a connection is checked out."""
 PoolDep = Annotated[AsyncConnectionPool, Depends(get_pool)]
 """The pool itself: check a connection out only around database work."""
 
-WaitersDep = Annotated[JobWaiters, Depends(get_waiters)]
-"""Waits for a job to end, on the app's one LISTEN connection."""
+WaitersDep = Annotated[JobFeed, Depends(get_waiters)]
+"""Waits for a job to end, or watches jobs' changes, on the app's one LISTEN connection."""
 
 LargeReadsDep = Annotated[LargeReads, Depends(get_large_reads)]
 """Admission of reads of large results: hold it around such a read only."""

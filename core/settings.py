@@ -152,6 +152,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Longest wait GET /job/result/{id}?wait_s= grants; a longer one is cut to it.",
     )
+    events_keepalive_s: float = Field(
+        15.0, gt=0, description="Seconds between keep-alive comments on an idle server-sent event stream."
+    )
+    events_streams: int = Field(
+        500, ge=1, description="Event streams (/events, /job/{id}/events) one api process serves at once; more: 503."
+    )
+    events_streams_per_caller: int = Field(
+        16, ge=1, description="Event streams one caller (user, or address with authentication off) may hold; more: 429."
+    )
     max_job_cpus: int = Field(
         0,
         ge=0,

@@ -7,6 +7,7 @@ environment are ignored: a QServer is reached directly.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import ssl
@@ -382,3 +383,72 @@ class Client:
             tags=tags,
         )
         return self.wait(job_id, timeout)
+
+    # --- live status: server-sent events -----------------------------------------------------
+
+    EVENTS_READ_S = 60.0  # longest silence on an event stream (the server sends a keep-alive every 15 s)
+
+    def events(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """``GET /api/v1/job/{id}/events``: the job's live status, without polling. Yields
+        ``{"event": "status", "id", "status", "time", "attempts", "waiting_for", "node_id",
+        "start_time", "finish_time", "backend", "owner", "submission_date"}`` at once and at each
+        change (times as ISO 8601 text), then ``{"event": "end", ...}`` (the same, with
+        ``results``, and ``sweep`` for a sweep, when finished; ``error`` when failed or canceled),
+        and ends. Closing the iterator early (``break``) closes the stream. Raises ``JobNotFound``
+        (404: unknown id, or another user's job), ``TooManyRequests`` (429: you hold the most
+        streams a caller may), ``Unavailable`` (503: the server's most), another ``ApiError``,
+        ``ApiUnreachable`` (no answer, or the stream broke before the job's end)."""
+        path = f"/job/{_segment(job_id)}/events"
+        for event in self._events(path, None, JobNotFound):
+            yield event
+            if event["event"] == "end":
+                return
+        raise ApiUnreachable(f"GET {self.url}{API}{path}: the stream ended before the job did")
+
+    def all_events(self, status: str | Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
+        """``GET /api/v1/events``: every change of your jobs (an admin's key, or a server without
+        authentication: everyone's) as ``{"event": "status", ...}``, the fields ``events`` gives,
+        without results; a job shows up at its first change after the stream opened. ``status``:
+        only changes to these statuses (a name, a comma list or a sequence of names). It never
+        ends on its own: close the iterator (``break``, ``.close()``) to close the stream.
+        Raises ``BadRequest`` (400: an unknown status), what ``events`` raises, and
+        ``ApiUnreachable`` when the stream breaks."""
+        params = None if status is None else {"status": status if isinstance(status, str) else ",".join(status)}
+        yield from self._events("/events", params, NotFound)
+        raise ApiUnreachable(f"GET {self.url}{API}/events: the stream ended")
+
+    def _events(
+        self, path: str, params: Mapping[str, Any] | None, not_found: type[NotFound]
+    ) -> Iterator[dict[str, Any]]:
+        """The events of the stream at ``API + path``, until the server ends it."""
+        timeout = httpx.Timeout(self.timeout, read=max(self.timeout, self.EVENTS_READ_S))
+        try:
+            with self.http.stream(
+                "GET", API + path, params=params, timeout=timeout, headers={"Accept": "text/event-stream"}
+            ) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise self._error(response, "GET", path, not_found)
+                yield from sse_events(response.iter_lines())
+        except httpx.TransportError as error:
+            raise ApiUnreachable(f"GET {self.url}{API}{path}: {error!r}") from error
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """Server-sent events (https://html.spec.whatwg.org/multipage/server-sent-events.html) read
+    from a stream's ``lines``: ``{"event": its name ("message" when unnamed), **its data}`` per
+    event, its data one JSON object (joined over its ``data:`` lines); comments (keep-alives),
+    ``id:`` and ``retry:`` lines are skipped. Raises ``ValueError`` for data that is not JSON."""
+    name, data = "message", []
+    for line in lines:
+        if not line:
+            if data:
+                yield {"event": name, **json.loads("\n".join(data))}
+            name, data = "message", []
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)

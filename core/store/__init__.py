@@ -37,10 +37,11 @@ from core.store.cluster import (
 )
 from core.store.connect import (
     CANCEL_CHANNEL,
-    JOB_DONE_CHANNEL,
+    JOB_STATUS_CHANNEL,
     PAGE_SIZE,
     PLUGINS_CHANNEL,
     SUBMIT_CHANNEL,
+    JobChange,
     connect_sync,
     listen,
     open_pool,
@@ -95,6 +96,7 @@ from core.store.reads import (
     get_job_raw,
     get_job_status,
     get_results,
+    job_states,
     list_history,
     list_jobs_raw,
     raw_results,
@@ -104,7 +106,8 @@ from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_ra
 __all__ = [
     "CANCEL_CHANNEL",
     "ClaimedJob",
-    "JOB_DONE_CHANNEL",
+    "JOB_STATUS_CHANNEL",
+    "JobChange",
     "Move",
     "PAGE_SIZE",
     "PLUGINS_CHANNEL",
@@ -141,6 +144,7 @@ __all__ = [
     "insert_job",
     "insert_job_once",
     "job_bindings_sync",
+    "job_states",
     "jobs_running_by_node",
     "known_nodes",
     "list_api_keys_sync",

@@ -3,6 +3,10 @@ connections (executors, the CLI). Rows come back as dicts (``dict_row``)."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
@@ -40,8 +44,8 @@ def connect_sync(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
 
 
-# The channels the schema's triggers notify on (migrations 0003 and 0007); each payload is text.
-JOB_DONE_CHANNEL = "qserver_job_done"  # a job reached a terminal status: its id
+# The channels the schema's triggers notify on (migrations 0003 and 0011); each payload is text.
+JOB_STATUS_CHANNEL = "qserver_job_status"  # a change its user sees: JobChange.parse reads it
 CANCEL_CHANNEL = "qserver_cancel"  # a running job was canceled: its id
 PLUGINS_CHANNEL = "qserver_plugins"  # a plugin was admitted: its name
 SUBMIT_CHANNEL = "qserver_submit"  # a job stored outside ingest (a rerun): its id, to be queued
@@ -50,3 +54,26 @@ SUBMIT_CHANNEL = "qserver_submit"  # a job stored outside ingest (a rerun): its 
 async def listen(conn: psycopg.AsyncConnection, channel: str) -> None:
     """LISTEN on ``channel`` (one of the *_CHANNEL names) over an autocommit connection."""
     await conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """One notification on JOB_STATUS_CHANNEL (migration 0011): job ``id`` became ``status`` (the
+    status users see) at ``time``; ``owner`` is None for a job without one (authentication off)."""
+
+    id: uuid.UUID
+    status: str
+    time: datetime
+    owner: str | None
+
+    @classmethod
+    def parse(cls, payload: str) -> JobChange | None:
+        """The change a payload ``"<id> <status> <epoch seconds> <owner>"`` names; None for one
+        that does not read so (nothing of ours sends it)."""
+        parts = payload.split(" ", 3)
+        if len(parts) != 4:
+            return None
+        try:
+            return cls(uuid.UUID(parts[0]), parts[1], datetime.fromtimestamp(float(parts[2]), UTC), parts[3] or None)
+        except (ValueError, OverflowError):
+            return None

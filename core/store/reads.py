@@ -194,6 +194,25 @@ async def get_results(
     }
 
 
+# What a job's live status shows (api/events.py): no program, no results.
+_STATE = f"""
+SELECT j.id, {visible_status("j.status")} AS status, j.attempts, {_waiting_for("j")} AS waiting_for, j.node_id,
+       j.start_time, j.finish_time, j.target_simulator AS backend, j.owner, j.submission_date
+  FROM jobs j
+"""
+
+
+async def job_states(
+    conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID], owner: str | None = None
+) -> list[dict[str, Any]]:
+    """The live status of those of ``job_ids`` that exist (with ``owner``: that are theirs), in no
+    particular order: {id, status (as users see it), attempts, waiting_for, node_id, start_time,
+    finish_time, backend, owner, submission_date}. One statement, whatever the number of ids."""
+    mine, param = owned_by("j.owner", owner)
+    cur = await conn.execute(f"{_STATE} WHERE j.id = ANY(%s){mine}", (job_ids, *param))
+    return await cur.fetchall()
+
+
 async def get_job_status(
     conn: psycopg.AsyncConnection, *, job_id: uuid.UUID, owner: str | None = None
 ) -> dict[str, Any] | None:

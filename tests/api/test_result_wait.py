@@ -1,5 +1,5 @@
 """GET /job/result/{id}?wait_s=: the answer waits for the job to end (Postgres LISTEN/NOTIFY,
-migration 0007), against the real database; the job's end is written by another connection,
+migration 0011), against the real database; the job's end is written by another connection,
 as the executor would."""
 
 from __future__ import annotations
@@ -99,13 +99,13 @@ async def test_bad_wait_is_400_naming_it(client: httpx.AsyncClient, make_job: Ma
     assert response.json()["detail"].startswith("wait_s: ")
 
 
-async def test_job_done_notification_carries_the_job_id(make_job: MakeJob, dsn: str) -> None:
-    """Migration 0007's trigger: one notification per job that ends, whatever ends it."""
+async def test_job_end_notification_carries_the_job_id_and_status(make_job: MakeJob, dsn: str) -> None:
+    """Migration 0011's trigger: one notification per job that ends, whatever ends it."""
     job_id = await make_job(status="running")
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
-        await listener.execute("LISTEN qserver_job_done")
+        await listener.execute(f"LISTEN {store.JOB_STATUS_CHANNEL}")
         with store.connect_sync(dsn) as conn:
             store.fail_job_sync(conn, job_id=job_id, error="boom", node_id=None)
         notes = listener.notifies(timeout=10, stop_after=1)
-        payloads = [note.payload async for note in notes]
-    assert payloads == [str(job_id)]
+        changes = [store.JobChange.parse(note.payload) async for note in notes]
+    assert [(change.id, change.status, change.owner) for change in changes] == [(job_id, "failed", None)]

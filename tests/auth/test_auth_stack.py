@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from core.settings import Settings
+from tests.circuits import BELL
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-" + "x" * 40
@@ -101,3 +103,38 @@ def test_submit_without_a_key_is_unauthenticated(auth_stack):
     done = submit(settings)
     assert done.returncode == 2
     assert "UNAUTHENTICATED" in done.stderr
+
+
+def test_events_are_the_owners_through_the_stack(auth_stack):
+    """/events: alice's stream carries her jobs' changes, not bob's; bob's stream of alice's job is 404."""
+    import threading
+
+    from qserver_client import Client
+    from qserver_client.errors import JobNotFound
+
+    settings, keys = auth_stack
+    address = {"url": f"http://127.0.0.1:{settings.nginx_http_port}", "grpc": f"127.0.0.1:{settings.nginx_grpc_port}"}
+    with Client(**address, api_key=keys["alice"]) as alice, Client(**address, api_key=keys["bob"]) as bob:
+        seen: list[dict] = []
+        mine: list[str] = []
+        done = threading.Event()
+
+        def read() -> None:
+            stream = alice.all_events()
+            for event in stream:
+                seen.append(event)
+                if mine and event["id"] == mine[0] and event["status"] == "finished":
+                    done.set()
+                    stream.close()
+                    return
+
+        threading.Thread(target=read, daemon=True).start()
+        time.sleep(1)  # the stream reaches the api
+        bobs = bob.submit(BELL)
+        assert bob.wait(bobs)["status"] == "finished"
+        mine.append(alice.submit(BELL))
+        assert done.wait(60), seen
+        assert {event["owner"] for event in seen} == {"alice"} and bobs not in {event["id"] for event in seen}
+        with pytest.raises(JobNotFound):
+            next(bob.events(mine[0]))
+        assert [event["event"] for event in alice.events(mine[0])] == ["status", "end"]

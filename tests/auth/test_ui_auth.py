@@ -4,6 +4,7 @@ an admin and a user see."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -20,6 +21,7 @@ from api.ui import session
 from core import auth, store
 from tests.auth.conftest import SECRET, MakeJob, MakeKey, bearer
 from tests.pages import find, table
+from tests.served import serve
 
 V1 = "/api/v1"
 Browser = Callable[..., httpx.AsyncClient]
@@ -292,3 +294,37 @@ async def test_the_cluster_page_shows_nodes_to_admins_only(browser: Browser, mak
         assert int(totals["Nodes alive"]) >= 1
     finally:
         db.execute("DELETE FROM nodes WHERE node_id = %s", (node_id,))
+
+
+@pytest.fixture(scope="module")
+def served(auth_settings):
+    """The auth-on api over real HTTP (uvicorn), for the event streams the page opens."""
+    with serve(auth_settings) as server:
+        yield server
+
+
+async def test_the_event_streams_take_the_session_cookie(served, make_key: MakeKey, make_job: MakeJob):
+    key = make_key("otto")
+    owner = make_key.owner(key)
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as client:
+        # uvicorn applies nginx's X-Forwarded-Proto from loopback: the cookie is Secure
+        secure = await login(client, key, **{"X-Forwarded-Proto": "https"})
+        assert "secure" in set_cookie(secure)["flags"]
+        client.cookies.clear()
+        await login(client, key)
+        async with client.stream("GET", f"{V1}/events") as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            job_id = await make_job(owner=owner, status="running")
+            seen: list[str] = []
+            async with asyncio.timeout(10):
+                async for line in stream.aiter_lines():
+                    seen.append(line)
+                    if line.startswith("data:") and str(job_id) in line and '"running"' in line:
+                        break
+            assert "event: status" in seen
+        done = await make_job(owner=owner, status="finished")
+        body = (await client.get(f"{V1}/job/{done}/events")).text
+        assert "event: status" in body and "event: end" in body and '"11":7' in body.replace(" ", "")
+    async with httpx.AsyncClient(base_url=served.url, timeout=10) as anonymous:
+        assert (await anonymous.get(f"{V1}/events")).status_code == 401

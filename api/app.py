@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs, errors, events, plugins
+from api import docs, errors, events, listing, plugins
 from api.large_reads import LargeReads
 from api.routes import router
 from api.ui import routes as ui
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.keys = auth.KeyVerifier.from_settings(settings) if mode.on else None
     app.include_router(router)
+    app.include_router(listing.router)
     app.include_router(plugins.router)
     app.include_router(events.router)
     docs.install(app)

@@ -26,6 +26,11 @@ class ClusterCannotRun(QServerError):
     """No node of the cluster has ever offered what the job needs: a tag, a GPU (gRPC FAILED_PRECONDITION)."""
 
 
+class InvalidQuery(QServerError):
+    """A listing's query parameter is malformed: an unknown status, field or order, a limit out of
+    bounds (HTTP 400); the message names the parameter."""
+
+
 class JobNotFound(QServerError):
     """No job has that id (HTTP 404)."""
 

@@ -33,6 +33,7 @@ from core import store
 from core.auth import ANONYMOUS, Caller
 from core.domain import JobStatus, parse_job_id
 from core.errors import JobNotFound, QServerError, Unauthenticated
+from core.store.listing import STATUSES
 from core.store.reads import RESULT_TYPES
 
 HERE = Path(__file__).parent
@@ -120,30 +121,56 @@ async def root(request: Request) -> RedirectResponse:
     return RedirectResponse(_root(request) + UI, status_code=307)
 
 
+ROW_FIELDS = (
+    "id",
+    "pointer",
+    "status",
+    "target_simulator",
+    "owner",
+    "submission_date",
+    "start_time",
+    "finish_time",
+    "waiting_for",
+)
+
+
 @router.get(UI)
 async def jobs_page(
     request: Request,
     viewer: PageViewer,
     pool: PoolDep,
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    status: Annotated[str, Query(max_length=100)] = "",
+    backend: Annotated[str, Query(max_length=100)] = "",
     deleted: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Response:
-    """The jobs table, a page at a time; live through the events stream."""
+    """The jobs table, newest first, a page at a time (lean rows: no programs, no results),
+    optionally of some statuses and one backend; live through the events stream."""
+    listing = store.Listing(
+        cursor=cursor,
+        order="desc",
+        limit=PAGE_SIZE,
+        statuses=store.parse_statuses([status]),
+        backend=backend or None,
+    )
     async with pool.connection() as conn:
-        rows = await store.list_jobs_raw(conn, cursor=cursor, owner=viewer.caller.owner_filter, inline_bytes=0)
-    jobs = [_row(job) for job in rows]
-    next_cursor = rows[-1]["pointer"] if len(rows) == store.PAGE_SIZE else None
+        rows, next_cursor = await store.list_jobs_page(
+            conn, listing=listing, owner=viewer.caller.owner_filter, fields=ROW_FIELDS, inline_bytes=0
+        )
+    filters = {k: v for k, v in (("status", ",".join(sorted(listing.statuses))), ("backend", backend)) if v}
     return render(
         request,
         viewer,
         "jobs.html",
-        jobs=jobs,
+        jobs=[_row(job) for job in rows],
         cursor=cursor,
         next_cursor=next_cursor,
-        next_query=urllib.parse.urlencode({"cursor": next_cursor}),
-        next_label="Next page",
-        first_label="First page",
-        prepend=False,
+        next_query=urllib.parse.urlencode({"cursor": next_cursor, **filters}),
+        first_query=urllib.parse.urlencode(filters),
+        statuses=STATUSES,
+        status_filter=sorted(listing.statuses),
+        backend_filter=backend,
+        prepend=cursor == 0,
         deleted=deleted,
     )
 

@@ -14,6 +14,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -44,6 +45,34 @@ if TYPE_CHECKING:
 TERMINAL = frozenset({"finished", "failed", "canceled"})  # a job in one of these never changes
 WAIT_ROUND_S = 10.0  # longest single GET /job/result?wait_s= (the server caps it at 30 s by default)
 API = "/api/v1"
+NEXT_CURSOR = "X-Next-Cursor"  # a listing's header: the cursor of its next page
+
+
+def _listing(
+    status: str | Sequence[str] | None,
+    backend: str | None,
+    order: str,
+    limit: int | None,
+    since: datetime | str | None,
+    fields: str | Sequence[str] | None,
+    cursor: int,
+) -> dict[str, Any]:
+    """The query of GET /jobs or /history: only what differs from the server's defaults, so
+    that a plain call sends only ``cursor``, as upstream's client does."""
+    params: dict[str, Any] = {"cursor": cursor}
+    if status:
+        params["status"] = status if isinstance(status, str) else ",".join(status)
+    if backend is not None:
+        params["backend"] = backend
+    if order != "asc":
+        params["order"] = order
+    if limit is not None:
+        params["limit"] = limit
+    if since is not None:
+        params["since"] = since.isoformat() if isinstance(since, datetime) else since
+    if fields is not None:
+        params["fields"] = fields if isinstance(fields, str) else ",".join(fields)
+    return params
 
 
 def _channel(address: Address, ca_file: str | Path | None) -> grpc.Channel:
@@ -281,17 +310,100 @@ class Client:
         Raises ``Conflict`` (409) while it runs, ``JobNotFound``, ``ApiUnreachable``."""
         self._call("DELETE", f"/job/{_segment(job_id)}", not_found=JobNotFound)
 
-    def jobs(self, *, cursor: int = 0) -> Iterator[dict[str, Any]]:
-        """``GET /api/v1/jobs``: every job in submission order (a user's key: its own), as
-        ``job()`` gives it, from the one after ``cursor`` (a job's ``pointer``) on; pages are
-        fetched as the iteration reaches them (the server's page size, 20 today). Raises, while
-        iterating, what ``job`` raises."""
+    def _page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of a listing: its rows and the next page's cursor (X-Next-Cursor; None on the
+        last page). Raises the typed ``ApiError`` for another status than 200."""
+        response = self._request("GET", path, params)
+        if response.status_code != 200:
+            raise self._error(response, "GET", path)
+        next_cursor = response.headers.get(NEXT_CURSOR)
+        return response.json(), None if next_cursor is None else int(next_cursor)
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every row of a listing from ``params["cursor"]`` on, following X-Next-Cursor."""
         while True:
-            page = self._call("GET", "/jobs", cursor=cursor)
-            if not page:
+            rows, next_cursor = self._page(path, params)
+            yield from rows
+            if next_cursor is None:
                 return
-            yield from page
-            cursor = page[-1]["pointer"]
+            params["cursor"] = next_cursor
+
+    def jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v1/jobs``: one page of jobs (a user's key: its own), as ``job()`` gives them.
+
+        ``status``: only these (pending, running, finished, failed, canceled; one, a comma list or
+        a sequence); ``backend``: only jobs on it; ``order``: "asc" (oldest first: the jobs after
+        ``cursor``) or "desc" (newest first: the jobs before ``cursor``; 0 = from the newest);
+        ``limit``: rows, 1 to 1000 (None: the server's 20); ``since``: only jobs submitted at or
+        after it (a datetime, or ISO 8601 text; without a time zone: UTC); ``fields``: only these
+        fields of each job (``id`` and ``pointer`` always come), e.g. ``["status", "owner"]``.
+        ``cursor``: a job's ``pointer``. ``iter_jobs`` follows the pages. Raises ``BadRequest``
+        (a bad parameter, named), ``Unauthenticated``, ``ApiUnreachable``.
+        """
+        return self._page("/jobs", _listing(status, backend, order, limit, since, fields, cursor))[0]
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Every job ``jobs()`` would list from ``cursor`` on, page after page (following the
+        server's X-Next-Cursor): pages are fetched as the iteration reaches them. ``limit``: rows
+        a page (None: the server's 20). Raises, while iterating, what ``jobs`` raises."""
+        yield from self._pages("/jobs", _listing(status, backend, order, limit, since, fields, cursor))
+
+    def history(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v1/history``: one page of history rows (one per job that ended: finished,
+        failed or canceled; kept after the job is deleted), filtered and ordered as ``jobs()``;
+        each row's ``job_id`` names its job. Raises what ``jobs`` raises."""
+        return self._page("/history", _listing(status, backend, order, limit, since, fields, cursor))[0]
+
+    def iter_history(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Every history row ``history()`` would list from ``cursor`` on, page after page, as
+        ``iter_jobs`` does."""
+        yield from self._pages("/history", _listing(status, backend, order, limit, since, fields, cursor))
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/plugins``: the admitted plugins, ``{"name", "version", "backends",
+        "builtin", "enabled", "admitted_at"}`` each, the built-in aer-plugin first. Raises
+        ``ApiError``, ``ApiUnreachable``."""
+        return self._call("GET", "/plugins")
 
     def backends(self) -> list[dict[str, Any]]:
         """``GET /api/v1/backends``, every page: the enabled backends, ``{"backend_name",
@@ -303,8 +415,11 @@ class Client:
 
     def backend(self, name: str, *, num_qubits: int | None = None) -> QServerBackend:
         """A Qiskit ``BackendV2`` for the server's backend ``name`` (``GET /api/v1/backend/{name}``):
-        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``. ``num_qubits``:
-        the target's size, when the server does not say (see ``QServerBackend``). Imports Qiskit.
+        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``; its
+        ``capabilities`` say what the server runs on it (methods, max_qubits per method,
+        result_types, plugin_version, needs_gpu; None where its plugin does not declare them).
+        ``num_qubits``: the target's size, when the server does not say (see ``QServerBackend``).
+        Imports Qiskit.
         Raises ``BackendNotFound`` (404: no such backend, or disabled), ``ApiUnreachable``."""
         from qserver_client.backend import QServerBackend
 

@@ -5,7 +5,8 @@ connections.
 - jobs: submission, claiming, parking, start (claimed to running) and hand-back, heartbeat, cancel,
   delete, retention;
 - outcomes: a finished, failed or batch outcome written, and recovery of orphaned jobs;
-- reads: jobs, results and history for the api;
+- reads: jobs and results for the api;
+- listing: pages of jobs and history (filters, keyset paging both ways, lean rows);
 - cluster: nodes and what the cluster offers;
 - plugins: plugins and backends;
 - keys: API keys;
@@ -72,6 +73,16 @@ from core.store.jobs import (
     status_in,
 )
 from core.store.keys import get_api_key, insert_api_key_sync, list_api_keys_sync, revoke_api_key_sync, touch_api_key
+from core.store.listing import (
+    HISTORY_FIELDS,
+    JOB_FIELDS,
+    MAX_LIMIT,
+    Listing,
+    list_history_page,
+    list_jobs_page,
+    parse_statuses,
+    pick_fields,
+)
 from core.store.outcomes import (
     fail_job,
     fail_job_sync,
@@ -83,10 +94,12 @@ from core.store.outcomes import (
 from core.store.plugins import (
     admit_plugin,
     backend_needs_gpu,
+    describe_backend,
     enable_builtin_plugin,
     get_backend,
     get_plugin,
     list_backends,
+    list_plugins,
     remove_plugin,
     require_backend,
     third_party_plugins,
@@ -97,8 +110,6 @@ from core.store.reads import (
     get_job_status,
     get_results,
     job_states,
-    list_history,
-    list_jobs_raw,
     raw_results,
 )
 from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_raw, save_items_sync
@@ -108,6 +119,10 @@ __all__ = [
     "ClaimedJob",
     "JOB_STATUS_CHANNEL",
     "JobChange",
+    "HISTORY_FIELDS",
+    "JOB_FIELDS",
+    "Listing",
+    "MAX_LIMIT",
     "Move",
     "PAGE_SIZE",
     "PLUGINS_CHANNEL",
@@ -126,6 +141,7 @@ __all__ = [
     "delete_expired_jobs_sync",
     "delete_job",
     "delete_pending_job",
+    "describe_backend",
     "enable_builtin_plugin",
     "fail_job",
     "fail_job_sync",
@@ -149,15 +165,18 @@ __all__ = [
     "known_nodes",
     "list_api_keys_sync",
     "list_backends",
-    "list_history",
-    "list_jobs_raw",
+    "list_history_page",
+    "list_jobs_page",
     "list_nodes",
+    "list_plugins",
     "list_nodes_sync",
     "listen",
     "mark_started_sync",
     "open_pool",
     "park_job",
+    "parse_statuses",
     "parked_jobs",
+    "pick_fields",
     "raw_results",
     "read_items_raw",
     "record_outcomes_sync",

@@ -73,6 +73,36 @@ async def test_the_table_has_a_row_per_job_with_its_status_backend_and_times(bro
     assert "authentication off" in page
 
 
+async def test_the_table_is_newest_first_and_pages_back_without_gaps(browser, make_job: MakeJob):
+    made = [str(await make_job(status="pending")) for _ in range(55)]
+    first = await browser.get("/ui")
+    ids = [row.attrs["data-id"] for row in find(first.text, "tr") if "data-id" in row.attrs]
+    assert ids[:50] == made[::-1][:50]  # the newest 50, newest first
+    older = find(first.text, "a", id="next-page")[0].attrs["href"]
+    second = await browser.get(older)
+    more = [row.attrs["data-id"] for row in find(second.text, "tr") if "data-id" in row.attrs]
+    assert more[:5] == made[::-1][50:]
+    assert not set(ids) & set(more)
+    assert find(second.text, "a", id="first-page")[0].attrs["href"] == "/ui"
+    assert find(first.text, "table", id="jobs")[0].attrs["data-prepend"] == "true"  # live rows go on top
+    assert find(second.text, "table", id="jobs")[0].attrs["data-prepend"] == "false"
+
+
+async def test_the_table_filters_by_status_and_backend(browser, make_job: MakeJob):
+    failed = str(await make_job(status="failed"))
+    pending = str(await make_job(status="pending"))
+    page = (await browser.get("/ui?status=failed")).text
+    rows = [r for r in find(page, "tr") if "data-id" in r.attrs]
+    assert failed in {r.attrs["data-id"] for r in rows} and pending not in {r.attrs["data-id"] for r in rows}
+    assert {row[1] for row in table(page, "jobs")[1:]} == {"failed"}
+    assert find(page, "option", value="failed")[0].attrs.get("selected") is not None
+    assert find(page, "table", id="jobs")[0].attrs["data-statuses"] == "failed"
+    none = (await browser.get("/ui?backend=no-such-backend")).text
+    assert "No job matches." in find(none, "table", id="jobs")[0].text
+    bad = await browser.get("/ui?status=done")
+    assert bad.status_code == 400 and "status: unknown status 'done'" in find(bad.text, "p", id="error-message")[0].text
+
+
 async def test_a_finished_jobs_histogram_has_bars_as_tall_as_its_counts(browser, make_job: MakeJob):
     counts = {"00": 512, "11": 384, "01": 64, "10": 40}
     job_id = await make_job(

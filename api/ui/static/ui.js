@@ -113,6 +113,9 @@
       let row = body.querySelector('tr[data-id="' + CSS.escape(data.id) + '"]');
       if (!row) {
         if (table.dataset.prepend !== "true") return;
+        const statuses = table.dataset.statuses ? table.dataset.statuses.split(",") : [];
+        if (statuses.length && statuses.indexOf(data.status) < 0) return;
+        if (table.dataset.backend && table.dataset.backend !== data.backend) return;
         const empty = body.querySelector("tr.empty");
         if (empty) empty.remove();
         row = newRow(data);

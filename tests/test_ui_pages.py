@@ -21,8 +21,14 @@ SHOTS = 1000
 
 @pytest.fixture(scope="module")
 def bell(stack) -> dict:
-    """A finished Bell job with counts and a quasi-distribution (seeded), as REST gives it."""
-    job = stack.run(BELL, counts=True, quasi_dist=True, metadata={"shots": SHOTS, "seed": 7})
+    """A finished Bell job with counts, a quasi-distribution and <ZZ>, <XX> (seeded), as REST gives it."""
+    job = stack.run(
+        BELL,
+        counts=True,
+        quasi_dist=True,
+        expval=True,
+        metadata={"shots": SHOTS, "seed": 7, "obs": [[["ZZ", 1.0]], [["XX", 1.0]]]},
+    )
     assert job["status"] == "finished", job["error"]
     return job
 
@@ -38,6 +44,7 @@ def test_the_job_page_draws_the_bell_counts(stack, bell):
     assert max(drawn.values()) == pytest.approx(240.0)
     quasi = bars(page.text, "quasi")
     assert quasi == pytest.approx(drawn, abs=0.01)  # one simulation: the same shares
+    assert table(page.text, "expvals")[1:] == [["1·ZZ", "1"], ["1·XX", "1"]]
     receipt = dict((row[0], row[1]) for row in table(page.text, "receipt"))
     assert receipt["seed"] == "7" and receipt["node_id"] == bell["node_id"]
 
@@ -70,7 +77,7 @@ def test_a_headless_browser_finds_the_histogram(stack, bell, tmp_path: Path):
 
     shot = tmp_path / "ui-job.png"
     subprocess.run(
-        [*common, "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,1400", url],
+        [*common, "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1200,1300", url],
         capture_output=True,
         timeout=120,
         check=True,

@@ -54,5 +54,10 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     apt_install nginx
 fi
 
+# --- Chromium: the web page's end-to-end test opens a job's page in it, headless ------------
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium || echo "install.sh: chromium could not be installed; the browser test will skip" >&2
+fi
+
 # --- Postgres and RabbitMQ: the same code `qserver up` runs ----------------------------------
 .venv/bin/python -m ops.prereqs

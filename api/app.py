@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from api import docs, errors, events, listing, plugins
 from api.large_reads import LargeReads
 from api.routes import router
+from api.ui import routes as ui
 from api.waiters import JobFeed
 from core import auth, schema, store
 from core.settings import Settings, get_settings
@@ -75,4 +76,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router)
     docs.install(app)
     errors.install(app)
+    ui.install(app)  # after errors: a page's errors answer HTML
     return app

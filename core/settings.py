@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="Seconds a verified key stays cached in each process (revocation takes "
         "effect within it); 0 looks every key up.",
     )
+    ui_session_s: int = Field(
+        12 * 3600,
+        ge=60,
+        description="How long a login on the web page (/ui) lasts; revoking its key ends it sooner.",
+    )
     max_pending_per_user: int = Field(
         1000, ge=1, description="Most pending jobs one user may have (RESOURCE_EXHAUSTED beyond)."
     )

@@ -33,6 +33,7 @@ from core.store.cluster import (
     known_nodes,
     list_nodes,
     list_nodes_sync,
+    running_on_nodes,
     save_nodes,
 )
 from core.store.connect import (
@@ -189,6 +190,7 @@ __all__ = [
     "revoke_api_key_sync",
     "running_job_ids",
     "running_jobs",
+    "running_on_nodes",
     "save_items_sync",
     "save_nodes",
     "set_job_memory",

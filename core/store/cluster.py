@@ -142,3 +142,14 @@ def list_nodes_sync(conn: psycopg.Connection) -> list[dict[str, Any]]:
         " memory_total, memory_free, jobs_running, versions, last_seen FROM nodes"
         " ORDER BY alive DESC, address, node_id"
     ).fetchall()
+
+
+async def running_on_nodes(conn: psycopg.AsyncConnection, *, limit: int = 500) -> list[dict[str, Any]]:
+    """What runs where: running jobs, by node then start time, at most ``limit``:
+    {id, node_id, owner, target_simulator, start_time}."""
+    cur = await conn.execute(
+        "SELECT id, node_id, owner, target_simulator, start_time FROM jobs"
+        " WHERE status = 'running' ORDER BY node_id, start_time, id LIMIT %s",
+        (limit,),
+    )
+    return await cur.fetchall()

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs, errors, plugins
+from api import docs, errors, metrics, plugins
 from api.large_reads import LargeReads
 from api.routes import router
 from api.waiters import JobWaiters
@@ -65,9 +65,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics_registry, app.state.metrics = metrics.build_registry()
     app.state.keys = auth.KeyVerifier.from_settings(settings) if mode.on else None
     app.include_router(router)
     app.include_router(plugins.router)
+    app.include_router(metrics.router)
     docs.install(app)
     errors.install(app)
     return app

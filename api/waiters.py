@@ -15,10 +15,20 @@ import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
+from prometheus_client import Gauge
 
 from core import store
 
 log = logging.getLogger(__name__)
+
+# Connections held open by clients waiting on jobs, exported by api/metrics.py. Not registered
+# anywhere here: each app's registry registers them (build_registry).
+RESULT_WAITS = Gauge("qserver_api_result_waits", "GET /job/result/{id}?wait_s= requests waiting now", registry=None)
+EVENT_STREAMS = Gauge(
+    "qserver_api_event_streams",
+    "Event streams open now (the events code holds it: `with EVENT_STREAMS.track_inprogress():`)",
+    registry=None,
+)
 
 
 class JobWaiters:
@@ -32,6 +42,7 @@ class JobWaiters:
         self._dsn = dsn
         self._events: dict[uuid.UUID, set[asyncio.Event]] = {}
         self._task: asyncio.Task | None = None
+        self.listening = False  # the LISTEN connection is up (readiness, api/routes.py)
 
     def start(self) -> None:
         """Start listening (reconnecting after a Postgres restart) until :meth:`stop`."""
@@ -78,12 +89,15 @@ class JobWaiters:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
                     await store.listen(conn, store.JOB_DONE_CHANNEL)
+                    self.listening = True
                     self._wake_all()
                     async for note in conn.notifies():
                         self._wake(note.payload)
             except asyncio.CancelledError:
+                self.listening = False
                 raise
             except Exception as error:
+                self.listening = False
                 log.warning("job-done listener lost its connection (%s); reconnecting", error)
                 self._wake_all()
                 await asyncio.sleep(1)

@@ -11,7 +11,8 @@ connections.
 - keys: API keys;
 - cache: a job answered from an earlier one's results;
 - sweeps: a sweep's bindings and its results per chunk;
-- idempotency: a job stored once per idempotency key.
+- idempotency: a job stored once per idempotency key;
+- metrics: what the api's /metrics reads at scrape time.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -70,6 +71,7 @@ from core.store.jobs import (
     status_in,
 )
 from core.store.keys import get_api_key, insert_api_key_sync, list_api_keys_sync, revoke_api_key_sync, touch_api_key
+from core.store.metrics import metrics_snapshot
 from core.store.outcomes import (
     fail_job,
     fail_job_sync,
@@ -150,6 +152,7 @@ __all__ = [
     "list_nodes_sync",
     "listen",
     "mark_started_sync",
+    "metrics_snapshot",
     "open_pool",
     "park_job",
     "parked_jobs",

@@ -78,7 +78,7 @@ class Monitor:
             app, host=host, port=port, loop="asyncio", http="h11", lifespan="off", log_level="warning"
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"{service} monitor", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"{service} monitor", daemon=True)
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def start(self, timeout_s: float = 10.0) -> None:
@@ -96,6 +96,12 @@ class Monitor:
                 raise MonitorFailed(f"{self.service}'s /metrics and /health could not listen on {self.address}")
             await asyncio.sleep(0.02)
         log.info("%s: /metrics and /health on http://%s", self.service, self.address)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:  # uvicorn exits when it cannot listen (logged); start() reports it
+            pass
 
     async def stop(self) -> None:
         """Stop serving and wait (at most 5 s) for the thread to end."""

@@ -49,9 +49,7 @@ async def test_jobs_that_end_fill_the_histograms_by_backend_and_method(client, m
     await scrape(client)  # the api counts what ends after its first scrape
     before = await scrape(client)
     for _ in range(2):
-        await make_job(
-            status="finished", results={"counts": {"00": 1}, "receipt": {"method": "stabilizer", "seed": 1}}
-        )
+        await make_job(status="finished", results={"counts": {"00": 1}, "receipt": {"method": "stabilizer", "seed": 1}})
     await make_job(status="failed", metadata={"method": "matrix_product_state"})
     after = await scrape(client)
 

@@ -150,8 +150,9 @@ class DispatcherMetrics(Collector):
         failures = CounterMetricFamily(
             "qserver_dispatcher_task_failures", "Failed runs of the background tasks", labels=["task"]
         )
-        for name, count in sorted((state.tasks.failures if state.tasks else {}).items()):
-            failures.add_metric([name], count)
+        if state.tasks is not None:  # every task, at 0 until it fails
+            for name in sorted(set(state.tasks.running()) | set(state.tasks.failures)):
+                failures.add_metric([name], state.tasks.failures[name])
         families.append(failures)
         self._families = families
 

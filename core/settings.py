@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     ingest_port: int = Field(50052, description="ingest's own gRPC port (nginx proxies to it).")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, description="the api's own HTTP port (nginx proxies to it).")
+    monitor_host: str = Field(
+        "127.0.0.1",
+        description="Where ingest's and the dispatcher's /metrics and /health listen (never proxied).",
+    )
+    ingest_monitor_port: int = Field(8001, description="ingest's /metrics and /health (HTTP).")
+    dispatcher_monitor_port: int = Field(8002, description="the dispatcher's /metrics and /health (HTTP).")
     nginx_bind: str = Field("127.0.0.1", description="Address nginx listens on; 0.0.0.0 for a LAN.")
     nginx_http_port: int = Field(8080, description="REST (HTTP/1.1) through nginx.")
     nginx_grpc_port: int = Field(50051, description="Plain-text gRPC through nginx.")
@@ -268,6 +274,8 @@ class Settings(BaseSettings):
         ports = [
             self.ingest_port,
             self.api_port,
+            self.ingest_monitor_port,
+            self.dispatcher_monitor_port,
             self.nginx_http_port,
             self.nginx_grpc_port,
             self.nginx_tls_port,

@@ -433,6 +433,16 @@ class Dispatcher:
         self._runner.cancel.remote(job_id)
         log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
 
+    def load(self) -> dict[str, int]:
+        """What this dispatcher holds now, for its metrics: ``in_flight`` (jobs it waits on),
+        ``waiting_for_executor`` (claimed small jobs queued for a warm executor), ``executors``
+        (warm executors)."""
+        return {
+            "in_flight": len(self._inflight),
+            "waiting_for_executor": self._small.qsize(),
+            "executors": len(self._executors),
+        }
+
     def inflight(self) -> list[uuid.UUID]:
         """Ids of the jobs this dispatcher is waiting on."""
         return list(self._inflight)

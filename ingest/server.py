@@ -39,6 +39,7 @@ from core.errors import (
 )
 from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
 from core.sweeps import check_parameters, read_bindings
+from ingest.monitor import DATABASE_UNAVAILABLE, REFUSALS, SUBMISSIONS, monitor, reason
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ _STATUS = {
     IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
     StreamCutShort: grpc.StatusCode.UNAVAILABLE,
 }
+for _refused in [*_STATUS, None]:  # every reason is exported from the start, at 0
+    REFUSALS.labels(DATABASE_UNAVAILABLE if _refused is None else reason(_refused))
 # HTTP/2's accounting of a header list (RFC 9113, 6.5.2: SETTINGS_MAX_HEADER_LIST_SIZE): each
 # field counts its name's and value's octets plus 32.
 _HEADER_OVERHEAD = 32
@@ -165,9 +168,11 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
                 if stored == job_id and source:  # never queued: finished with the source's results
                     await store.finish_from_cache(conn, job_id=job_id, source=source)
                     log.info("job_id=%s answered from the cache (job %s)", job_id, source)
+                    SUBMISSIONS.labels(spec.backend, "cached").inc()
                     return jobs_pb2.PendingJob(id=str(job_id))
             if stored != job_id:  # sent again under its key: the job stored (and queued) the first time
                 log.info("job_id=%s answered again for its idempotency key owner=%s", stored, caller.name or "-")
+                SUBMISSIONS.labels(spec.backend, "repeated").inc()
                 return jobs_pb2.PendingJob(id=str(stored))
             try:
                 await queue.publish_job(self._channel, self._settings.queue_name, job_id)
@@ -178,13 +183,16 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         except QServerError as error:
             code = _STATUS.get(type(error), grpc.StatusCode.INVALID_ARGUMENT)
             log.info("refused submission: %s: %s", code.name, str(error)[:300])
+            REFUSALS.labels(reason(type(error))).inc()
             # nginx refuses gRPC trailers over ~4 KiB (a 502 the client would retry)
             await context.abort(code, str(error)[:1000])
         except (psycopg.OperationalError, PoolTimeout) as error:
             # Postgres is down or restarting: nothing was stored (or a stored job is found by
             # the dispatcher's sweeper); the client may try again.
             log.warning("refused submission: UNAVAILABLE: the database is unavailable: %s", error)
+            REFUSALS.labels(DATABASE_UNAVAILABLE).inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later")
+        SUBMISSIONS.labels(spec.backend, "queued").inc()
         log.info(
             "job_id=%s accepted owner=%s backend=%s qasm_bytes=%d in %.1f ms",
             job_id,
@@ -408,9 +416,12 @@ async def serve(settings: Settings) -> None:
     server, address = build_server(settings, pool, channel)
     await server.start()
     log.info("ingest listening on %s (queue %s)", address, settings.queue_name)
+    health = monitor(settings, pool, connection)
     try:
+        await health.start()
         await server.wait_for_termination()
     finally:
+        await health.stop()
         await server.stop(grace=5)
         await connection.close()
         await pool.close()

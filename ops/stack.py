@@ -24,7 +24,7 @@ from rich.table import Table
 from core import schema
 from core.settings import Settings
 from ops import endpoints, prereqs, procs, proxy, rayhead
-from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
+from ops.endpoints import NotReady, checks_health, connect_host, grpc_health, host_port, monitor_url
 from ops.rayhead import ray_address, ray_env
 from ops.statedir import ComponentFailed, open_log, paths
 from qserver_client import address as client_address
@@ -38,18 +38,22 @@ TIMEOUTS = {"ingest": 60.0, "api": 60.0, "dispatcher": 240.0, "nginx": 30.0}
 
 @dataclass(frozen=True)
 class ComponentStatus:
-    """One part of the stack: whether it runs, its pid, where it listens."""
+    """One part of the stack: whether it runs, its pid, where it listens, whether its health
+    check passes (None: it has none, or it is stopped)."""
 
     name: str
     running: bool
     pid: int | None
     address: str
     detail: str = ""
+    healthy: bool | None = None
 
     @property
     def state(self) -> str:
-        """``running`` or ``stopped``."""
-        return "running" if self.running else "stopped"
+        """``running``, ``unhealthy`` (running, its health check fails) or ``stopped``."""
+        if not self.running:
+            return "stopped"
+        return "unhealthy" if self.healthy is False else "running"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -127,8 +131,6 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
     address = _service_address(settings, name)
     if address and endpoints.is_listening(*address):
         raise ComponentFailed(name, f"port {host_port(*address)} is already in use by a process `up` did not start")
-    if name == "dispatcher":
-        p.dispatcher_ready.unlink(missing_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)
     with open_log(p, name) as log:
         child = subprocess.Popen(
@@ -145,17 +147,33 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
     return child.pid
 
 
-def _probe(settings: Settings, name: str):
-    if name == "ingest":
-        return lambda: grpc_health(settings.ingest_host, settings.ingest_port)
+def health_url(settings: Settings, name: str) -> str:
+    """Where service ``name`` answers its health check: the api's readiness, ingest's and the
+    dispatcher's monitors (core/monitor.py)."""
     if name == "api":
-        return lambda: http_health(settings.api_host, settings.api_port)
+        return f"http://{host_port(connect_host(settings.api_host), settings.api_port)}/api/v1/health/ready"
+    port = settings.ingest_monitor_port if name == "ingest" else settings.dispatcher_monitor_port
+    return monitor_url(settings.monitor_host, port)
 
-    def dispatcher_ready() -> None:
-        if not paths(settings).dispatcher_ready.exists():
-            raise NotReady("no dispatcher.ready yet (joining Ray, warming executors)")
 
-    return dispatcher_ready
+def metrics_url(settings: Settings, name: str) -> str:
+    """Where service ``name`` exports its Prometheus metrics (``/metrics``)."""
+    if name == "api":
+        return f"http://{host_port(connect_host(settings.api_host), settings.api_port)}/metrics"
+    port = settings.ingest_monitor_port if name == "ingest" else settings.dispatcher_monitor_port
+    return monitor_url(settings.monitor_host, port, "/metrics")
+
+
+def _probe(settings: Settings, name: str):
+    url = health_url(settings, name)
+    if name == "ingest":
+
+        def ingest_ready() -> None:
+            grpc_health(settings.ingest_host, settings.ingest_port)
+            checks_health(url)
+
+        return ingest_ready
+    return lambda: checks_health(url)
 
 
 def _stop_service(settings: Settings, name: str) -> None:
@@ -237,7 +255,6 @@ def down(settings: Settings) -> None:
     proxy.stop(settings)
     for name in ("dispatcher", "api", "ingest"):
         _stop_service(settings, name)
-    paths(settings).dispatcher_ready.unlink(missing_ok=True)
     if settings.ray_start_head:
         rayhead.stop(settings)
 
@@ -269,9 +286,13 @@ def status(settings: Settings) -> list[ComponentStatus]:
     for name in SERVICES:
         pid = _service_pid(settings, name)
         address = _service_address(settings, name)
-        detail = ""
-        if name == "dispatcher" and pid is not None:
-            detail = "ready" if paths(settings).dispatcher_ready.exists() else "warming up"
+        detail, healthy = "", None
+        if pid is not None:
+            try:
+                checks_health(health_url(settings, name), timeout=2.0)
+                detail, healthy = f"healthy; metrics: {metrics_url(settings, name)}", True
+            except NotReady as error:
+                detail, healthy = str(error), False
         result.append(
             ComponentStatus(
                 name,
@@ -279,6 +300,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
                 pid,
                 host_port(*address) if address else ray_address(settings),
                 detail,
+                healthy,
             )
         )
     pid = proxy.nginx_pid(settings)

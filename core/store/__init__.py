@@ -12,7 +12,8 @@ connections.
 - keys: API keys;
 - cache: a job answered from an earlier one's results;
 - sweeps: a sweep's bindings and its results per chunk;
-- idempotency: a job stored once per idempotency key.
+- idempotency: a job stored once per idempotency key;
+- metrics: what the api's /metrics reads at scrape time.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -84,6 +85,7 @@ from core.store.listing import (
     parse_statuses,
     pick_fields,
 )
+from core.store.metrics import metrics_snapshot
 from core.store.outcomes import (
     fail_job,
     fail_job_sync,
@@ -174,6 +176,7 @@ __all__ = [
     "list_nodes_sync",
     "listen",
     "mark_started_sync",
+    "metrics_snapshot",
     "open_pool",
     "park_job",
     "parse_statuses",

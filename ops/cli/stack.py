@@ -44,7 +44,7 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Show each component: running or stopped, pid, address."""
+    """Show each component: running, unhealthy or stopped, pid, address, health (exit 1 unless all run healthy)."""
     table = Table(show_header=True)
     for column in ("component", "state", "pid", "address", ""):
         table.add_column(column)
@@ -52,8 +52,8 @@ def status() -> None:
 
     components = stack.status(common.settings_or_exit())
     for part in components:
-        colour = "green" if part.running else "red"
+        colour = {"running": "green", "unhealthy": "yellow"}.get(part.state, "red")
         table.add_row(part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""), part.address, part.detail)
     out.print(table)
-    if not all(part.running for part in components):
+    if not all(part.state == "running" for part in components):
         raise typer.Exit(1) from None

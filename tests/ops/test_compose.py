@@ -196,9 +196,15 @@ def _published(port_spec) -> tuple[int, int]:
     return int(parts[-2]), int(parts[-1])
 
 
+def _monitoring(service: dict) -> bool:
+    return "monitoring" in service.get("profiles", [])
+
+
 def test_only_nginx_publishes_ports_and_exactly_8080_50051_443(services_):
     for name, service in services_.items():
-        if name != "nginx":
+        if _monitoring(service):  # Prometheus and Grafana: on the host's loopback only
+            assert all(str(spec).startswith("127.0.0.1:") for spec in service.get("ports", [])), name
+        elif name != "nginx":
             assert "ports" not in service, f"{name} publishes {service['ports']}"
             assert service.get("network_mode") != "host", name
     pairs = [_published(spec) for spec in services_["nginx"]["ports"]]

@@ -142,7 +142,7 @@ def background(
         ),
         Task(
             "cluster",
-            partial(cluster.refresh_and_republish, settings, pool, view, publisher),
+            partial(cluster.refresh_and_republish, settings, pool, view, publisher, dispatcher.retire_executors),
             interval_s=settings.cluster_refresh_s,
         ),
         Task(
@@ -204,7 +204,7 @@ async def serve(settings: Settings) -> None:
     connection = await queue.connect(str(settings.amqp_url))
     publisher = await queue.publisher_channel(connection)
     await queue.declare(publisher, settings.queue_name)
-    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors)
+    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors, [r["node_id"] for r in warm])
     await adopt_or_requeue(settings, pool, runner, dispatcher)
     await cluster.republish_parked(settings, pool, publisher)
     tasks = Tasks()

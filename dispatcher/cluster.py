@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import ray
 from aio_pika.abc import AbstractChannel
@@ -71,10 +70,11 @@ class ClusterView:
     def __init__(self) -> None:
         self.nodes: list[Node] = []
         self.rows: list[dict[str, Any]] = []  # as store.known_nodes returns them
-        self._seen: tuple[frozenset[str], frozenset[str]] | None = None  # (open, known) node ids
+        self._seen: tuple[frozenset[str], ...] | None = None  # (open, alive, known) node ids
         self._dead: set[str] = set()
         self.ray_drained: set[str] = set()  # nodes Ray accepted to drain
         self.stopped: set[str] = set()  # drained nodes Ray was asked to stop
+        self.protected: set[str] = set()  # never drained: the dispatcher's own node, the runner's
 
     def mark_dead(self, node_id: str) -> None:
         """A node Ray reported dead through a job's error: Ray's node list lags (seconds), so
@@ -82,11 +82,11 @@ class ClusterView:
         self._dead.add(node_id)
         self.nodes = [replace(n, alive=False) if n.node_id == node_id else n for n in self.nodes]
         if self._seen is not None:
-            self._seen = (self._seen[0] - {node_id}, self._seen[1])
+            self._seen = (self._seen[0] - {node_id}, self._seen[1] - {node_id}, self._seen[2])
 
     def update(self, rows: list[dict[str, Any]]) -> bool:
         """Take the nodes from Postgres' ``nodes`` table. True when the nodes that take jobs
-        (alive, not draining) or the nodes on record changed."""
+        (alive, not draining), the alive ones or the nodes on record changed."""
         self.rows = rows
         self.nodes = [
             Node(
@@ -102,6 +102,7 @@ class ClusterView:
         ]
         seen = (
             frozenset(node.node_id for node in self.nodes if node.open),
+            frozenset(node.node_id for node in self.nodes if node.alive),
             frozenset(node.node_id for node in self.nodes),
         )
         changed = seen != self._seen
@@ -142,12 +143,36 @@ def ray_stop_node(node_id: str) -> bool:
     return bool(gcs.drain_nodes([bytes.fromhex(node_id)]))
 
 
-async def drain_step(view: ClusterView, retire: Callable[[set[str]], dict[str, int]]) -> None:
-    """One step of draining, after a refresh: Ray is asked to drain each newly draining node;
-    ``retire(draining node ids)`` replaces the idle warm executors there and answers how many
-    are still there (busy with a batch) per node; a node Ray has drained since an earlier step,
-    with no job running and no executor left, is stopped."""
+class Drainer(Protocol):
+    """What the dispatcher does for a drain (dispatcher/consumer.py Dispatcher)."""
+
+    def retire_executors(self, draining: set[str]) -> dict[str, int]:
+        """Replace the idle warm executors on the ``draining`` nodes; {node id: busy ones left}."""
+        ...
+
+    async def repark_unplaceable(self) -> int:
+        """Park again the jobs waiting in Ray that no open node can run any more."""
+        ...
+
+
+async def drain_step(pool: AsyncConnectionPool, view: ClusterView, dispatcher: Drainer | None) -> None:
+    """One step of draining, after a refresh: a drain of a protected node (this dispatcher's
+    own, or the runner's: their work would die with it) is cancelled; Ray is asked to drain each
+    newly draining node; the jobs waiting in Ray that only such nodes could run are parked
+    again; the idle warm executors there are replaced; a node Ray has drained since an earlier
+    step, with no job running and no executor left (busy ones finish their batch), is stopped."""
     draining = view.draining()
+    refused = draining & view.protected
+    if refused:
+        async with pool.connection() as conn:
+            await store.cancel_drain(conn, node_ids=sorted(refused))
+        for node_id in refused:
+            log.error(
+                "node %s cannot be drained: this dispatcher's Ray connection or the runner that owns the "
+                "running jobs lives there (stop the stack with `qserver down` instead); drain cancelled",
+                node_id[:12],
+            )
+        draining -= refused
     settled = draining & view.ray_drained  # drained by Ray at an earlier step
     for node_id in sorted(draining - view.ray_drained):
         accepted, why = await asyncio.to_thread(ray_drain, node_id)
@@ -156,9 +181,10 @@ async def drain_step(view: ClusterView, retire: Callable[[set[str]], dict[str, i
             log.info("node %s draining: Ray places nothing new there", node_id[:12])
         else:
             log.warning("node %s: Ray refused to drain it: %s", node_id[:12], why)
-    if not draining:
+    if not draining or dispatcher is None:
         return
-    executors = retire(draining)
+    await dispatcher.repark_unplaceable()
+    executors = dispatcher.retire_executors(draining)
     running = {row["node_id"]: row["jobs_running"] for row in view.rows}
     for node_id in sorted(settled - view.stopped):
         if running.get(node_id, 0) or executors.get(node_id, 0):
@@ -186,12 +212,12 @@ async def refresh_and_republish(
     pool: AsyncConnectionPool,
     view: ClusterView,
     publisher: AbstractChannel,
-    retire: Callable[[set[str]], dict[str, int]] | None = None,
+    dispatcher: Drainer | None = None,
 ) -> None:
-    """One refresh (run every ``settings.cluster_refresh_s`` as a task): when the nodes that
-    take jobs or the nodes on record changed, log them and publish the parked jobs again; then
-    a step of draining (``retire``: the dispatcher's, see :func:`drain_step`)."""
+    """One refresh (run every ``settings.cluster_refresh_s`` as a task): when the nodes changed
+    (:meth:`ClusterView.update`), log them and publish the parked jobs again; then a step of
+    draining (:func:`drain_step`)."""
     if await refresh(settings, pool, view):
         log.info("nodes taking jobs: %s", ", ".join(n.node_id[:12] for n in view.nodes if n.open))
         await republish_parked(settings, pool, publisher)
-    await drain_step(view, retire or (lambda draining: {}))
+    await drain_step(pool, view, dispatcher)

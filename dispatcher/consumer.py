@@ -122,6 +122,10 @@ class Dispatcher:
         self._executor_nodes = list(executor_nodes or [None] * len(self._executors))
         self._busy: set[int] = set()
         self._draining: set[str] = set()
+        # jobs handed to the runner (to Ray) not yet back: the job and the memory it asked; and
+        # those whose task was cancelled to park them again (their node began draining)
+        self._placed: dict[uuid.UUID, tuple[store.ClaimedJob, int]] = {}
+        self._reparking: dict[uuid.UUID, Decision] = {}
         self._budget = batch_memory_bytes(settings)
         self._loops: list[asyncio.Task] = []
 
@@ -292,6 +296,42 @@ class Dispatcher:
                 self._replace_executor(index)
         return left
 
+    async def repark_unplaceable(self) -> int:
+        """Jobs handed to Ray that have not started and that no open node can run any more (the
+        only nodes for them began draining after they were placed): their Ray tasks are cancelled
+        and they are parked (or failed) as :func:`decide` now says. Returns how many."""
+        if not self._placed:
+            return 0
+        now = {
+            job_id: decision
+            for job_id, (job, memory) in list(self._placed.items())
+            if (decision := decide(job, memory, self._view.nodes)).action != "run"
+        }
+        if not now:
+            return 0
+        async with self._pool.connection() as conn:
+            waiting = await store.claimed_among(conn, job_ids=list(now))
+        for job_id in waiting:
+            self._reparking[job_id] = now[job_id]
+            await self._runner.cancel.remote(job_id)
+        if waiting:
+            log.info("%d jobs waiting in Ray for a draining node: parked again", len(waiting))
+        return len(waiting)
+
+    async def _park_again(self, job: store.ClaimedJob, decision: Decision) -> None:
+        """Park (or fail) a job whose Ray task :meth:`repark_unplaceable` cancelled; one that
+        started meanwhile was stopped by that cancel: it runs again."""
+        if decision.action == "fail":
+            await self._fail(job, decision.reason)
+            return
+        async with self._pool.connection() as conn:
+            parked = await store.park_job(conn, job_id=job.id, waiting_for=decision.reason)
+        if parked:
+            log.info("job_id=%s parked again: %s", job.id, decision.reason)
+        else:
+            lost = Report(job.id, Outcome.LOST, kind="worker", error="stopped as its node began draining")
+            await self._lost(job, lost)
+
     def adopt(self, job: store.ClaimedJob) -> None:
         """Wait on a job a previous dispatcher started (the runner still holds it)."""
         self._spawn(self._run(job, adopted=True))
@@ -320,11 +360,18 @@ class Dispatcher:
                         await self._not_now(job, decision)
                         return
                     cpus = job_cpus(job, memory, self._view.nodes, self._settings)
-                    report = await self._runner.run.remote(
-                        self._work(job, memory, cpus),
-                        task_options(job, self._settings, memory, cpus),
-                        limit - (time.perf_counter() - started),
-                    )
+                    self._placed[job.id] = (job, memory)
+                    try:
+                        report = await self._runner.run.remote(
+                            self._work(job, memory, cpus),
+                            task_options(job, self._settings, memory, cpus),
+                            limit - (time.perf_counter() - started),
+                        )
+                    finally:
+                        self._placed.pop(job.id, None)
+                    if report.outcome is Outcome.CANCELED and job.id in self._reparking:
+                        await self._park_again(job, self._reparking.pop(job.id))
+                        return
                 if report.outcome is not Outcome.NEEDS_MEMORY:
                     break
                 need = report.memory

@@ -118,11 +118,18 @@ def request_drain(dsn: str, node: dict[str, Any]) -> None:
 
 @dataclass(frozen=True)
 class DrainProgress:
-    """Where a drain stands: the node still alive, and the jobs running there."""
+    """Where a drain stands: the node still alive, still draining (False once the dispatcher
+    cancelled the drain), and the jobs running there."""
 
     alive: bool
+    draining: bool
     running: int
     job_ids: list[str]
+
+    @property
+    def cancelled(self) -> bool:
+        """The node is there but no longer draining: the dispatcher refused to drain it."""
+        return self.alive and not self.draining
 
 
 def drain_progress(dsn: str, node_id: str) -> DrainProgress:
@@ -135,7 +142,8 @@ def drain_progress(dsn: str, node_id: str) -> DrainProgress:
     def read(conn: psycopg.Connection) -> DrainProgress:
         rows = store.nodes_matching_sync(conn, prefix=node_id)
         running, ids = store.running_jobs_on_node_sync(conn, node_id=node_id)
-        return DrainProgress(bool(rows) and rows[0]["alive"], running, ids)
+        alive = bool(rows) and rows[0]["alive"]
+        return DrainProgress(alive, alive and rows[0]["draining_since"] is not None, running, ids)
 
     return _call(dsn, read)
 
@@ -148,8 +156,9 @@ def wait_drained(
     report: Callable[[DrainProgress], None],
     poll_s: float = 1.0,
 ) -> DrainProgress:
-    """Poll until ``node_id`` has left the cluster, or ``timeout_s`` (0: no limit) has passed;
-    ``report`` hears each change of the running jobs. Returns the last progress.
+    """Poll until ``node_id`` has left the cluster, its drain was cancelled, or ``timeout_s`` (0:
+    no limit) has passed; ``report`` hears each change of the running jobs. Returns the last
+    progress.
 
     Raises:
         CheckUnavailable: Postgres is unreachable.
@@ -161,7 +170,7 @@ def wait_drained(
         if last is None or (progress.running, progress.job_ids) != (last.running, last.job_ids):
             report(progress)
         last = progress
-        if not progress.alive or (deadline is not None and time.monotonic() >= deadline):
+        if not progress.alive or progress.cancelled or (deadline is not None and time.monotonic() >= deadline):
             return progress
         time.sleep(poll_s)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from core.store.cache import cached_source, finish_from_cache
 from core.store.cluster import (
+    cancel_drain,
     cluster_capabilities,
     forget_node_sync,
     head_node_versions_sync,
@@ -56,6 +57,7 @@ from core.store.jobs import (
     cancel_job,
     canceled_among,
     claim_jobs,
+    claimed_among,
     delete_expired_jobs,
     delete_expired_jobs_sync,
     delete_job,
@@ -117,8 +119,10 @@ __all__ = [
     "admit_plugin",
     "cached_source",
     "backend_needs_gpu",
+    "cancel_drain",
     "cancel_job",
     "canceled_among",
+    "claimed_among",
     "claim_jobs",
     "clear_items_sync",
     "cluster_capabilities",

@@ -61,6 +61,11 @@ async def known_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
     return await cur.fetchall()
 
 
+async def cancel_drain(conn: psycopg.AsyncConnection, *, node_ids: list[str]) -> None:
+    """Take back the drain of ``node_ids`` (the dispatcher cannot drain them)."""
+    await conn.execute("UPDATE nodes SET draining_since = NULL WHERE node_id = ANY(%s)", (node_ids,))
+
+
 async def jobs_running_by_node(conn: psycopg.AsyncConnection) -> dict[str, int]:
     """{node id: number of running jobs started there}."""
     cur = await conn.execute(

@@ -414,7 +414,7 @@ def node_drain(
         def report(progress) -> None:
             if progress.alive and progress.running:
                 _show_running(progress.running, progress.job_ids, f"node {short}")
-            elif progress.alive:
+            elif progress.alive and progress.draining:
                 err.print(f"no job runs on node {short}: waiting for the dispatcher to stop it", highlight=False)
 
         last = lifecycle.wait_drained(dsn, row["node_id"], timeout_s=timeout, report=report)
@@ -424,6 +424,14 @@ def node_drain(
     except nodes.CheckUnavailable as error:
         err.print(f"[red]cannot reach the nodes:[/] {error}", highlight=False)
         raise typer.Exit(1) from None
+    if last.cancelled:
+        err.print(
+            f"[red]the dispatcher cancelled the drain of node {short}:[/] its own Ray connection, or the "
+            "runner that owns every running job's task, lives there (its log says which); `qserver down` "
+            "stops the stack instead",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     if last.alive:
         err.print(
             f"[yellow]node {short} still draining after {timeout:g} s[/] ({last.running} job(s) running); "

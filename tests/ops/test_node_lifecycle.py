@@ -160,6 +160,22 @@ def test_drain_waits_for_the_running_jobs_and_the_node_to_leave(db, qserver, scr
     assert f"node {LAB[:12]} drained and left the cluster; `qserver node forget {LAB[:12]}`" in result.stdout
 
 
+def test_drain_says_so_when_the_dispatcher_cancels_it(db, qserver, scratch_dsn):
+    _cluster(db)
+
+    def dispatcher() -> None:  # the dispatcher's Ray connection is on that node: it cancels the drain
+        with psycopg.connect(scratch_dsn, autocommit=True) as conn:
+            time.sleep(1.5)
+            conn.execute("UPDATE nodes SET draining_since = NULL WHERE node_id = %s", (LAB,))
+
+    stand_in = threading.Thread(target=dispatcher)
+    stand_in.start()
+    result = qserver("drain", LAB[:8], "--timeout", "30")
+    stand_in.join()
+    assert result.exit_code == 1, result.output
+    assert f"the dispatcher cancelled the drain of node {LAB[:12]}: its own Ray connection" in result.output
+
+
 # --- forget ---------------------------------------------------------------------------------------
 
 

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     ray_head_port: int = Field(6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis).")
     ray_dashboard_host: str = Field("127.0.0.1", description="Never a public address.")
     ray_dashboard_port: int = 8265
+    ray_node_ip: str | None = Field(
+        None,
+        description="The address Ray announces for this machine's node (`ray start --node-ip-address`: "
+        "the head's and `qserver node join`'s); default Ray's choice, the default route's interface. "
+        "Ray 2.60 listens on every interface whatever it is, and cannot be bound to loopback "
+        "(README, Ray and token authentication).",
+    )
 
     # --- our processes ----------------------------------------------------
     ingest_host: str = "127.0.0.1"
@@ -268,6 +275,20 @@ class Settings(BaseSettings):
         "it runs again (or ends failed after max_attempts).",
     )
     max_attempts: int = Field(3, ge=1, description="Runs a job gets when its worker is lost before it ends failed.")
+
+    @field_validator("ray_node_ip")
+    @classmethod
+    def _routable(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value in ("localhost", "0.0.0.0", "::") or value.startswith("127.") or value == "::1":
+            raise ValueError(
+                f"{value!r}: Ray 2.60 announces the machine's own address instead of a loopback one and "
+                "listens on every interface whatever this says; name this machine's LAN address, or "
+                "leave it unset and firewall Ray's ports (README, Ray and token authentication)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -18,7 +18,6 @@ from importlib.metadata import version
 import ray
 from aio_pika.abc import AbstractChannel
 from psycopg_pool import AsyncConnectionPool
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tenacity import wait_fixed
 
 from cluster import executor
@@ -26,7 +25,7 @@ from cluster.runner import Runner
 from core import queue, schema, store
 from core.settings import Settings
 from dispatcher import cluster, notifications, plugins
-from dispatcher.cluster import ClusterView
+from dispatcher.cluster import HEAD_RESOURCE, ClusterView
 from dispatcher.consumer import Dispatcher, start_executor
 from dispatcher.monitor import CONSUMING, DispatcherState, monitor
 from dispatcher.tasks import Task, Tasks
@@ -34,11 +33,13 @@ from dispatcher.tasks import Task, Tasks
 log = logging.getLogger(__name__)
 
 _warm_up = ray.remote(executor.warm_up)
+HEAD_SHARE = 0.001  # of the head's HEAD_RESOURCE (1): the runner's pin to the head
 
 
 def get_runner() -> ray.actor.ActorHandle:
     """The runner actor of this QServer version: found if it exists, else created (detached,
-    no CPU, on this driver's node where it can be)."""
+    no CPU, on the head: a node that leaves, or is drained, never takes it and the tasks it owns
+    along)."""
     return (
         ray.remote(Runner)
         .options(
@@ -47,12 +48,22 @@ def get_runner() -> ray.actor.ActorHandle:
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
+            resources={HEAD_RESOURCE: HEAD_SHARE},
             max_concurrency=10_000,
             max_restarts=-1,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
         )
         .remote()
     )
+
+
+async def protected_nodes(runner: ray.actor.ActorHandle) -> set[str]:
+    """The nodes a drain must leave alone: this driver's (its Ray connection) and the runner's."""
+    nodes = {ray.get_runtime_context().get_node_id()}
+    try:
+        nodes.add(await runner.node_id.remote())
+    except Exception:  # a runner of an older build (same version) without node_id
+        log.warning("could not learn the runner's node; drains leave only this driver's node alone")
+    return nodes
 
 
 def warm_executors(count: int) -> list[dict]:
@@ -142,7 +153,7 @@ def background(
         ),
         Task(
             "cluster",
-            partial(cluster.refresh_and_republish, settings, pool, view, publisher),
+            partial(cluster.refresh_and_republish, settings, pool, view, publisher, dispatcher),
             interval_s=settings.cluster_refresh_s,
         ),
         Task(
@@ -217,11 +228,13 @@ async def _serve(settings: Settings, state: DispatcherState) -> None:
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     runner = get_runner()
     view = ClusterView()
+    view.protected = await protected_nodes(runner)
+    log.info("driver and runner on node(s) %s: never drained", ", ".join(n[:12] for n in sorted(view.protected)))
     await cluster.refresh(settings, pool, view)
     connection = await queue.connect(str(settings.amqp_url))
     publisher = await queue.publisher_channel(connection)
     await queue.declare(publisher, settings.queue_name)
-    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors)
+    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors, [r["node_id"] for r in warm])
     await adopt_or_requeue(settings, pool, runner, dispatcher)
     await cluster.republish_parked(settings, pool, publisher)
     tasks = Tasks()

@@ -21,9 +21,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from core import schema
+from core import auth, schema
+from core.errors import UnsafeSettings
 from core.settings import Settings
-from ops import endpoints, prereqs, procs, proxy, rayhead
+from ops import changes, endpoints, prereqs, procs, proxy, rayhead
 from ops.endpoints import NotReady, checks_health, connect_host, grpc_health, host_port, monitor_url
 from ops.rayhead import ray_address, ray_env
 from ops.statedir import ComponentFailed, open_log, paths
@@ -144,6 +145,7 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
         )
     _children[child.pid] = child
     p.pid(name).write_text(str(child.pid))
+    changes.record(settings, name)
     return child.pid
 
 
@@ -183,13 +185,89 @@ def _stop_service(settings: Settings, name: str) -> None:
     paths(settings).pid(name).unlink(missing_ok=True)
 
 
+# --- a stack that already runs: what `up` may change ----------------------------------------------
+
+
+class UnsafeChange(Exception):
+    """`qserver up` cannot apply these settings to the stack that runs; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` does to parts that run: the services it restarts, and why (their changed
+    settings; None: started without a record of them), and what nginx's config takes."""
+
+    restart: dict[str, list[changes.Change] | None]
+    nginx: str  # "start", "reload" or "restart" (proxy.stage)
+
+
+def preflight(settings: Settings, nginx: str) -> Plan:
+    """Check that `up` can apply ``settings`` before it starts, stops or writes anything.
+
+    The services would accept them (core.auth.auth_mode); the Ray head that runs was started
+    with the same head settings (changes.HEAD_FIELDS: restarting it would end every running
+    job); a restarted service's new address is free; nginx's new config passes `nginx -t` and
+    its new addresses are free (proxy.stage; only the staged copy is written, then removed).
+
+    Raises:
+        UnsafeChange: the settings cannot be applied; the message says why and what to do.
+        ComponentFailed: nginx's config test failed or an address it needs is taken.
+    """
+    try:
+        auth.auth_mode(settings)
+    except UnsafeSettings as error:
+        raise UnsafeChange(f"ingest and the api would refuse to start: {error}") from None
+    if settings.ray_start_head and rayhead.gcs_pid(settings) is not None:
+        old = changes.recorded(settings, "ray")
+        diff = changes.differences(old, changes.fingerprint(settings, changes.HEAD_FIELDS)) if old else []
+        if diff:
+            raise UnsafeChange(
+                f"the Ray head runs with other settings ({'; '.join(map(str, diff))}): restarting it "
+                "would end every running job. Run `qserver down` first, then `qserver up`"
+            )
+    now = changes.fingerprint(settings)
+    restart: dict[str, list[changes.Change] | None] = {}
+    for name in SERVICES:
+        if _service_pid(settings, name) is None:
+            continue
+        old = changes.recorded(settings, name)
+        diff = None if old is None else changes.differences(old, now)
+        if diff is None or diff:
+            restart[name] = diff
+        address = _service_address(settings, name)
+        moved = {f"QSERVER_{name.upper()}_HOST", f"QSERVER_{name.upper()}_PORT"} & {c.name for c in diff or []}
+        if address and moved and endpoints.is_listening(*address):
+            raise UnsafeChange(f"{name} would move to {host_port(*address)}, which another process holds")
+    return Plan(restart, proxy.check(settings, nginx))
+
+
+def _apply(settings: Settings, plan: Plan, console: Console) -> None:
+    """Stop the services ``plan`` restarts (the normal start-up starts them again)."""
+    if not plan.restart:
+        return
+    names = ", ".join(plan.restart)
+    why = sorted({str(c) for diff in plan.restart.values() for c in diff or []})
+    if any(diff is None for diff in plan.restart.values()):
+        why.append("started without a record of their settings")
+    console.print(f"[yellow]↻[/] restarting {names}: settings changed since they started ({'; '.join(why)})")
+    for name in ("dispatcher", "api", "ingest"):
+        if name in plan.restart:
+            _stop_service(settings, name)
+
+
 # --- up / down / status ---------------------------------------------------------------------------
 
 
 def up(settings: Settings, *, console: Console | None = None) -> None:
     """Start the whole stack and wait until every part answers; reuses parts already running.
 
+    On a stack that runs, settings that changed since a service started restart it (nginx is
+    reloaded, or restarted when its addresses change); settings the running Ray head was not
+    started with are refused. Both are checked (:func:`preflight`) before anything is started,
+    stopped or written.
+
     Raises:
+        UnsafeChange: the settings cannot be applied to what runs; nothing was changed.
         ComponentFailed: a part did not come up (its name, the reason, its log tail).
         prereqs.SetupError: Postgres, RabbitMQ or nginx could not be installed or started.
     """
@@ -205,6 +283,7 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     nginx = prereqs.ensure_prerequisites(settings)
     done("postgres", _pg_where(settings))
     done("rabbitmq", _amqp_where(settings))
+    _apply(settings, preflight(settings, nginx), console)
 
     env = child_env(settings)
     # ~5 s: runs while the schema and services start

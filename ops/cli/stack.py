@@ -14,12 +14,16 @@ app = typer.Typer()
 
 @app.command()
 def up() -> None:
-    """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx."""
+    """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx; on a
+    running stack, restart what changed settings affect (or refuse, changing nothing)."""
     from ops import stack  # alembic, SQLAlchemy: only for the commands that need them
     from ops.statedir import ComponentFailed
 
     try:
         stack.up(common.settings_or_exit(), console=err)
+    except stack.UnsafeChange as error:
+        err.print(f"[red bold]not changed:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
     except ComponentFailed as error:
         err.print(f"[red bold]{error.component} did not start:[/] {error.reason}")
         if error.log_path is not None:

@@ -75,6 +75,7 @@ class ClusterView:
         self.ray_drained: set[str] = set()  # nodes Ray accepted to drain
         self.stopped: set[str] = set()  # drained nodes Ray was asked to stop
         self.protected: set[str] = set()  # never drained: the dispatcher's own node, the runner's
+        self.ray_refused: set[str] = set()  # nodes Ray would not drain (said once)
 
     def mark_dead(self, node_id: str) -> None:
         """A node Ray reported dead through a job's error: Ray's node list lags (seconds), so
@@ -179,8 +180,9 @@ async def drain_step(pool: AsyncConnectionPool, view: ClusterView, dispatcher: D
         if accepted:
             view.ray_drained.add(node_id)
             log.info("node %s draining: Ray places nothing new there", node_id[:12])
-        else:
-            log.warning("node %s: Ray refused to drain it: %s", node_id[:12], why)
+        elif node_id not in view.ray_refused:
+            view.ray_refused.add(node_id)
+            log.warning("node %s: Ray refused to drain it (asked again each refresh): %s", node_id[:12], why)
     if not draining or dispatcher is None:
         return
     await dispatcher.repark_unplaceable()

@@ -109,7 +109,7 @@ class Reader:
         return events
 
 
-async def until_true(condition: Callable[[], bool], timeout: float = 10) -> None:
+async def until_true(condition: Callable[[], bool], timeout: float = 30) -> None:
     """Wait until ``condition()`` holds; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():

@@ -154,8 +154,8 @@ def node_rows(dsn):
 
 async def test_online_nodes_with_their_cpus_gpus_and_memory(client, node_rows, dsn):
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        await store.save_nodes(conn, nodes=[n for n in node_rows if n["alive"]])
-        await store.save_nodes(conn, nodes=node_rows)  # the third one: known, offline
+        await store.save_nodes(conn, nodes=[{**n, "alive": True} for n in node_rows])  # all three seen alive
+        await store.save_nodes(conn, nodes=node_rows)  # then the third goes: known, offline
     samples = await scrape(client)
     assert value(samples, "qserver_nodes_online") == 2
     assert value(samples, "qserver_nodes_known") == 3

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -291,6 +292,9 @@ def test_job_of_a_failed_job_exits_0_and_shows_its_error(stack, program):
     shown = qserver("job", failed["id"])
     assert shown.returncode == 0 and "failed" in shown.stdout
     assert failed["error"].splitlines()[0] in flat(shown.stdout)
+    listed = qserver("jobs", "--status", "failed", "--limit", "1").stdout.splitlines()
+    assert listed[0].split() == ["ID", "STATUS", "BACKEND", "SUBMITTED", "RAN", "NOTE"]
+    assert listed[2].startswith(f"{failed['id']}   failed ") and failed["error"].splitlines()[0][:30] in listed[2]
     result = qserver("result", failed["id"])
     assert result.returncode == 1
     assert f"job {failed['id']} failed" in flat(result.stderr) and result.stdout == ""
@@ -394,9 +398,17 @@ def test_jobs_filters_orders_and_latest(stack, slow):
     assert full[0]["qasm"] == SLOW
     oldest = qserver("jobs", "-q", "--order", "asc", "--limit", "1").stdout.split()
     assert oldest and oldest != [running]
-    table = qserver("jobs", "--limit", "2", "--status", "pending,running")
-    assert table.stdout.splitlines()[0].split()[:3] == ["ID", "STATUS", "BACKEND"]
-    assert table.stdout.splitlines()[2].split()[0] == running
+    table = qserver("jobs", "--limit", "2", "--status", "finished")
+    assert table.stdout.splitlines()[0].split() == ["ID", "STATUS", "BACKEND", "SUBMITTED", "RAN"]  # no notes
+    submitted = datetime.fromisoformat(stack.job(finished)["submission_date"].replace("Z", "+00:00"))
+    assert table.stdout.splitlines()[2].split()[:5] == [
+        finished,
+        "finished",
+        "aer",
+        *submitted.astimezone().strftime("%m-%d %H:%M:%S").split(),
+    ]
+    pending_or_running = qserver("jobs", "--limit", "1", "--status", "pending,running").stdout.splitlines()
+    assert pending_or_running[2].split()[0] == running
     assert qserver("job", "@latest", "-q").stdout == f"{running}\n"
     assert json.loads(qserver("job", "@latest", "-o", "json").stdout)["id"] == running
     every = qserver("jobs", "--all", "-q", "--status", "finished").stdout.split()

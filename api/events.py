@@ -3,7 +3,8 @@
 A job's stream sends ``event: status`` at once with the job's current state, one more per change
 its user sees (pending, running on a node, back to pending, attempts, ``waiting_for``), and after
 a terminal status ``event: end`` with the results (a sweep's summary too) or the error; then it
-closes. ``/events`` sends ``event: status`` for every change of the caller's jobs (an admin's or,
+closes. A job deleted before it ran ends its stream with ``event: end``: its last state and
+``deleted: true``. ``/events`` sends ``event: status`` for every change of the caller's jobs (an admin's or,
 with authentication off, everyone's) and never closes on its own. Each event's ``data`` is one
 JSON object (``job_event``), its ``id`` a number that grows by one per event (from
 ``Last-Event-ID`` + 1 when the client sends one: the stream restarts from the current state);
@@ -36,7 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 from api.deps import CallerDep, JobIdDep, LargeReadsDep, PoolDep, SettingsDep, WaitersDep
 from api.large_reads import LargeReadRefused, LargeReads, caller_key, results_json
 from api.models import ErrorDetail
-from api.waiters import TERMINAL, Watch, state_time
+from api.waiters import EVENT_STREAMS, TERMINAL, Watch, state_time
 from core import store
 from core.domain import VISIBLE_STATUSES
 from core.errors import JobNotFound, QServerError
@@ -137,7 +138,8 @@ class EventStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            with EVENT_STREAMS.track_inprogress():  # the metric qserver_api_event_streams
+                await super().__call__(scope, receive, send)
         except BaseException as error:
             self._why = f"{type(error).__name__} {error}".strip()
             raise
@@ -268,8 +270,11 @@ async def _job_stream(
     state: dict[str, Any], watch: Watch, ending: _Ending, first_id: int
 ) -> AsyncIterator[ServerSentEvent]:
     ids = itertools.count(first_id)
-    sent = None
+    sent, data = None, job_event(state)
     while True:
+        if state.get("deleted"):
+            yield _event("end", _json({**data, "deleted": True}), next(ids))
+            return
         shown = tuple(state[name] for name in SHOWN)
         if shown != sent:
             sent = shown

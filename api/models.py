@@ -25,6 +25,14 @@ class Health(BaseModel):
     status: str = Field(examples=["OK"])
 
 
+class Readiness(BaseModel):
+    """Readiness answer: each check "ok" or why it fails (HTTP 503 when one fails)."""
+
+    service: str = Field(examples=["api"])
+    status: str = Field(examples=["OK", "unavailable"])
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "job_done_listener": "ok"}])
+
+
 class ResultTypes(BaseModel):
     """Which result types the job asked for."""
 

@@ -13,7 +13,10 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import psycopg
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from api.deps import (
     AdminDep,
@@ -35,11 +38,14 @@ from api.models import (
     Health,
     Job,
     JobResult,
+    Readiness,
     SweepItems,
 )
+from api.waiters import RESULT_WAITS
 from core import capabilities, idempotency, store
 from core.domain import JobStatus
 from core.errors import InvalidJob, JobNotFound
+from core.monitor import OK, health_answer
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,27 @@ Cursor = Annotated[
 async def health() -> dict[str, str]:
     """Liveness: the api process answers."""
     return {"status": "OK"}
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a check failed: the answer names it"}},
+    tags=["health"],
+)
+async def ready(pool: PoolDep, waiters: WaitersDep) -> JSONResponse:
+    """Readiness: a pooled database connection passes its check within 2 s, and the listener
+    that ends result waits is connected. 503 naming what fails."""
+    checks = {"database": OK, "job_done_listener": OK}
+    try:
+        async with pool.connection(timeout=2.0):
+            pass  # the pool checks a connection on checkout
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        checks["database"] = f"no database connection: {type(error).__name__}: {error}"
+    if not waiters.listening:
+        checks["job_done_listener"] = "not connected to the database: result waits answer at their deadline"
+    status, body = health_answer("api", checks)
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("/job/{id}", response_model=Job, responses={**_AUTH, **_BAD, **_MISSING}, tags=["jobs"])
@@ -144,7 +171,7 @@ async def get_job_result(
             remaining = deadline - loop.time()
             if JobStatus(row["status"]).is_terminal() or remaining <= 0:
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
-            with contextlib.suppress(asyncio.TimeoutError):
+            with RESULT_WAITS.track_inprogress(), contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ended.wait(), timeout=remaining)
 
 

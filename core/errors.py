@@ -75,5 +75,10 @@ class IdempotencyConflict(QServerError):
     """The submission's idempotency key was already used for a different request (gRPC ALREADY_EXISTS)."""
 
 
+class StreamCutShort(QServerError):
+    """The submission stream ended before the messages its sender declared (metadata
+    ``stream-messages``) arrived: lost in transit, nothing stored (gRPC UNAVAILABLE: send it again)."""
+
+
 class UnsafeSettings(QServerError):
     """The settings would expose the service unsafely, e.g. authentication off on a public bind; refused at start."""

@@ -38,6 +38,7 @@ from qserver_client.errors import (
     WaitTimeout,
     api_error,
 )
+from qserver_client.listing import NEXT_CURSOR, query
 
 if TYPE_CHECKING:
     from qserver_client.backend import QServerBackend
@@ -45,34 +46,6 @@ if TYPE_CHECKING:
 TERMINAL = frozenset({"finished", "failed", "canceled"})  # a job in one of these never changes
 WAIT_ROUND_S = 10.0  # longest single GET /job/result?wait_s= (the server caps it at 30 s by default)
 API = "/api/v1"
-NEXT_CURSOR = "X-Next-Cursor"  # a listing's header: the cursor of its next page
-
-
-def _listing(
-    status: str | Sequence[str] | None,
-    backend: str | None,
-    order: str,
-    limit: int | None,
-    since: datetime | str | None,
-    fields: str | Sequence[str] | None,
-    cursor: int,
-) -> dict[str, Any]:
-    """The query of GET /jobs or /history: only what differs from the server's defaults, so
-    that a plain call sends only ``cursor``, as upstream's client does."""
-    params: dict[str, Any] = {"cursor": cursor}
-    if status:
-        params["status"] = status if isinstance(status, str) else ",".join(status)
-    if backend is not None:
-        params["backend"] = backend
-    if order != "asc":
-        params["order"] = order
-    if limit is not None:
-        params["limit"] = limit
-    if since is not None:
-        params["since"] = since.isoformat() if isinstance(since, datetime) else since
-    if fields is not None:
-        params["fields"] = fields if isinstance(fields, str) else ",".join(fields)
-    return params
 
 
 def _channel(address: Address, ca_file: str | Path | None) -> grpc.Channel:
@@ -198,15 +171,19 @@ class Client:
         or not), up to ``SUBMIT_ATTEMPTS`` times with a growing pause (0.25 s, 0.5 s, 1 s, plus
         jitter); the server answers a repeat with the job it stored, which runs once. Refusals are
         never sent again. Any other iterable is streamed as it is read, and sent once (send it
-        again yourself, with the same messages and key).
+        again yourself, with the same messages and key). A list or tuple also goes with metadata
+        ``stream-messages`` (its length): a stream cut short on the way is then answered
+        UNAVAILABLE, and sent again, rather than refused as an empty or broken program.
         """
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         metadata = (*(self._metadata or ()), ("idempotency-key", key))
+        resendable = isinstance(messages, list | tuple)
+        if resendable:  # the server tells a stream cut short in transit (resent) from an empty program
+            metadata = (*metadata, (wire.STREAM_MESSAGES, str(len(messages))))
 
         def send() -> str:
             return self._add_job(iter(messages), timeout=timeout, metadata=metadata).id
 
-        resendable = isinstance(messages, list | tuple)
         try:
             try:
                 return send()  # the usual case: answered at once, no retry machinery built
@@ -350,7 +327,7 @@ class Client:
         ``cursor``: a job's ``pointer``. ``iter_jobs`` follows the pages. Raises ``BadRequest``
         (a bad parameter, named), ``Unauthenticated``, ``ApiUnreachable``.
         """
-        return self._page("/jobs", _listing(status, backend, order, limit, since, fields, cursor))[0]
+        return self._page("/jobs", query(status, backend, order, limit, since, fields, cursor))[0]
 
     def iter_jobs(
         self,
@@ -366,7 +343,7 @@ class Client:
         """Every job ``jobs()`` would list from ``cursor`` on, page after page (following the
         server's X-Next-Cursor): pages are fetched as the iteration reaches them. ``limit``: rows
         a page (None: the server's 20). Raises, while iterating, what ``jobs`` raises."""
-        yield from self._pages("/jobs", _listing(status, backend, order, limit, since, fields, cursor))
+        yield from self._pages("/jobs", query(status, backend, order, limit, since, fields, cursor))
 
     def history(
         self,
@@ -382,7 +359,7 @@ class Client:
         """``GET /api/v1/history``: one page of history rows (one per job that ended: finished,
         failed or canceled; kept after the job is deleted), filtered and ordered as ``jobs()``;
         each row's ``job_id`` names its job. Raises what ``jobs`` raises."""
-        return self._page("/history", _listing(status, backend, order, limit, since, fields, cursor))[0]
+        return self._page("/history", query(status, backend, order, limit, since, fields, cursor))[0]
 
     def iter_history(
         self,
@@ -397,7 +374,7 @@ class Client:
     ) -> Iterator[dict[str, Any]]:
         """Every history row ``history()`` would list from ``cursor`` on, page after page, as
         ``iter_jobs`` does."""
-        yield from self._pages("/history", _listing(status, backend, order, limit, since, fields, cursor))
+        yield from self._pages("/history", query(status, backend, order, limit, since, fields, cursor))
 
     def plugins(self) -> list[dict[str, Any]]:
         """``GET /api/v1/plugins``: the admitted plugins, ``{"name", "version", "backends",

@@ -12,7 +12,8 @@ connections.
 - keys: API keys;
 - cache: a job answered from an earlier one's results;
 - sweeps: a sweep's bindings and its results per chunk;
-- idempotency: a job stored once per idempotency key.
+- idempotency: a job stored once per idempotency key;
+- metrics: what the api's /metrics reads at scrape time.
 
 Status changes are single guarded UPDATEs (``... WHERE status = 'pending'``), so a duplicated or
 redelivered queue message can never run a job twice to completion, and a terminal status is
@@ -27,16 +28,24 @@ from __future__ import annotations
 
 from core.store.cache import cached_source, finish_from_cache
 from core.store.cluster import (
+    cancel_drain,
     cluster_capabilities,
+    forget_node_sync,
     head_node_versions_sync,
     jobs_running_by_node,
     known_nodes,
     list_nodes,
     list_nodes_sync,
+    node_by_key_sync,
+    nodes_matching_sync,
+    request_drain_sync,
+    running_jobs_on_node_sync,
+    running_on_nodes,
     save_nodes,
 )
 from core.store.connect import (
     CANCEL_CHANNEL,
+    DELETED,
     JOB_STATUS_CHANNEL,
     PAGE_SIZE,
     PLUGINS_CHANNEL,
@@ -53,6 +62,7 @@ from core.store.jobs import (
     cancel_job,
     canceled_among,
     claim_jobs,
+    claimed_among,
     delete_expired_jobs,
     delete_expired_jobs_sync,
     delete_job,
@@ -82,6 +92,7 @@ from core.store.listing import (
     parse_statuses,
     pick_fields,
 )
+from core.store.metrics import metrics_snapshot
 from core.store.outcomes import (
     fail_job,
     fail_job_sync,
@@ -116,6 +127,7 @@ from core.store.sweeps import clear_items_sync, job_bindings_sync, read_items_ra
 __all__ = [
     "CANCEL_CHANNEL",
     "ClaimedJob",
+    "DELETED",
     "HISTORY_FIELDS",
     "JOB_FIELDS",
     "JOB_STATUS_CHANNEL",
@@ -130,8 +142,10 @@ __all__ = [
     "admit_plugin",
     "cached_source",
     "backend_needs_gpu",
+    "cancel_drain",
     "cancel_job",
     "canceled_among",
+    "claimed_among",
     "claim_jobs",
     "clear_items_sync",
     "cluster_capabilities",
@@ -146,6 +160,7 @@ __all__ = [
     "fail_job_sync",
     "finish_from_cache",
     "finish_job_sync",
+    "forget_node_sync",
     "get_api_key",
     "get_backend",
     "get_job_raw",
@@ -171,6 +186,9 @@ __all__ = [
     "list_nodes_sync",
     "listen",
     "mark_started_sync",
+    "metrics_snapshot",
+    "node_by_key_sync",
+    "nodes_matching_sync",
     "open_pool",
     "park_job",
     "parse_statuses",
@@ -181,12 +199,15 @@ __all__ = [
     "record_outcomes_sync",
     "recover_orphans",
     "remove_plugin",
+    "request_drain_sync",
     "requeue_job",
     "rerun_job",
     "require_backend",
     "revoke_api_key_sync",
     "running_job_ids",
     "running_jobs",
+    "running_jobs_on_node_sync",
+    "running_on_nodes",
     "save_items_sync",
     "save_nodes",
     "set_job_memory",

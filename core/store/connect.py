@@ -46,6 +46,7 @@ def connect_sync(dsn: str) -> psycopg.Connection:
 
 # The channels the schema's triggers notify on (migrations 0003 and 0011); each payload is text.
 JOB_STATUS_CHANNEL = "qserver_job_status"  # a change its user sees: JobChange.parse reads it
+DELETED = "deleted"  # the status a JOB_STATUS_CHANNEL notification gives a job deleted before it ran
 CANCEL_CHANNEL = "qserver_cancel"  # a running job was canceled: its id
 PLUGINS_CHANNEL = "qserver_plugins"  # a plugin was admitted: its name
 SUBMIT_CHANNEL = "qserver_submit"  # a job stored outside ingest (a rerun): its id, to be queued
@@ -59,7 +60,8 @@ async def listen(conn: psycopg.AsyncConnection, channel: str) -> None:
 @dataclass(frozen=True)
 class JobChange:
     """One notification on JOB_STATUS_CHANNEL (migration 0011): job ``id`` became ``status`` (the
-    status users see) at ``time``; ``owner`` is None for a job without one (authentication off)."""
+    status users see, or DELETED: deleted before it ran) at ``time``; ``owner`` is None for a
+    job without one (authentication off)."""
 
     id: uuid.UUID
     status: str

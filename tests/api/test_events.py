@@ -185,6 +185,20 @@ async def test_back_to_pending_and_waiting_for_are_shown(
     assert WAITING_FOR_EXECUTOR not in (requeued["waiting_for"], parked["waiting_for"])
 
 
+async def test_a_job_deleted_before_it_ran_ends_its_stream(client: Client, make_job: MakeJob) -> None:
+    job_id = await make_job(status="pending")
+    reader = Reader(client.events(str(job_id)))
+    pending = await reader.next()
+    waiting = asyncio.create_task(asyncio.to_thread(client.result, str(job_id), wait_s=20))
+    await asyncio.sleep(0.3)
+    await asyncio.to_thread(client.delete, str(job_id))
+    events = await reader.rest()
+    assert [(e["event"], e["status"], e.get("deleted")) for e in events] == [("end", "pending", True)]
+    assert {**events[0], "event": "status", "deleted": None} == {**pending, "deleted": None}
+    with pytest.raises(JobNotFound):  # the long-poll wait ends too, at once
+        await asyncio.wait_for(waiting, 5)
+
+
 async def test_unknown_or_malformed_job_is_refused_before_any_stream(client: Client, served: Served) -> None:
     with pytest.raises(JobNotFound, match="not found"):
         await asyncio.to_thread(lambda: next(client.events(str(uuid.uuid4()))))
@@ -329,9 +343,10 @@ async def test_large_results_come_with_the_end(tight: Served, make_job: MakeJob)
 
 
 async def test_one_notification_per_visible_change(make_job: MakeJob, dsn: str, conn: psycopg.AsyncConnection) -> None:
-    """Migration 0011's trigger: a quick job (pending, claimed, finished at once) notifies once,
-    at its end; a claim never does; a start, a requeue and a cancel do."""
-    quick, slow = await make_job(status="pending"), await make_job(status="pending")
+    """Migration 0011's triggers: a quick job (pending, claimed, finished at once) notifies once,
+    at its end; a claim never does; a start, a requeue, a cancel and the delete of a job that
+    has not run do; the delete of an ended job does not."""
+    quick, slow, dropped = [await make_job(status="pending") for _ in range(3)]
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as listener:
         await listener.execute(f"LISTEN {store.JOB_STATUS_CHANNEL}")
         assert await store.claim_jobs(conn, job_ids=[quick, slow])
@@ -340,13 +355,15 @@ async def test_one_notification_per_visible_change(make_job: MakeJob, dsn: str, 
             assert store.mark_started_sync(sync, job_id=slow, node_id="node-2")
         assert await store.requeue_job(conn, job_id=slow)
         await conn.execute("UPDATE jobs SET status = 'canceled' WHERE id = %s", (slow,))
+        await conn.execute("DELETE FROM jobs WHERE id = ANY(%s)", ([quick, slow, dropped],))
         notes = [n.payload async for n in listener.notifies(timeout=2)]
-    changes = [c for c in map(store.JobChange.parse, notes) if c.id in (quick, slow)]  # the database's
+    changes = [c for c in map(store.JobChange.parse, notes) if c.id in (quick, slow, dropped)]  # the database's
     assert [(c.id, c.status, c.owner) for c in changes] == [
         (quick, "finished", None),
         (slow, "running", None),
         (slow, "pending", None),
         (slow, "canceled", None),
+        (dropped, "deleted", None),
     ]
     assert all(abs((c.time - datetime.now(c.time.tzinfo)).total_seconds()) < 60 for c in changes)
 

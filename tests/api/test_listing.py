@@ -28,6 +28,7 @@ BULK = 3000
 BACKENDS = ("bulk-a", "bulk-b", "bulk-c")  # no other test's backends
 BASE = datetime(2031, 3, 1, tzinfo=UTC)  # job i was submitted BASE + i minutes (every 10th: out of order)
 INLINE = 256 * 1024  # the tests' settings: api_inline_result_bytes (the default)
+pytestmark = pytest.mark.usefixtures("bulk")
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +116,7 @@ def pointers(pages: list[list[dict[str, Any]]]) -> list[int]:
 @pytest.mark.parametrize("order", ["asc", "desc"])
 @pytest.mark.parametrize("limit", [7, 250, 1000])
 async def test_keyset_both_ways_without_duplicates_or_gaps(
-    client: httpx.AsyncClient, bulk: None, db: psycopg.Connection, route: str, order: str, limit: int
+    client: httpx.AsyncClient, db: psycopg.Connection, route: str, order: str, limit: int
 ) -> None:
     table = route.strip("/") if route == "/history" else "jobs"
     want = expected(db, table, order=order, backends=("bulk-b",))
@@ -126,7 +127,7 @@ async def test_keyset_both_ways_without_duplicates_or_gaps(
     assert {row["target_simulator"] for page in pages for row in page} == {"bulk-b"}
 
 
-async def test_desc_from_the_newest_and_from_a_cursor(client: httpx.AsyncClient, bulk: None) -> None:
+async def test_desc_from_the_newest_and_from_a_cursor(client: httpx.AsyncClient) -> None:
     newest = (await client.get(f"{V1}/jobs", params={"order": "desc", "limit": 1, "fields": "id"})).json()
     everything = pointers(await walk(client, "/jobs", {"limit": 1000}))
     assert newest[0]["pointer"] == everything[-1]
@@ -148,7 +149,7 @@ async def test_desc_from_the_newest_and_from_a_cursor(client: httpx.AsyncClient,
 )
 @pytest.mark.parametrize("order", ["asc", "desc"])
 async def test_status_backend_and_since_combined(
-    client: httpx.AsyncClient, bulk: None, db: psycopg.Connection, statuses: list[str], query: Any, order: str
+    client: httpx.AsyncClient, db: psycopg.Connection, statuses: list[str], query: Any, order: str
 ) -> None:
     since = BASE + timedelta(minutes=1000.5)
     want = expected(db, "jobs", order=order, statuses=statuses, backends=("bulk-a",), since=since)
@@ -177,22 +178,20 @@ def _when(text: str) -> datetime:
     "since",
     ["2031-03-01T16:40:30Z", "2031-03-01T18:40:30+02:00", "2031-03-01T16:40:30", "2031-03-01T16:40:30.000+00:00"],
 )
-async def test_since_in_any_time_zone(
-    client: httpx.AsyncClient, bulk: None, db: psycopg.Connection, since: str
-) -> None:
+async def test_since_in_any_time_zone(client: httpx.AsyncClient, db: psycopg.Connection, since: str) -> None:
     # 16:40:30 UTC is BASE + 1000.5 minutes; without a zone it is UTC
     want = expected(db, "jobs", backends=("bulk-c",), since=BASE + timedelta(minutes=1000.5))
     pages = await walk(client, "/jobs", {"since": since, "backend": "bulk-c", "limit": 1000, "fields": "id"})
     assert pointers(pages) == want and 0 < len(want) < BULK // 3
 
 
-async def test_a_date_alone_is_its_midnight_utc(client: httpx.AsyncClient, bulk: None, db: psycopg.Connection) -> None:
+async def test_a_date_alone_is_its_midnight_utc(client: httpx.AsyncClient, db: psycopg.Connection) -> None:
     want = expected(db, "jobs", backends=("bulk-c",), since=datetime(2031, 3, 2, tzinfo=UTC))
     pages = await walk(client, "/jobs", {"since": "2031-03-02", "backend": "bulk-c", "limit": 1000, "fields": "id"})
     assert pointers(pages) == want and len(want) > 100
 
 
-async def test_default_limit_is_twenty_and_a_page_of_one(client: httpx.AsyncClient, bulk: None) -> None:
+async def test_default_limit_is_twenty_and_a_page_of_one(client: httpx.AsyncClient) -> None:
     page = await client.get(f"{V1}/jobs", params={"backend": "bulk-a"})
     assert len(page.json()) == 20 and page.headers["x-next-cursor"] == str(page.json()[-1]["pointer"])
     one = await client.get(f"{V1}/jobs", params={"backend": "bulk-a", "limit": 1})
@@ -202,7 +201,7 @@ async def test_default_limit_is_twenty_and_a_page_of_one(client: httpx.AsyncClie
 LEAN = ["status", "target_simulator", "owner", "submission_date", "finish_time"]
 
 
-async def test_lean_rows_hold_the_fields_asked_for_and_are_small(client: httpx.AsyncClient, bulk: None) -> None:
+async def test_lean_rows_hold_the_fields_asked_for_and_are_small(client: httpx.AsyncClient) -> None:
     params = {"backend": "bulk-a", "order": "desc", "limit": 100}
     full = await client.get(f"{V1}/jobs", params=params)
     lean = await client.get(f"{V1}/jobs", params={**params, "fields": ",".join(["finish_time", *LEAN, "id"])})
@@ -236,7 +235,7 @@ async def test_every_field_lean_is_the_full_row(client: httpx.AsyncClient, make_
     assert everything.json() == full and list(everything.json()[0]) == list(full[0])
 
 
-async def test_history_lean_rows(client: httpx.AsyncClient, bulk: None) -> None:
+async def test_history_lean_rows(client: httpx.AsyncClient) -> None:
     params = {"backend": "bulk-c", "status": "failed", "order": "desc", "limit": 10}
     full = (await client.get(f"{V1}/history", params=params)).json()
     lean = (await client.get(f"{V1}/history", params={**params, "fields": "job_id,error,sweep,results"})).json()
@@ -332,7 +331,7 @@ def _old_history_page(db: psycopg.Connection, cursor: int) -> bytes:
 
 
 async def test_cursor_only_is_byte_for_byte_the_old_answer(
-    client: httpx.AsyncClient, bulk: None, dsn: str, db: psycopg.Connection
+    client: httpx.AsyncClient, dsn: str, db: psycopg.Connection
 ) -> None:
     jobs = pointers(await walk(client, "/jobs", {"limit": 1000, "fields": "id"}))
     history = pointers(await walk(client, "/history", {"limit": 1000, "fields": "id"}))

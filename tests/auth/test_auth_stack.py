@@ -33,6 +33,8 @@ def auth_stack():
         queue_name="qserver.test.authstack",
         ingest_port=51082,
         api_port=18031,
+        ingest_monitor_port=18032,
+        dispatcher_monitor_port=18033,
         nginx_http_port=18110,
         nginx_grpc_port=15081,
         nginx_tls_port=18483,

@@ -6,7 +6,9 @@
 
 - starts running (with its node), is handed back (running to pending),
 - ends: finished, failed or canceled (the long-poll result waits wake on these),
-- goes back to pending (requeued, parked for a node), or its parked ``waiting_for`` changes.
+- goes back to pending (requeued, parked for a node), or its parked ``waiting_for`` changes,
+- is deleted before it ran (its user's DELETE of a pending job): status ``deleted``; the
+  janitor's deletes of ended jobs do not notify.
 
 The dispatcher's claim (pending to claimed) is not seen by users and does not notify, unless it
 takes a parked job (its ``waiting_for`` changes), and a submission does not notify: a quick job
@@ -47,6 +49,19 @@ def upgrade() -> None:
                   AND NOT (OLD.status = 'pending' AND NEW.status = 'claimed'
                            AND OLD.waiting_for IS NOT DISTINCT FROM NEW.waiting_for))
             EXECUTE FUNCTION notify_job_status();
+
+        CREATE FUNCTION notify_job_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('qserver_job_status',
+                OLD.id::text || ' deleted ' || extract(epoch FROM now())::text || ' ' || coalesce(OLD.owner, ''));
+            RETURN NULL;
+        END $$;
+
+        CREATE TRIGGER jobs_deleted
+            AFTER DELETE ON jobs
+            FOR EACH ROW
+            WHEN (OLD.status IN ('pending', 'claimed'))
+            EXECUTE FUNCTION notify_job_deleted();
         """
     )
 
@@ -54,6 +69,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(
         """
+        DROP TRIGGER jobs_deleted ON jobs;
+        DROP FUNCTION notify_job_deleted();
         DROP TRIGGER jobs_status ON jobs;
         DROP FUNCTION notify_job_status();
 

@@ -452,6 +452,29 @@ def test_watch_shows_progress_times_out_and_ctrl_c_says_how_to_cancel(stack, slo
     assert stack.job(job_id)["status"] == "running"
 
 
+def test_watch_a_job_deleted_while_pending_exits_1(stack, slow):
+    """The test Ray head has 2 CPUs: the fourth slow job waits; deleted, its watch ends."""
+    jobs = [slow() for _ in range(4)]
+    waiting = jobs[-1]
+    assert stack.job(waiting)["status"] == "pending"
+    process = subprocess.Popen(
+        [*USER, "watch", waiting],
+        cwd=ROOT,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert f"job {waiting}: pending" in process.stderr.readline()
+        stack.delete(waiting)
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert f"job {waiting} was deleted while pending" in flat(err) and out == ""
+
+
 # --- plugins ---------------------------------------------------------------------------------
 
 

@@ -110,7 +110,7 @@ def follow(
 
 def finish(client: Client, end: dict[str, Any], *, show_results: bool) -> None:
     """After a job's ``end`` event: its results as tables on stdout (``show_results``), or, for
-    a failed or canceled job, its error on stderr and exit 1."""
+    a failed or canceled job (or one deleted before it ended), its error on stderr and exit 1."""
     if end["status"] == "finished":
         if show_results:
             results = end.get("results")
@@ -118,6 +118,9 @@ def finish(client: Client, end: dict[str, Any], *, show_results: bool) -> None:
                 results = client.result(end["id"])
             print_results({**results, "sweep": end["sweep"]} if end.get("sweep") else results)
         return
-    reason = end.get("error") or "(no reason given)"
-    err.print(f"[red]job {escape(end['id'])} {end['status']}:[/] {escape(reason)}")
+    if end.get("deleted"):
+        err.print(f"[red]job {escape(end['id'])} was deleted[/] while {escape(end['status'])}")
+    else:
+        reason = end.get("error") or "(no reason given)"
+        err.print(f"[red]job {escape(end['id'])} {end['status']}:[/] {escape(reason)}")
     raise typer.Exit(Exit.FAILED)

@@ -55,10 +55,10 @@ def parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def local_time(value: str | None) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` in the local time zone, ``-`` for none."""
+def local_time(value: str | None, shape: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """The time in the local time zone (``shape``: strftime's), ``-`` for none."""
     moment = parse_time(value)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+    return moment.astimezone().strftime(shape) if moment else "-"
 
 
 def seconds(value: float | None) -> str:
@@ -106,10 +106,18 @@ def _note(job: Mapping[str, Any]) -> str:
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]], *, history: bool = False) -> Table:
     """Jobs (or history rows) as a table: id, status, backend, owner (when any has one),
-    submitted, how long it ran, attempts, and why it waits or failed."""
+    submitted (month-day and local time), how long it ran, and, when any row has one, why it
+    waits or failed (so the table fits 80 columns when there is nothing to say)."""
     owners = any(job.get("owner") for job in jobs)
+    notes = any(_note(job) for job in jobs)
     shown = table(
-        "JOB ID" if history else "ID", "STATUS", "BACKEND", *(["OWNER"] if owners else []), "SUBMITTED", "RAN", "NOTE"
+        "JOB ID" if history else "ID",
+        "STATUS",
+        "BACKEND",
+        *(["OWNER"] if owners else []),
+        "SUBMITTED",
+        "RAN",
+        *(["NOTE"] if notes else []),
     )
     for job in jobs:
         shown.add_row(
@@ -117,9 +125,9 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]], *, history: bool = False) -> T
             status_text(job.get("status")),
             job.get("target_simulator") or "-",
             *([job.get("owner") or "-"] if owners else []),
-            local_time(job.get("submission_date")),
+            local_time(job.get("submission_date"), "%m-%d %H:%M:%S"),
             seconds(run_seconds(job)),
-            Text(_note(job)),
+            *([Text(_note(job))] if notes else []),
         )
     return shown
 

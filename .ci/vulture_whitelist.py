@@ -34,6 +34,9 @@ _._default_options
 _.address_family
 _.daemon_threads
 
+# uvicorn.Server's serve loop reads it (tests/served.py: the api stops)
+_.should_exit
+
 # TODO(issue 11): no user today, in files other work of issue 11 is changing; delete the code
 # (or use it) and remove the entry.
 _.JobResults  # core/domain.py

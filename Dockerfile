@@ -10,7 +10,15 @@ ENV PYTHONUNBUFFERED=1 \
     QSERVER_STATE_DIR=/var/lib/qserver
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The dependencies of both packages first, in a layer of their own (it changes only with the
+# pyproject.toml files): a change to the code reinstalls only the two packages below.
+COPY pyproject.toml ./
+COPY client/pyproject.toml client/
+RUN python -c "import tomllib; print('\n'.join(d for f in ('pyproject.toml', 'client/pyproject.toml') \
+        for d in tomllib.load(open(f, 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+COPY README.md ./
 COPY core core
 COPY ops ops
 COPY protos protos
@@ -22,7 +30,7 @@ COPY api api
 # the client package (qserver-client, client/) owns the `qserver` script; the server's
 # "qserver.commands" entry point adds the operator's commands (`qserver db upgrade`, `certs`)
 COPY client client
-RUN pip install ./client . \
+RUN pip install --no-deps ./client . \
     && useradd --create-home --uid 1000 qserver \
     && mkdir -p /var/lib/qserver/tls \
     && chown -R qserver:qserver /var/lib/qserver \

@@ -54,5 +54,21 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
     apt_install nginx
 fi
 
+# --- Chromium: the web page's end-to-end test opens a job's page in it, headless ------------
+if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium || echo "install.sh: chromium could not be installed; the browser test will skip" >&2
+fi
+
+# --- Prometheus: tests/test_dashboard.py runs the Grafana dashboard's queries against it -------
+# (not a service of the stack; a test skips, saying why, where it cannot be installed)
+if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then
+    if apt_install prometheus; then
+        # the package enables a system Prometheus on :9090; the test runs its own
+        if [ -d /run/systemd/system ]; then $SUDO systemctl disable --now prometheus || true; fi
+    else
+        echo "install.sh: Debian's prometheus could not be installed; tests/test_dashboard.py will skip" >&2
+    fi
+fi
+
 # --- Postgres and RabbitMQ: the same code `qserver up` runs ----------------------------------
 .venv/bin/python -m ops.prereqs

@@ -34,10 +34,22 @@ _._default_options
 _.address_family
 _.daemon_threads
 
-# uvicorn.Server's serve loop reads it (tests/served.py: the api stops)
+# uvicorn's Server reads it to stop serving (core/monitor.py: Monitor.stop; tests/served.py)
 _.should_exit
 
 # TODO(issue 11): no user today, in files other work of issue 11 is changing; delete the code
 # (or use it) and remove the entry.
 _.JobResults  # core/domain.py
 _.current_revision  # core/schema.py
+
+# typer offers each member of an option's Enum as a choice (client/qserver_client/cli/jobs.py: Order)
+_.asc
+# the web page's templates read it (api/ui/templates/_macros.html: a bar's label position)
+_.center
+# html.parser.HTMLParser calls these (tests/pages.py)
+_.handle_starttag
+_.handle_startendtag
+_.handle_endtag
+_.handle_data
+# itsdangerous.TimestampSigner calls it (tests/auth/test_ui_auth.py: an expired session)
+_.get_timestamp

@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import docs, errors, events, plugins
+from api import docs, errors, events, listing, metrics, plugins
 from api.large_reads import LargeReads
 from api.routes import router
+from api.ui import routes as ui
 from api.waiters import JobFeed
 from core import auth, schema, store
 from core.settings import Settings, get_settings
@@ -68,10 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
+    app.state.metrics_registry, app.state.metrics = metrics.build_registry()
     app.state.keys = auth.KeyVerifier.from_settings(settings) if mode.on else None
     app.include_router(router)
+    app.include_router(listing.router)
     app.include_router(plugins.router)
     app.include_router(events.router)
+    app.include_router(metrics.router)
     docs.install(app)
     errors.install(app)
+    ui.install(app)  # after errors: a page's errors answer HTML
     return app

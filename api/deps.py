@@ -13,6 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.distribution import check_plugin_name
 from api.large_reads import LargeReads
+from api.ui import session
 from api.waiters import JobFeed
 from core.auth import ANONYMOUS, Caller, KeyVerifier, key_from_headers
 from core.domain import parse_job_id
@@ -57,11 +58,14 @@ async def get_caller(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
     api_key: Annotated[str | None, Depends(_API_KEY)],
 ) -> Caller:
-    """Who sends the request: from its API key, or ANONYMOUS (sees everything) with auth off.
+    """Who sends the request: from its API key, else from the web page's session cookie (a
+    change with the cookie needs the session's ``X-CSRF-Token``: api/ui/session.py), or
+    ANONYMOUS (sees everything) with auth off.
 
     Raises:
-        Unauthenticated: authentication is on and the key is missing, wrong or revoked
-            (HTTP 401), before any other work.
+        Unauthenticated: authentication is on and the key is missing, wrong or revoked, or the
+            session cookie invalid, expired or its key revoked (HTTP 401), before any other work.
+        Forbidden: a change made with the session cookie without its CSRF token (HTTP 403).
     """
     verifier: KeyVerifier | None = request.app.state.keys
     if verifier is None:
@@ -70,6 +74,9 @@ async def get_caller(
         key = bearer.credentials
     else:  # HTTPBearer ignores another scheme (Basic ...): say so rather than "missing"
         key = key_from_headers(request.headers.get("authorization"), api_key)
+    if key is None and session.COOKIE in request.cookies:
+        caller, _ = await session.session_caller(request, sent_csrf=request.headers.get(session.CSRF_HEADER))
+        return caller
     return await verifier.verify(request.app.state.pool, key)
 
 

@@ -2,8 +2,9 @@
 
 Plain functions for ``POST /api/v1/plugin/{name}``: check the name, ``pip download``
 exactly that package (wheels only, from one index, with every pip configuration of
-the machine ignored) into a temporary directory, and read ``<import_name>/backends.txt``
-out of the wheel with ``zipfile``.
+the machine ignored) into a temporary directory, and read ``<import_name>/backends.txt`` (and
+``<import_name>/capabilities.json`` when the plugin ships one: core/capabilities.py) out of the
+wheel with ``zipfile``.
 
 Wheels only: pip can learn an sdist's version and metadata only by running its build
 backend (``setup.py``), and admission must not run the plugin's code. The upstream
@@ -26,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from api.errors import DownloadTimedOut, IndexUnavailable, InvalidName
+from core import capabilities
 from core.errors import NotAPlugin, PluginNotFound
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,13 @@ _STDERR_TAIL = 2000
 
 @dataclass(frozen=True)
 class Distribution:
-    """What admission learned from a plugin's wheel."""
+    """What admission learned from a plugin's wheel: ``capabilities`` per backend
+    (core.capabilities.parse_declaration), None when it ships no capabilities.json."""
 
     name: str
     version: str
     backends: tuple[str, ...]
+    capabilities: dict[str, dict] | None = None
 
 
 def check_plugin_name(text: str) -> str:
@@ -203,33 +207,55 @@ def wheel_version(wheel: Path, *, name: str) -> str:
 
 
 def read_backends(wheel: Path, *, name: str) -> Distribution:
-    """Name, version and backends of a plugin wheel, read from its zip (nothing is run).
+    """Name, version, backends and declared capabilities of a plugin wheel, read from its zip
+    (nothing is run).
 
     Raises:
         NotAPlugin: no ``<import_name>/backends.txt``, it names no backend, or a backend
-            name is not valid.
+            name is not valid; a ``capabilities.json`` that is not as core.capabilities says.
     """
     version = wheel_version(wheel, name=name)
     member = f"{import_name(name)}/backends.txt"
+    declaration = f"{import_name(name)}/capabilities.json"
     try:
         with zipfile.ZipFile(wheel) as archive:
-            try:
-                info = archive.getinfo(member)
-            except KeyError:
-                raise NotAPlugin(f"{name} {version} is not a QServer plugin: it ships no {member}") from None
-            if info.file_size > MAX_BACKENDS_TXT_BYTES:
-                raise NotAPlugin(f"{name} {version}: {member} is larger than {MAX_BACKENDS_TXT_BYTES} bytes")
-            raw = archive.read(info)
+            raw = _member(archive, member, f"{name} {version}")
+            if raw is None:
+                raise NotAPlugin(f"{name} {version} is not a QServer plugin: it ships no {member}")
+            declared = _member(archive, declaration, f"{name} {version}")
     except zipfile.BadZipFile as error:
         raise NotAPlugin(f"{name} {version} is not a valid wheel: {error}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise NotAPlugin(f"{name} {version}: {member} is not UTF-8 text") from None
-    backends = parse_backends(text, where=f"{name} {version}: {member}")
+    backends = parse_backends(_text(raw, f"{name} {version}: {member}"), where=f"{name} {version}: {member}")
     if not backends:
         raise NotAPlugin(f"{name} {version} is not a QServer plugin: its {member} names no backend")
-    return Distribution(name=name, version=version, backends=backends)
+    where = f"{name} {version}: {declaration}"
+    return Distribution(
+        name=name,
+        version=version,
+        backends=backends,
+        capabilities=None
+        if declared is None
+        else capabilities.parse_declaration(_text(declared, where), backends=backends, where=where),
+    )
+
+
+def _member(archive: zipfile.ZipFile, member: str, plugin: str) -> bytes | None:
+    """The bytes of ``member`` (None when the wheel has none). Raises NotAPlugin when it is
+    larger than MAX_BACKENDS_TXT_BYTES."""
+    try:
+        info = archive.getinfo(member)
+    except KeyError:
+        return None
+    if info.file_size > MAX_BACKENDS_TXT_BYTES:
+        raise NotAPlugin(f"{plugin}: {member} is larger than {MAX_BACKENDS_TXT_BYTES} bytes")
+    return archive.read(info)
+
+
+def _text(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotAPlugin(f"{where} is not UTF-8 text") from None
 
 
 def parse_backends(text: str, *, where: str) -> tuple[str, ...]:

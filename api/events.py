@@ -37,7 +37,7 @@ from starlette.types import Message, Receive, Scope, Send
 from api.deps import CallerDep, JobIdDep, LargeReadsDep, PoolDep, SettingsDep, WaitersDep
 from api.large_reads import LargeReadRefused, LargeReads, caller_key, results_json
 from api.models import ErrorDetail
-from api.waiters import TERMINAL, Watch, state_time
+from api.waiters import EVENT_STREAMS, TERMINAL, Watch, state_time
 from core import store
 from core.domain import VISIBLE_STATUSES
 from core.errors import JobNotFound, QServerError
@@ -138,7 +138,8 @@ class EventStream(EventSourceResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            with EVENT_STREAMS.track_inprogress():  # the metric qserver_api_event_streams
+                await super().__call__(scope, receive, send)
         except BaseException as error:
             self._why = f"{type(error).__name__} {error}".strip()
             raise

@@ -16,12 +16,15 @@ import asyncio
 import collections
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import Request
+from psycopg_pool import AsyncConnectionPool
 
 from api.models import Job, Results
+from core import store
 from core.auth import Caller
 from core.errors import QServerError
 from core.store.reads import RESULT_TYPES
@@ -88,6 +91,21 @@ def caller_key(request: Request, caller: Caller) -> str:
     return f"address:{address}"
 
 
+async def large_results(
+    request: Request, caller: Caller, pool: AsyncConnectionPool, large_reads: LargeReads, jobs: list[dict[str, Any]]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The results of those ``jobs`` (rows of store.get_job_raw or a listing) that were too large
+    to come with them, read under the admission of large reads: {job id: raw results row}. A
+    lean row without results needs none. Raises LargeReadRefused (429/503)."""
+    large = [job for job in jobs if not job.get("results_inline", True)]
+    if not large:
+        return {}
+    size = sum(job["results_bytes"] for job in large)
+    async with large_reads.admit(caller_key(request, caller), size):
+        async with pool.connection() as conn:
+            return await store.raw_results(conn, job_ids=[job["id"] for job in large])
+
+
 def results_json(raw: Mapping[str, str | None] | None) -> str:
     """{counts, quasi_dist, expval} as JSON, each value the JSON text Postgres holds (or null)."""
     raw = raw or {}
@@ -95,7 +113,7 @@ def results_json(raw: Mapping[str, str | None] | None) -> str:
 
 
 def job_body(job: Mapping[str, Any], raw: Mapping[str, str | None] | None) -> str:
-    """The Job JSON of ``job`` (from store.get_job_raw or list_jobs_raw) with ``raw`` results.
+    """The Job JSON of ``job`` (from store.get_job_raw or list_jobs_page) with ``raw`` results.
 
     Every field but ``results`` and ``receipt`` (raw JSON text) is checked and written by the
     Job model, as FastAPI would.

@@ -25,6 +25,14 @@ class Health(BaseModel):
     status: str = Field(examples=["OK"])
 
 
+class Readiness(BaseModel):
+    """Readiness answer: each check "ok" or why it fails (HTTP 503 when one fails)."""
+
+    service: str = Field(examples=["api"])
+    status: str = Field(examples=["OK", "unavailable"])
+    checks: dict[str, str] = Field(examples=[{"database": "ok", "job_done_listener": "ok"}])
+
+
 class ResultTypes(BaseModel):
     """Which result types the job asked for."""
 
@@ -119,6 +127,23 @@ class SweepItems(BaseModel):
     )
 
 
+class Capabilities(BaseModel):
+    """What a backend can run (core/capabilities.py): declared by its plugin, computed for the
+    built-in ones."""
+
+    methods: list[str] = Field(description="the simulation methods it runs", examples=[["statevector", "stabilizer"]])
+    max_qubits: dict[str, int] = Field(
+        description="the most active qubits a job may have per method; for the built-in backends bounded by"
+        " QSERVER_MAX_ACTIVE_QUBITS and the memory of the largest node alive now that can run it",
+        examples=[{"statevector": 31, "stabilizer": 10000}],
+    )
+    result_types: list[str] = Field(examples=[["counts", "quasi_dist", "expval"]])
+    plugin_version: str | None = Field(
+        description="the plugin's version (the built-in plugin's: QServer's)", examples=["0.1.0"]
+    )
+    needs_gpu: bool
+
+
 class Backend(BaseModel):
     """A backend a job can target, and the plugin that provides it."""
 
@@ -127,6 +152,11 @@ class Backend(BaseModel):
     pointer: int
     plugin: str
     needs_gpu: bool = Field(description="its jobs run only on a node with a GPU")
+    capabilities: Capabilities | None = Field(
+        None,
+        description="what it can run; null where a third-party plugin declares nothing (a plugin declares"
+        " them in <package>/capabilities.json)",
+    )
 
 
 class Node(BaseModel):
@@ -213,6 +243,17 @@ class AdmittedPlugin(BaseModel):
         description="the admitted version; null for the built-in aer-plugin", examples=["0.0.1"]
     )
     backends: list[str] = Field(examples=[["fake1", "fake2"]])
+
+
+class Plugin(BaseModel):
+    """An admitted plugin, in GET /plugins."""
+
+    name: str = Field(examples=["fake-plugin"])
+    version: str | None = Field(description="the admitted version; the built-in aer-plugin's is QServer's own")
+    backends: list[str] = Field(description="its backends, in the order they were registered")
+    builtin: bool = Field(description="part of QServer (aer-plugin): nothing was downloaded")
+    enabled: bool = Field(description="whether its backends take jobs (false: the built-in plugin was removed)")
+    admitted_at: UtcDatetime
 
 
 class RemovedPlugin(BaseModel):

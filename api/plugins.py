@@ -1,4 +1,4 @@
-"""The ``/api/v1/plugin/{name}`` routes: admit a plugin from the package index, remove it."""
+"""The plugin routes: list the admitted plugins, admit one from the package index, remove one."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi import APIRouter
 
 from api import distribution
 from api.deps import AdminDep, ConnDep, PluginNameDep, PoolDep, SettingsDep
-from api.models import AdmittedPlugin, ErrorDetail, RemovedPlugin
-from core import store
+from api.models import AdmittedPlugin, ErrorDetail, Plugin, RemovedPlugin
+from core import capabilities, store
 from core.domain import BUILTIN_BACKENDS, BUILTIN_PLUGIN
 from core.errors import Conflict
 
@@ -42,13 +42,25 @@ _REMOVE_ERRORS = {
 }
 
 
+@router.get("/plugins", response_model=list[Plugin])
+async def list_plugins(conn: ConnDep) -> list[dict[str, Any]]:
+    """The admitted plugins, the built-in aer-plugin first, then in the order they were admitted,
+    each with its version and backends (GET /backend/{name} gives a backend's capabilities)."""
+    plugins = await store.list_plugins(conn)
+    for plugin in plugins:
+        if plugin["builtin"]:
+            plugin["version"] = capabilities.qserver_version()
+    return plugins
+
+
 @router.post("/plugin/{name:path}", status_code=201, response_model=AdmittedPlugin, responses=_ADMIT_ERRORS)
 async def admit_plugin(admin: AdminDep, name: PluginNameDep, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     """Admit a plugin (admins only): download its wheel from the configured index, register its backends.
 
-    The backends come from ``<import_name>/backends.txt`` in the wheel; nothing of the
-    package runs here. The built-in ``aer-plugin`` downloads nothing: admitting it
-    (again) enables backend ``aer``. No connection is held during the download.
+    The backends come from ``<import_name>/backends.txt`` in the wheel, their capabilities from
+    ``<import_name>/capabilities.json`` if it ships one; nothing of the package runs here. The
+    built-in ``aer-plugin`` downloads nothing: admitting it (again) enables backend ``aer``. No
+    connection is held during the download.
     """
     async with pool.connection() as conn:
         if name in BUILT_IN:
@@ -62,7 +74,9 @@ async def admit_plugin(admin: AdminDep, name: PluginNameDep, pool: PoolDep, sett
         name, index_url=settings.plugin_index_url, timeout_s=settings.plugin_download_timeout_s
     )
     async with pool.connection() as conn:
-        await store.admit_plugin(conn, name=name, version=dist.version, backends=dist.backends)
+        await store.admit_plugin(
+            conn, name=name, version=dist.version, backends=dist.backends, capabilities=dist.capabilities
+        )
     log.info("plugin=%s version=%s admitted: backends %s", name, dist.version, dist.backends)
     return {"name": name, "version": dist.version, "backends": list(dist.backends)}
 

@@ -13,8 +13,10 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import psycopg
 from fastapi import APIRouter, Query, Request, Response
-from psycopg_pool import AsyncConnectionPool
+from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from api.deps import (
     AdminDep,
@@ -27,22 +29,23 @@ from api.deps import (
     WaitersDep,
 )
 from api.errors import NoResults
-from api.large_reads import LargeReads, caller_key, job_body, result_body
+from api.large_reads import job_body, large_results, result_body
 from api.models import (
     Backend,
     Cluster,
     DeletedJob,
     ErrorDetail,
     Health,
-    HistoryEntry,
     Job,
     JobResult,
+    Readiness,
     SweepItems,
 )
-from core import idempotency, store
-from core.auth import Caller
+from api.waiters import RESULT_WAITS
+from core import capabilities, idempotency, store
 from core.domain import JobStatus
 from core.errors import InvalidJob, JobNotFound
+from core.monitor import OK, health_answer
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,27 @@ async def health() -> dict[str, str]:
     return {"status": "OK"}
 
 
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "a check failed: the answer names it"}},
+    tags=["health"],
+)
+async def ready(pool: PoolDep, waiters: WaitersDep) -> JSONResponse:
+    """Readiness: a pooled database connection passes its check within 2 s, and the listener
+    that ends result waits is connected. 503 naming what fails."""
+    checks = {"database": OK, "job_done_listener": OK}
+    try:
+        async with pool.connection(timeout=2.0):
+            pass  # the pool checks a connection on checkout
+    except (psycopg.OperationalError, PoolTimeout) as error:
+        checks["database"] = f"no database connection: {type(error).__name__}: {error}"
+    if not waiters.listening:
+        checks["job_done_listener"] = "not connected to the database: result waits answer at their deadline"
+    status, body = health_answer("api", checks)
+    return JSONResponse(body, status_code=status)
+
+
 @router.get("/job/{id}", response_model=Job, responses={**_AUTH, **_BAD, **_MISSING}, tags=["jobs"])
 async def get_job(
     request: Request,
@@ -90,22 +114,8 @@ async def get_job(
         )
     if job is None:
         raise JobNotFound(f"job {job_id} not found")
-    raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job["id"], job["results"])
+    raw = (await large_results(request, caller, pool, large_reads, [job])).get(job["id"], job["results"])
     return Response(job_body(job, raw), media_type="application/json")
-
-
-async def _large_results(
-    request: Request, caller: Caller, pool: AsyncConnectionPool, large_reads: LargeReads, jobs: list[dict[str, Any]]
-) -> dict[uuid.UUID, dict[str, Any]]:
-    """The results of those ``jobs`` that were too large to come with them, read under the
-    admission of large reads: {job id: raw results row}. Raises LargeReadRefused (429/503)."""
-    large = [job for job in jobs if not job["results_inline"]]
-    if not large:
-        return {}
-    size = sum(job["results_bytes"] for job in large)
-    async with large_reads.admit(caller_key(request, caller), size):
-        async with pool.connection() as conn:
-            return await store.raw_results(conn, job_ids=[job["id"] for job in large])
 
 
 WaitSeconds = Annotated[
@@ -156,12 +166,12 @@ async def get_job_result(
                 raise JobNotFound(f"job {job_id} not found")
             if row["results"] is not None:
                 job = {"id": job_id, **row}
-                raw = (await _large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
+                raw = (await large_results(request, caller, pool, large_reads, [job])).get(job_id, row["results"])
                 return Response(result_body(raw, row["sweep"]), media_type="application/json")
             remaining = deadline - loop.time()
             if JobStatus(row["status"]).is_terminal() or remaining <= 0:
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
-            with contextlib.suppress(asyncio.TimeoutError):
+            with RESULT_WAITS.track_inprogress(), contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ended.wait(), timeout=remaining)
 
 
@@ -306,46 +316,24 @@ def _why(status: str, error: str | None) -> str:
     return f"it is {status}"
 
 
-@router.get("/jobs", response_model=list[Job], responses={**_AUTH, **_BAD}, tags=["jobs"])
-async def list_jobs(
-    request: Request,
-    caller: CallerDep,
-    pool: PoolDep,
-    large_reads: LargeReadsDep,
-    settings: SettingsDep,
-    cursor: Cursor = 0,
-) -> Response:
-    """Jobs in submission order, a page at a time (see ``cursor``): those with pointer > cursor
-    (a user's: their own)."""
-    async with pool.connection() as conn:
-        jobs = await store.list_jobs_raw(
-            conn, cursor=cursor, owner=caller.owner_filter, inline_bytes=settings.api_inline_result_bytes
-        )
-    large = await _large_results(request, caller, pool, large_reads, jobs)
-    body = ",".join(job_body(job, large.get(job["id"], job["results"])) for job in jobs)
-    return Response(f"[{body}]", media_type="application/json")
-
-
-@router.get("/history", response_model=list[HistoryEntry], responses={**_AUTH, **_BAD}, tags=["jobs"])
-async def list_history(caller: CallerDep, conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """One row per job that reached a terminal status, a page at a time: those with pointer > cursor.
-
-    Each row holds the job's result types and results as they were then, and outlives
-    the job. A user sees their own rows.
-    """
-    return await store.list_history(conn, cursor=cursor, owner=caller.owner_filter)
-
-
 @router.get("/backends", response_model=list[Backend], responses=_BAD, tags=["backends"])
-async def list_backends(conn: ConnDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
-    """Enabled backends, a page at a time: those with pointer > cursor; each says if it needs a GPU."""
-    return await store.list_backends(conn, cursor=cursor)
+async def list_backends(conn: ConnDep, settings: SettingsDep, cursor: Cursor = 0) -> list[dict[str, Any]]:
+    """Enabled backends, a page at a time: those with pointer > cursor; each says if it needs a
+    GPU, and what it can run (``capabilities``, as GET /backend/{name})."""
+    return [_with_capabilities(row, settings) for row in await store.list_backends(conn, cursor=cursor)]
 
 
 @router.get("/backend/{name}", response_model=Backend, responses=_MISSING, tags=["backends"])
-async def get_backend(name: str, conn: ConnDep) -> dict[str, Any]:
-    """One backend by name; 404 when unknown or when its plugin was removed."""
-    return await store.require_backend(conn, name=name)
+async def get_backend(name: str, conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
+    """One backend by name with its capabilities: the simulation methods it runs, the most
+    active qubits per method, its result types, its plugin's version and whether it needs a GPU
+    (null where a third-party plugin does not declare them); 404 when unknown or when its plugin
+    was removed."""
+    return _with_capabilities(await store.describe_backend(conn, name=name), settings)
+
+
+def _with_capabilities(row: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    return {**row, "capabilities": capabilities.of_backend(row, max_active_qubits=settings.max_active_qubits)}
 
 
 @router.get("/cluster", response_model=Cluster, responses=_ADMIN, tags=["cluster"])

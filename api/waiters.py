@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from prometheus_client import Gauge
 from psycopg_pool import AsyncConnectionPool
 
 from core import store
@@ -37,6 +38,14 @@ log = logging.getLogger(__name__)
 TERMINAL = frozenset(status.value for status in TERMINAL_STATUSES)
 READ_BATCH = 500  # jobs read in one statement
 BACKLOG = 10_000  # jobs a watch keeps unsent; beyond, its oldest are dropped (a stream that stopped reading)
+# Connections held open by clients waiting on jobs, exported by api/metrics.py. Not registered
+# anywhere here: each app's registry registers them (build_registry).
+RESULT_WAITS = Gauge("qserver_api_result_waits", "GET /job/result/{id}?wait_s= requests waiting now", registry=None)
+EVENT_STREAMS = Gauge(
+    "qserver_api_event_streams",
+    "Event streams open now (the events code holds it: `with EVENT_STREAMS.track_inprogress():`)",
+    registry=None,
+)
 
 
 def state_time(state: dict[str, Any]) -> datetime:
@@ -105,6 +114,7 @@ class JobFeed:
         self._unread: dict[uuid.UUID, JobChange | None] = {}  # None: read it, the change is unknown
         self._read_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.listening = False  # the LISTEN connection is up (readiness, api/routes.py)
 
     def start(self) -> None:
         """Start listening (reconnecting after a Postgres restart) and reading until :meth:`stop`."""
@@ -177,12 +187,15 @@ class JobFeed:
             try:
                 async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
                     await store.listen(conn, store.JOB_STATUS_CHANNEL)
+                    self.listening = True
                     self._missed()
                     async for note in conn.notifies():
                         self._note(note.payload)
             except asyncio.CancelledError:
+                self.listening = False
                 raise
             except Exception as error:
+                self.listening = False
                 log.warning("job status listener lost its connection (%s); reconnecting", error)
                 self._missed()
                 await asyncio.sleep(1)

@@ -59,6 +59,8 @@ def bench_settings() -> Settings:
         queue_name="qserver.bench.jobs",
         ingest_port=52052,
         api_port=18301,
+        ingest_monitor_port=18302,
+        dispatcher_monitor_port=18303,
         nginx_http_port=18380,
         nginx_grpc_port=15351,
         nginx_tls_port=18843,

@@ -97,6 +97,11 @@ class Runner:
         """Ids of the jobs whose outcomes no dispatcher has collected yet."""
         return list(self._outcomes)
 
+    def node_id(self) -> str:
+        """The Ray node this runner lives on: it is never drained away (the tasks it owns would
+        die with it)."""
+        return ray.get_runtime_context().get_node_id()
+
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Stop the job's task (ending its worker process). False if it holds no such task."""
         ref = self._refs.get(job_id)

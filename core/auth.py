@@ -304,13 +304,26 @@ class KeyVerifier:
             raise Unauthenticated(f"missing API key: {HOW_TO_SEND}")
         key_id = parse_key(key)
         digest = hash_key(self._secret, key)
+        return await self._look_up(pool, key_id, digest)
+
+    async def verify_key_id(self, pool: AsyncConnectionPool, key_id: str) -> Caller:
+        """The caller whose key has id ``key_id``, without the key itself: for a web session that
+        was opened with the key (api/ui/session.py signs the id). Revocation counts as for keys.
+
+        Raises:
+            Unauthenticated: no key has that id any more, or it was revoked.
+        """
+        return await self._look_up(pool, key_id, None)
+
+    async def _look_up(self, pool: AsyncConnectionPool, key_id: str, digest: bytes | None) -> Caller:
+        """The cached or stored caller of ``key_id``; with ``digest``, only if the key's hash is it."""
         now = self._clock()
         hit = self._cache.get(key_id)
-        if hit is not None and hit.until > now and hmac.compare_digest(hit.digest, digest):
+        if hit is not None and hit.until > now and (digest is None or hmac.compare_digest(hit.digest, digest)):
             return hit.caller
         async with pool.connection() as conn:
             row = await store.get_api_key(conn, key_id=key_id)
-            if row is None or not hmac.compare_digest(bytes(row["hash"]), digest):
+            if row is None or (digest is not None and not hmac.compare_digest(bytes(row["hash"]), digest)):
                 raise Unauthenticated("invalid API key")
             if row["revoked_at"] is not None:
                 self._cache.pop(key_id, None)
@@ -319,7 +332,7 @@ class KeyVerifier:
                 await store.touch_api_key(conn, key_id=key_id)
         caller = Caller(name=row["owner"], role=row["role"], key_id=key_id)
         if self._ttl_s > 0:
-            self._remember(key_id, _Verified(digest, caller, now + self._ttl_s), now)
+            self._remember(key_id, _Verified(bytes(row["hash"]), caller, now + self._ttl_s), now)
         return caller
 
     def _remember(self, key_id: str, entry: _Verified, now: float) -> None:

@@ -26,6 +26,11 @@ class ClusterCannotRun(QServerError):
     """No node of the cluster has ever offered what the job needs: a tag, a GPU (gRPC FAILED_PRECONDITION)."""
 
 
+class InvalidQuery(QServerError):
+    """A listing's query parameter is malformed: an unknown status, field or order, a limit out of
+    bounds (HTTP 400); the message names the parameter."""
+
+
 class JobNotFound(QServerError):
     """No job has that id (HTTP 404)."""
 
@@ -68,6 +73,11 @@ class HeadersTooLarge(QServerError):
 
 class IdempotencyConflict(QServerError):
     """The submission's idempotency key was already used for a different request (gRPC ALREADY_EXISTS)."""
+
+
+class StreamCutShort(QServerError):
+    """The submission stream ended before the messages its sender declared (metadata
+    ``stream-messages``) arrived: lost in transit, nothing stored (gRPC UNAVAILABLE: send it again)."""
 
 
 class UnsafeSettings(QServerError):

@@ -37,7 +37,7 @@ async def declare(channel: AbstractChannel, queue_name: str) -> AbstractQueue:
     A message the dispatcher cannot decode is rejected without requeue and lands in
     the dead-letter queue instead of looping.
     """
-    dead = f"{queue_name}.dead"
+    dead = dead_letter_queue(queue_name)
     await channel.declare_queue(dead, durable=True)
     return await channel.declare_queue(
         queue_name,
@@ -52,8 +52,24 @@ async def ready_count(channel: AbstractChannel, queue_name: str) -> int:
     (A robust channel answers a passive ``declare_queue`` of a queue it declared before from
     its cache, with the count of that first declaration; this asks the broker every time.)
     """
+    return (await queue_stats(channel, queue_name))[0]
+
+
+async def queue_stats(channel: AbstractChannel, queue_name: str) -> tuple[int, int]:
+    """``(messages ready, consumers)`` of ``queue_name``, asked of the broker now (a passive
+    declare: no management plugin needed).
+
+    Raises:
+        aio_pika/aiormq errors: the queue does not exist or the broker is unreachable.
+    """
     underlay = await channel.get_underlay_channel()
-    return (await underlay.queue_declare(queue_name, passive=True)).message_count
+    declared = await underlay.queue_declare(queue_name, passive=True)
+    return declared.message_count, declared.consumer_count
+
+
+def dead_letter_queue(queue_name: str) -> str:
+    """The name of ``queue_name``'s dead-letter queue."""
+    return f"{queue_name}.dead"
 
 
 async def publish_job(channel: AbstractChannel, queue_name: str, job_id: uuid.UUID) -> None:

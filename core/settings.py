@@ -44,12 +44,25 @@ class Settings(BaseSettings):
     ray_head_port: int = Field(6380, description="GCS port of the head that `qserver up` starts (6379 is often Redis).")
     ray_dashboard_host: str = Field("127.0.0.1", description="Never a public address.")
     ray_dashboard_port: int = 8265
+    ray_node_ip: str | None = Field(
+        None,
+        description="The address Ray announces for this machine's node (`ray start --node-ip-address`: "
+        "the head's and `qserver node join`'s); default Ray's choice, the default route's interface. "
+        "Ray 2.60 listens on every interface whatever it is, and cannot be bound to loopback "
+        "(README, Ray and token authentication).",
+    )
 
     # --- our processes ----------------------------------------------------
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(50052, description="ingest's own gRPC port (nginx proxies to it).")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, description="the api's own HTTP port (nginx proxies to it).")
+    monitor_host: str = Field(
+        "127.0.0.1",
+        description="Where ingest's and the dispatcher's /metrics and /health listen (never proxied).",
+    )
+    ingest_monitor_port: int = Field(8001, description="ingest's /metrics and /health (HTTP).")
+    dispatcher_monitor_port: int = Field(8002, description="the dispatcher's /metrics and /health (HTTP).")
     nginx_bind: str = Field("127.0.0.1", description="Address nginx listens on; 0.0.0.0 for a LAN.")
     nginx_http_port: int = Field(8080, description="REST (HTTP/1.1) through nginx.")
     nginx_grpc_port: int = Field(50051, description="Plain-text gRPC through nginx.")
@@ -80,6 +93,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a verified key stays cached in each process (revocation takes "
         "effect within it); 0 looks every key up.",
+    )
+    ui_session_s: int = Field(
+        12 * 3600,
+        ge=60,
+        description="How long a login on the web page (/ui) lasts; revoking its key ends it sooner.",
     )
     max_pending_per_user: int = Field(
         1000, ge=1, description="Most pending jobs one user may have (RESOURCE_EXHAUSTED beyond)."
@@ -258,11 +276,27 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(3, ge=1, description="Runs a job gets when its worker is lost before it ends failed.")
 
+    @field_validator("ray_node_ip")
+    @classmethod
+    def _routable(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if value in ("localhost", "0.0.0.0", "::") or value.startswith("127.") or value == "::1":
+            raise ValueError(
+                f"{value!r}: Ray 2.60 announces the machine's own address instead of a loopback one and "
+                "listens on every interface whatever this says; name this machine's LAN address, or "
+                "leave it unset and firewall Ray's ports (README, Ray and token authentication)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         ports = [
             self.ingest_port,
             self.api_port,
+            self.ingest_monitor_port,
+            self.dispatcher_monitor_port,
             self.nginx_http_port,
             self.nginx_grpc_port,
             self.nginx_tls_port,

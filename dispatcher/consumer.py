@@ -88,8 +88,9 @@ def failure_reason(job: store.ClaimedJob, report: Report, settings: Settings) ->
 class Dispatcher:
     """Consumes the jobs queue and keeps at most ``settings.dispatcher_prefetch`` jobs in flight.
 
-    ``executors`` are warm executor actors (cluster/batch.py) for small jobs; with none,
-    every job runs as a Ray task of its own. Call :meth:`start` before consuming.
+    ``executors`` are warm executor actors (cluster/batch.py) for small jobs, on the nodes
+    ``executor_nodes`` names (Ray node ids, same order); with none, every job runs as a Ray task
+    of its own. Call :meth:`start` before consuming.
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class Dispatcher:
         runner: ray.actor.ActorHandle,
         publisher: AbstractChannel,
         executors: list[ray.actor.ActorHandle] | None = None,
+        executor_nodes: list[str | None] | None = None,
     ):
         self._settings = settings
         self._pool = pool
@@ -115,6 +117,15 @@ class Dispatcher:
         self._on_executor: dict[uuid.UUID, int] = {}  # job id -> the warm executor running its batch
         self._crashed: dict[uuid.UUID, str] = {}  # job id -> how its first run crashed (retried once)
         self._executors = list(executors or [])
+        # the node each warm executor lives on (None: not known yet), the ones running a batch,
+        # and the nodes being drained (no new batch goes to an executor there)
+        self._executor_nodes = list(executor_nodes or [None] * len(self._executors))
+        self._busy: set[int] = set()
+        self._draining: set[str] = set()
+        # jobs handed to the runner (to Ray) not yet back: the job and the memory it asked; and
+        # those whose task was cancelled to park them again (their node began draining)
+        self._placed: dict[uuid.UUID, tuple[store.ClaimedJob, int]] = {}
+        self._reparking: dict[uuid.UUID, Decision] = {}
         self._budget = batch_memory_bytes(settings)
         self._loops: list[asyncio.Task] = []
 
@@ -181,12 +192,17 @@ class Dispatcher:
             batch = [await self._small.get()]
             while len(batch) < self._settings.batch_max_jobs and not self._small.empty():
                 batch.append(self._small.get_nowait())
+            if self._executor_nodes[index] in self._draining:
+                self._replace_executor(index)  # its node is draining: no new batch there
+            self._busy.add(index)
             try:
                 await self._run_batch(index, batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("batch of %d jobs: recording its outcome failed", len(batch))
+            finally:
+                self._busy.discard(index)
 
     async def _run_batch(self, index: int, batch: list[store.ClaimedJob]) -> None:
         started = time.perf_counter()
@@ -199,7 +215,7 @@ class Dispatcher:
             )
         except Exception as error:  # the executor died (or hung): its jobs run again
             log.warning("warm executor %d lost with %d jobs: %s", index, len(batch), error)
-            self._executors[index] = self._replace_executor(index)
+            self._replace_executor(index)
             for job in batch:
                 try:
                     lost = Report(job.id, Outcome.LOST, kind="worker", error=f"warm executor lost: {error}")
@@ -245,13 +261,76 @@ class Dispatcher:
         self._inflight.discard(job.id)
         self._slots.release()
 
-    def _replace_executor(self, index: int) -> ray.actor.ActorHandle:
-        """A new warm executor in place of one that died (or hung: it is ended first)."""
+    def _replace_executor(self, index: int) -> None:
+        """A new warm executor in place of one that died, hung or stands on a draining node (it
+        is ended first); where Ray put it is learnt once it is warm."""
         try:
             ray.kill(self._executors[index], no_restart=True)
         except Exception:
             pass
-        return start_executor(self._settings)
+        handle = start_executor(self._settings)
+        self._executors[index] = handle
+        self._executor_nodes[index] = None
+        self._spawn(self._locate(index, handle))
+
+    async def _locate(self, index: int, handle: ray.actor.ActorHandle) -> None:
+        try:
+            node_id = (await handle.ready.remote())["node_id"]
+        except Exception:
+            return  # it died: its first batch finds out and replaces it
+        if self._executors[index] is handle:
+            self._executor_nodes[index] = node_id
+
+    def retire_executors(self, draining: set[str]) -> dict[str, int]:
+        """Replace the warm executors on the ``draining`` nodes that are not running a batch (the
+        others after their batch); returns {node id: executors still there (busy)}."""
+        self._draining = set(draining)
+        left: dict[str, int] = {}
+        for index, node_id in enumerate(self._executor_nodes):
+            if node_id not in self._draining:
+                continue
+            if index in self._busy:
+                left[node_id] = left.get(node_id, 0) + 1
+            else:
+                log.info("warm executor %d leaves draining node %s", index, node_id[:12])
+                self._replace_executor(index)
+        return left
+
+    async def repark_unplaceable(self) -> int:
+        """Jobs handed to Ray that have not started and that no open node can run any more (the
+        only nodes for them began draining after they were placed): their Ray tasks are cancelled
+        and they are parked (or failed) as :func:`decide` now says. Returns how many."""
+        if not self._placed:
+            return 0
+        now = {
+            job_id: decision
+            for job_id, (job, memory) in list(self._placed.items())
+            if (decision := decide(job, memory, self._view.nodes)).action != "run"
+        }
+        if not now:
+            return 0
+        async with self._pool.connection() as conn:
+            waiting = await store.claimed_among(conn, job_ids=list(now))
+        for job_id in waiting:
+            self._reparking[job_id] = now[job_id]
+            await self._runner.cancel.remote(job_id)
+        if waiting:
+            log.info("%d jobs waiting in Ray for a draining node: parked again", len(waiting))
+        return len(waiting)
+
+    async def _park_again(self, job: store.ClaimedJob, decision: Decision) -> None:
+        """Park (or fail) a job whose Ray task :meth:`repark_unplaceable` cancelled; one that
+        started meanwhile was stopped by that cancel: it runs again."""
+        if decision.action == "fail":
+            await self._fail(job, decision.reason)
+            return
+        async with self._pool.connection() as conn:
+            parked = await store.park_job(conn, job_id=job.id, waiting_for=decision.reason)
+        if parked:
+            log.info("job_id=%s parked again: %s", job.id, decision.reason)
+        else:
+            lost = Report(job.id, Outcome.LOST, kind="worker", error="stopped as its node began draining")
+            await self._lost(job, lost)
 
     def adopt(self, job: store.ClaimedJob) -> None:
         """Wait on a job a previous dispatcher started (the runner still holds it)."""
@@ -281,11 +360,18 @@ class Dispatcher:
                         await self._not_now(job, decision)
                         return
                     cpus = job_cpus(job, memory, self._view.nodes, self._settings)
-                    report = await self._runner.run.remote(
-                        self._work(job, memory, cpus),
-                        task_options(job, self._settings, memory, cpus),
-                        limit - (time.perf_counter() - started),
-                    )
+                    self._placed[job.id] = (job, memory)
+                    try:
+                        report = await self._runner.run.remote(
+                            self._work(job, memory, cpus),
+                            task_options(job, self._settings, memory, cpus),
+                            limit - (time.perf_counter() - started),
+                        )
+                    finally:
+                        self._placed.pop(job.id, None)
+                    if report.outcome is Outcome.CANCELED and job.id in self._reparking:
+                        await self._park_again(job, self._reparking.pop(job.id))
+                        return
                 if report.outcome is not Outcome.NEEDS_MEMORY:
                     break
                 need = report.memory
@@ -432,6 +518,16 @@ class Dispatcher:
             return
         self._runner.cancel.remote(job_id)
         log.info("job_id=%s cancel requested: stopping its Ray task", job_id)
+
+    def load(self) -> dict[str, int]:
+        """What this dispatcher holds now, for its metrics: ``in_flight`` (jobs it waits on),
+        ``waiting_for_executor`` (claimed small jobs queued for a warm executor), ``executors``
+        (warm executors)."""
+        return {
+            "in_flight": len(self._inflight),
+            "waiting_for_executor": self._small.qsize(),
+            "executors": len(self._executors),
+        }
 
     def inflight(self) -> list[uuid.UUID]:
         """Ids of the jobs this dispatcher is waiting on."""

@@ -3,8 +3,8 @@
 Ray places the task; we only ask for resources: one CPU, the job's memory, a GPU for
 backends that need one, and ``tag:NAME`` for each node tag the job asks for. Before
 asking, :func:`decide` checks the request against the nodes, so that a job no node
-can ever hold fails at once and a job whose node is offline waits as pending,
-instead of queueing forever inside Ray.
+can ever hold fails at once and a job whose node is offline (or draining: `qserver node
+drain`) waits as pending, instead of queueing forever inside Ray.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ MPS_HINT = '"method": "matrix_product_state" in the metadata may fit (it suits w
 
 @dataclass(frozen=True)
 class Node:
-    """What one Ray node offers: its tags, GPUs, memory (Ray's ``memory`` resource, bytes), CPUs."""
+    """What one Ray node offers: its tags, GPUs, memory (Ray's ``memory`` resource, bytes), CPUs;
+    ``draining``: alive, but taking no new job (`qserver node drain`)."""
 
     node_id: str
     alive: bool
@@ -43,6 +44,12 @@ class Node:
     gpus: float = 0.0
     memory: int = 0
     cpus: int = 0
+    draining: bool = False
+
+    @property
+    def open(self) -> bool:
+        """Whether a new job may go there: alive and not draining."""
+        return self.alive and not self.draining
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def decide(job: ClaimedJob, memory_bytes: int, nodes: list[Node]) -> Decision:
     Args:
         job: the claimed job (its tags, whether its backend needs a GPU).
         memory_bytes: the memory it asks Ray for.
-        nodes: every node ever seen, alive or not.
+        nodes: every node on record, alive or not (a forgotten one is not).
     """
     suitable = [node for node in nodes if not _missing(job, node)]
     if not suitable:
@@ -88,14 +95,17 @@ def decide(job: ClaimedJob, memory_bytes: int, nodes: list[Node]) -> Decision:
             f"needs {_human(memory_bytes)} of memory, but the largest node that can run it has "
             f"{_human(largest)}; {MPS_HINT}",
         )
-    if any(node.alive for node in big_enough):
+    if any(node.open for node in big_enough):
         return Decision("run")
-    offline = ", ".join(node.node_id[:12] for node in big_enough)
+    offline = ", ".join(node.node_id[:12] for node in big_enough if not node.alive)
+    draining = ", ".join(node.node_id[:12] for node in big_enough if node.alive)
+    known = "; ".join(
+        [*([f"known but offline: {offline}"] if offline else []), *([f"draining: {draining}"] if draining else [])]
+    )
     needs = ", ".join([*(f"tag '{t}'" for t in job.tags), *(["a GPU"] if job.needs_gpu else [])])
     return Decision(
         "wait",
-        f"waiting for a node with {needs or _human(memory_bytes) + ' of memory'} to come online "
-        f"(known but offline: {offline})",
+        f"waiting for a node with {needs or _human(memory_bytes) + ' of memory'} to come online ({known})",
     )
 
 
@@ -159,7 +169,7 @@ def job_cpus(job: ClaimedJob, memory_bytes: int, nodes: list[Node], settings: Se
     large = memory_bytes > settings.default_job_memory_bytes or (sweep is not None and sweep.bindings >= SWEEP_ALL_CPUS)
     if not large or job.needs_gpu:
         return 1
-    cpus = [node.cpus for node in nodes if node.alive and node.memory >= memory_bytes and not _missing(job, node)]
+    cpus = [node.cpus for node in nodes if node.open and node.memory >= memory_bytes and not _missing(job, node)]
     most = max(cpus, default=1)
     if settings.max_job_cpus:
         most = min(most, settings.max_job_cpus)

@@ -14,12 +14,10 @@ import logging
 import time
 from functools import partial
 from importlib.metadata import version
-from pathlib import Path
 
 import ray
 from aio_pika.abc import AbstractChannel
 from psycopg_pool import AsyncConnectionPool
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from tenacity import wait_fixed
 
 from cluster import executor
@@ -27,18 +25,21 @@ from cluster.runner import Runner
 from core import queue, schema, store
 from core.settings import Settings
 from dispatcher import cluster, notifications, plugins
-from dispatcher.cluster import ClusterView
+from dispatcher.cluster import HEAD_RESOURCE, ClusterView
 from dispatcher.consumer import Dispatcher, start_executor
+from dispatcher.monitor import CONSUMING, DispatcherState, monitor
 from dispatcher.tasks import Task, Tasks
 
 log = logging.getLogger(__name__)
 
 _warm_up = ray.remote(executor.warm_up)
+HEAD_SHARE = 0.001  # of the head's HEAD_RESOURCE (1): the runner's pin to the head
 
 
 def get_runner() -> ray.actor.ActorHandle:
     """The runner actor of this QServer version: found if it exists, else created (detached,
-    no CPU, on this driver's node where it can be)."""
+    no CPU, on the head: a node that leaves, or is drained, never takes it and the tasks it owns
+    along)."""
     return (
         ray.remote(Runner)
         .options(
@@ -47,12 +48,22 @@ def get_runner() -> ray.actor.ActorHandle:
             lifetime="detached",
             get_if_exists=True,
             num_cpus=0,
+            resources={HEAD_RESOURCE: HEAD_SHARE},
             max_concurrency=10_000,
             max_restarts=-1,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True),
         )
         .remote()
     )
+
+
+async def protected_nodes(runner: ray.actor.ActorHandle) -> set[str]:
+    """The nodes a drain must leave alone: this driver's (its Ray connection) and the runner's."""
+    nodes = {ray.get_runtime_context().get_node_id()}
+    try:
+        nodes.add(await runner.node_id.remote())
+    except Exception:  # a runner of an older build (same version) without node_id
+        log.warning("could not learn the runner's node; drains leave only this driver's node alone")
+    return nodes
 
 
 def warm_executors(count: int) -> list[dict]:
@@ -142,7 +153,7 @@ def background(
         ),
         Task(
             "cluster",
-            partial(cluster.refresh_and_republish, settings, pool, view, publisher),
+            partial(cluster.refresh_and_republish, settings, pool, view, publisher, dispatcher),
             interval_s=settings.cluster_refresh_s,
         ),
         Task(
@@ -169,19 +180,35 @@ def sweeper(settings: Settings, pool: AsyncConnectionPool, publisher: AbstractCh
 async def serve(settings: Settings) -> None:
     """Join Ray, warm the executors, consume the queue until cancelled.
 
-    Writes ``<state_dir>/dispatcher.ready`` once it is consuming and removes it on exit.
+    Its /health and /metrics (dispatcher/monitor.py) answer from the start: 503 naming the
+    stage until it consumes, then 200 while the broker, Ray and its event loop are well.
 
     Raises:
         SchemaOutOfDate: the database needs `qserver db upgrade`.
         ConnectionError: Ray's head is not reachable.
+        MonitorFailed: the monitor's port is taken.
     """
+    state = DispatcherState(settings)
+    health = monitor(state)
+    await health.start()
+    try:
+        await _serve(settings, state)
+    finally:
+        state.enter("stopping")
+        await health.stop()
+
+
+async def _serve(settings: Settings, state: DispatcherState) -> None:
+    state.enter("checking the database schema")
     await asyncio.to_thread(schema.check, settings.database_dsn)
+    state.enter("joining Ray")
     if not ray.is_initialized():
         ray.init(address=settings.ray_address, namespace="qserver", log_to_driver=False)
     cpus = int(ray.cluster_resources().get("CPU", 1))
     count = settings.executor_warm_workers or cpus
     started = time.perf_counter()
     batch_executors = cpus if settings.batch_executors is None else settings.batch_executors
+    state.enter(f"warming {count} workers and {batch_executors} warm executors")
     executors = [start_executor(settings) for _ in range(batch_executors)]
     warmed = await asyncio.to_thread(warm_executors, count)
     log.info(
@@ -197,18 +224,21 @@ async def serve(settings: Settings) -> None:
         time.perf_counter() - started,
         ", ".join(f"pid {r['pid']} on node {r['node_id'][:12]}" for r in warm),
     )
+    state.enter("connecting to Postgres and RabbitMQ, adopting running jobs")
     pool = await store.open_pool(settings.database_dsn, max_size=settings.db_pool_size)
     runner = get_runner()
     view = ClusterView()
+    view.protected = await protected_nodes(runner)
+    log.info("driver and runner on node(s) %s: never drained", ", ".join(n[:12] for n in sorted(view.protected)))
     await cluster.refresh(settings, pool, view)
     connection = await queue.connect(str(settings.amqp_url))
     publisher = await queue.publisher_channel(connection)
     await queue.declare(publisher, settings.queue_name)
-    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors)
+    dispatcher = Dispatcher(settings, pool, view, runner, publisher, executors, [r["node_id"] for r in warm])
     await adopt_or_requeue(settings, pool, runner, dispatcher)
     await cluster.republish_parked(settings, pool, publisher)
     tasks = Tasks()
-    for task in background(settings, pool, runner, dispatcher, view, publisher, tasks):
+    for task in [*background(settings, pool, runner, dispatcher, view, publisher, tasks), state.tick_task()]:
         tasks.start(task)
     dispatcher.start()
     channel = await connection.channel()
@@ -216,14 +246,19 @@ async def serve(settings: Settings) -> None:
     jobs_queue = await queue.declare(channel, settings.queue_name)
     tag = await jobs_queue.consume(dispatcher.on_message)
     tasks.start(sweeper(settings, pool, publisher))
-    ready = Path(settings.state_dir) / "dispatcher.ready"
-    ready.parent.mkdir(parents=True, exist_ok=True)
-    ready.write_text(str(time.time()))
+    state.tasks, state.connection, state.publisher, state.consuming, state.dispatcher = (
+        tasks,
+        connection,
+        publisher,
+        channel,
+        dispatcher,
+    )
+    state.enter(CONSUMING)
     log.info("dispatcher consuming %s (prefetch %d, %d CPUs)", settings.queue_name, settings.dispatcher_prefetch, cpus)
     try:
         await asyncio.Future()  # until cancelled
     finally:
-        ready.unlink(missing_ok=True)
+        state.enter("stopping")
         await tasks.stop()
         try:
             await jobs_queue.cancel(tag)

@@ -1,15 +1,17 @@
 """The dispatcher's background work as small task objects: a name, an interval, an async run.
 
 :class:`Tasks` starts them and stops them, all in one place. It is also the one place where a
-failed run is caught, logged and counted (``Tasks.failures``, per task name, to export as a
-metric), and where the wait before running a failed task again is decided, by a tenacity wait
-strategy (the task's interval unless it names another).
+failed run is caught, logged and counted (``Tasks.failures``, per task name, exported by
+dispatcher/monitor.py), where the end of each good run is noted (``Tasks.last_ok``: the health
+check's "Ray connected" is the cluster task's), and where the wait before running a failed task
+again is decided, by a tenacity wait strategy (the task's interval unless it names another).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -48,6 +50,7 @@ class Tasks:
 
     def __init__(self) -> None:
         self.failures: Counter[str] = Counter()
+        self.last_ok: dict[str, float] = {}  # task name -> time.monotonic() its last run ended well
         self._running: set[asyncio.Task] = set()
 
     def start(self, task: Task) -> None:
@@ -88,7 +91,12 @@ class Tasks:
             before_sleep=lambda state: self._failed(task, state),
             retry_error_callback=lambda state: self._failed(task, state),
         )
-        await retrying(task.run)
+
+        async def attempt() -> None:
+            await task.run()
+            self.last_ok[task.name] = time.monotonic()
+
+        await retrying(attempt)
 
     def _failed(self, task: Task, state: RetryCallState) -> None:
         """The one place a failed run is counted and logged (the traceback once per failing streak)."""

@@ -33,11 +33,13 @@ from core.errors import (
     InvalidJob,
     QServerError,
     QueueUnavailable,
+    StreamCutShort,
     TooManyPending,
     Unauthenticated,
 )
 from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
 from core.sweeps import check_parameters, read_bindings
+from ingest.monitor import DATABASE_UNAVAILABLE, REFUSALS, SUBMISSIONS, monitor, reason
 from protos.generated import jobs_pb2, jobs_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,10 @@ _STATUS = {
     TooManyPending: grpc.StatusCode.RESOURCE_EXHAUSTED,
     HeadersTooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     IdempotencyConflict: grpc.StatusCode.ALREADY_EXISTS,
+    StreamCutShort: grpc.StatusCode.UNAVAILABLE,
 }
+for _refused in [*_STATUS, None]:  # every reason is exported from the start, at 0
+    REFUSALS.labels(DATABASE_UNAVAILABLE if _refused is None else reason(_refused))
 # HTTP/2's accounting of a header list (RFC 9113, 6.5.2: SETTINGS_MAX_HEADER_LIST_SIZE): each
 # field counts its name's and value's octets plus 32.
 _HEADER_OVERHEAD = 32
@@ -80,6 +85,20 @@ def idempotency_key(metadata) -> str | None:
         InvalidJob: the key is sent twice, empty, longer than 200 characters or not printable ASCII.
     """
     return idempotency.check_key([value for name, value in metadata or () if name == idempotency.METADATA_NAME])
+
+
+STREAM_MESSAGES = "stream-messages"  # gRPC metadata: how many JobData messages the client sends
+
+
+def declared_messages(metadata) -> int | None:
+    """The number of ``JobData`` messages the client says its stream holds (metadata
+    ``stream-messages``, sent by qserver_client; the upstream client sends none): None when absent
+    or not a count, so that it can only turn a stream cut short in transit into a retry."""
+    for name, value in metadata or ():
+        if name == STREAM_MESSAGES:
+            text = value if isinstance(value, str) else value.decode(errors="replace")
+            return int(text) if text.isdigit() and len(text) < 10 else None
+    return None
 
 
 def limits_from(settings: Settings) -> Limits:
@@ -129,7 +148,7 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
             check_header_size(context.invocation_metadata(), self._settings.grpc_max_header_bytes)
             caller = await self._caller(context)
             key = idempotency_key(context.invocation_metadata())
-            spec = await self._read_submission(request_iterator)
+            spec = await self._read_submission(request_iterator, declared_messages(context.invocation_metadata()))
             job_id = uuid.uuid4()
             async with self._pool.connection() as conn:
                 answer = None
@@ -149,9 +168,11 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
                 if stored == job_id and source:  # never queued: finished with the source's results
                     await store.finish_from_cache(conn, job_id=job_id, source=source)
                     log.info("job_id=%s answered from the cache (job %s)", job_id, source)
+                    SUBMISSIONS.labels(spec.backend, "cached").inc()
                     return jobs_pb2.PendingJob(id=str(job_id))
             if stored != job_id:  # sent again under its key: the job stored (and queued) the first time
                 log.info("job_id=%s answered again for its idempotency key owner=%s", stored, caller.name or "-")
+                SUBMISSIONS.labels(spec.backend, "repeated").inc()
                 return jobs_pb2.PendingJob(id=str(stored))
             try:
                 await queue.publish_job(self._channel, self._settings.queue_name, job_id)
@@ -162,13 +183,16 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         except QServerError as error:
             code = _STATUS.get(type(error), grpc.StatusCode.INVALID_ARGUMENT)
             log.info("refused submission: %s: %s", code.name, str(error)[:300])
+            REFUSALS.labels(reason(type(error))).inc()
             # nginx refuses gRPC trailers over ~4 KiB (a 502 the client would retry)
             await context.abort(code, str(error)[:1000])
         except (psycopg.OperationalError, PoolTimeout) as error:
             # Postgres is down or restarting: nothing was stored (or a stored job is found by
             # the dispatcher's sweeper); the client may try again.
             log.warning("refused submission: UNAVAILABLE: the database is unavailable: %s", error)
+            REFUSALS.labels(DATABASE_UNAVAILABLE).inc()
             await context.abort(grpc.StatusCode.UNAVAILABLE, "the database is unavailable, try again later")
+        SUBMISSIONS.labels(spec.backend, "queued").inc()
         log.info(
             "job_id=%s accepted owner=%s backend=%s qasm_bytes=%d in %.1f ms",
             job_id,
@@ -202,21 +226,34 @@ class JobsService(jobs_pb2_grpc.JobsServicer):
         key = auth.key_from_headers(metadata.get("authorization"), metadata.get("x-api-key"))
         return await self._keys.verify(self._pool, key)
 
-    async def _read_submission(self, messages: AsyncIterator[jobs_pb2.JobData]) -> JobSpec:
+    async def _read_submission(self, messages: AsyncIterator[jobs_pb2.JobData], declared: int | None) -> JobSpec:
         """Read properties, then QASM chunks and (a sweep) bindings chunks; check them all.
-        Raises InvalidJob and backend errors."""
+
+        ``declared``: the number of messages the client says it sends (None: not said).
+
+        Raises:
+            StreamCutShort: the stream ended before ``declared`` messages came (checked before
+                the program, so a cut stream is never refused as an empty or broken program).
+            InvalidJob and backend errors.
+        """
         spec: JobSpec | None = None
         chunks: list[str] = []
         bindings = bytearray()
-        size = 0
+        size = received = 0
         try:
             async for message in messages:
+                received += 1
                 if message.WhichOneof("DataStream") == "bindingsChunk":
                     take_bindings(message.bindingsChunk, spec, bindings, self._limits)
                     continue
                 spec, size = await self._take(message, spec, chunks, size)
         except DecodeError as error:
             raise InvalidJob(f"a JobData message is not valid protobuf: {error}") from None
+        if declared is not None and received < declared:
+            raise StreamCutShort(
+                f"the submission stream ended after {received} of the {declared} messages its sender declared"
+                " (cut short in transit): nothing was stored; send it again"
+            )
         if spec is None:
             raise InvalidJob("no properties: the stream must start with the job's properties")
         qasm = "".join(chunks)
@@ -379,9 +416,12 @@ async def serve(settings: Settings) -> None:
     server, address = build_server(settings, pool, channel)
     await server.start()
     log.info("ingest listening on %s (queue %s)", address, settings.queue_name)
+    health = monitor(settings, pool, connection)
     try:
+        await health.start()
         await server.wait_for_termination()
     finally:
+        await health.stop()
         await server.stop(grace=5)
         await connection.close()
         await pool.close()

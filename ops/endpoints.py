@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import socket
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -133,3 +134,29 @@ def http_health(host: str, port: int, timeout: float = 3.0) -> None:
         raise NotReady(f"GET {url}: {error}") from None
     if body.get("status") != "OK":
         raise NotReady(f"GET {url} answered {body}")
+
+
+def checks_health(url: str, timeout: float = 3.0) -> dict:
+    """GET ``url``, a health answer of core.monitor's shape (the api's ``/api/v1/health/ready``,
+    ingest's and the dispatcher's ``/health``): its body when the service is healthy (200).
+
+    Raises:
+        NotReady: no answer, or 503 naming the checks that fail.
+    """
+    try:
+        with NO_PROXY.open(url, timeout=timeout) as response:
+            return json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:  # 503: the body names what fails
+        try:
+            checks = json.loads(error.read() or b"{}").get("checks", {})
+        except ValueError:
+            checks = {}
+        failing = "; ".join(f"{name}: {why}" for name, why in checks.items() if why != "ok")
+        raise NotReady(f"GET {url}: {error.code} {failing or error.reason}") from None
+    except (OSError, ValueError) as error:  # URLError, timeouts, bad JSON
+        raise NotReady(f"GET {url}: {error}") from None
+
+
+def monitor_url(host: str, port: int, path: str = "/health") -> str:
+    """The URL of ``path`` on a service's monitor (ingest's or the dispatcher's) at host:port."""
+    return f"http://{host_port(connect_host(host), port)}{path}"

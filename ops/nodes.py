@@ -13,6 +13,7 @@ import importlib.metadata
 import json
 import platform
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,9 @@ LABEL_RAY = "ray-version"
 # left over). The tag's resource "tag:NAME" is what placement uses; the label names it for people
 # (the dashboard) and for Ray's label selectors.
 TAG_LABEL_PREFIX = "qserver-tag/"
+# Who the node is across restarts (Ray gives it a new node id each time): node_key(). The
+# dispatcher records it (nodes.node_key) and replaces an offline row when its node comes back.
+NODE_KEY_LABEL = "qserver-node"
 # Our short version names (as `nodes.versions` may also hold them) and their labels.
 VERSION_LABELS = {"qserver": LABEL_QSERVER, "python": LABEL_PYTHON, "ray": LABEL_RAY}
 VERSION_NAMES = {"qserver": "QServer", "python": "Python", "ray": "Ray"}
@@ -102,16 +106,27 @@ def tag_resources(tags: tuple[str, ...] | list[str]) -> dict[str, float]:
     return {tag_resource(tag): TAG_CAPACITY for tag in dict.fromkeys(tags)}
 
 
-def node_labels(spec: NodeSpec, versions: dict[str, str]) -> dict[str, str]:
-    """The Ray node labels: versions under VERSION_LABELS' keys, one per tag."""
+def node_key(settings: Settings, role: str) -> str:
+    """Who this machine's ``role`` ("head" or "node") node is across restarts: 16 hex digits of
+    SHA-256 over the host name, the state dir and the role (a valid label value). The head and a
+    node `qserver node join` started from another state dir on the same machine differ."""
+    text = f"{socket.gethostname()}|{paths(settings).root}|{role}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def node_labels(spec: NodeSpec, versions: dict[str, str], key: str | None = None) -> dict[str, str]:
+    """The Ray node labels: versions under VERSION_LABELS' keys, one per tag, and the node's
+    key (:func:`node_key`) under NODE_KEY_LABEL when given."""
     labels = {VERSION_LABELS[name]: versions[name] for name in VERSION_LABELS}
     labels.update({TAG_LABEL_PREFIX + tag: "true" for tag in spec.tags})
+    if key:
+        labels[NODE_KEY_LABEL] = key
     return labels
 
 
-def ray_start_args(spec: NodeSpec, versions: dict[str, str] | None = None) -> list[str]:
-    """The `ray start` options for ``spec``: resources, labels, CPUs/GPUs/memory, ports."""
-    labels = node_labels(spec, versions or local_versions())
+def ray_start_args(spec: NodeSpec, versions: dict[str, str] | None = None, key: str | None = None) -> list[str]:
+    """The `ray start` options for ``spec``: resources, labels (with ``key``), CPUs/GPUs/memory, ports."""
+    labels = node_labels(spec, versions or local_versions(), key)
     args = [f"--labels={','.join(f'{k}={v}' for k, v in labels.items())}"]
     if spec.tags:
         args.append(f"--resources={json.dumps(tag_resources(spec.tags), sort_keys=True)}")

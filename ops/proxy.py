@@ -10,6 +10,7 @@ import http.client
 import ipaddress
 import json
 import os
+import re
 import socket
 import ssl
 import string
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import psutil
 
 from core.settings import GRPC_HEADER_TRANSPORT_BYTES, Settings
 from ops import certs, endpoints, prereqs, procs
@@ -174,54 +176,210 @@ def _privileged_hint(settings: Settings) -> str:
     )
 
 
-def start(settings: Settings, nginx: str) -> int:
-    """Write the config, test it, then reload our running nginx or start one; returns its pid.
+# --- applying a config: test it first, never leave one on disk that differs from what runs ------
 
-    Raises:
-        ComponentFailed: the config test or start failed, or a port is held by something else.
-    """
-    p = paths(settings)
-    previous = p.nginx_conf.read_text() if p.nginx_conf.exists() else ""
-    write_nginx_conf(settings)
-    error_log = p.nginx / "logs" / "error.log"
+_LISTEN = re.compile(r"^\s*listen\s+([^\s;]+)", re.MULTILINE)
+_WILDCARDS = frozenset({"0.0.0.0", "::", "*", ""})
 
-    def run(*args: str) -> None:
-        proc = subprocess.run(nginx_command(settings, *args, nginx=nginx), capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stdout + proc.stderr).strip() + "\n" + procs.log_tail(error_log, 10)
-            raise ComponentFailed(
-                "nginx",
-                f"`nginx {' '.join(args)}` failed{_privileged_hint(settings)}",
-                error_log,
-                tail,
-            )
 
-    def refuse_taken(port_list: list[int]) -> None:
-        for port in port_list:
-            if endpoints.is_listening(settings.nginx_bind, port):
-                raise ComponentFailed("nginx", f"port {host_port(settings.nginx_bind, port)} is already in use")
+def listens(conf: str) -> set[str]:
+    """The ``listen`` addresses (``host:port``) of an nginx config's text."""
+    return set(_LISTEN.findall(conf))
 
-    run("-t", "-q")
-    pid = nginx_pid(settings)
-    if pid is not None:
-        # A port the running config did not have (TLS just turned on) must be free: a reload
-        # that cannot bind keeps the old config and says so only in the error log.
-        refuse_taken(
-            [
-                port
-                for port in ports(settings)
-                if f"{host_port(settings.nginx_bind, port)} " not in previous
-                and f"{host_port(settings.nginx_bind, port)};" not in previous
-            ]
-        )
-        run("-s", "reload")
-        return pid
-    refuse_taken(ports(settings))
-    run()  # `daemon on`: returns once the master has forked
+
+def _host_port(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether sockets bound to hosts ``a`` and ``b`` on one port would clash."""
+    a, b = a.removeprefix("::ffff:"), b.removeprefix("::ffff:")
+    if a in _WILDCARDS or b in _WILDCARDS or a == b:
+        return True
+    try:
+        ipaddress.ip_address(a)
+        ipaddress.ip_address(b)
+    except ValueError:
+        return True  # a host name: it may be either
+    return False
+
+
+def _our_pids(settings: Settings) -> set[int]:
     pid = nginx_pid(settings)
     if pid is None:
-        raise ComponentFailed("nginx", "no master process after start", error_log, procs.log_tail(error_log))
-    return pid
+        return set()
+    try:
+        return {pid, *(child.pid for child in psutil.Process(pid).children())}
+    except psutil.Error:
+        return {pid}
+
+
+def held_by_others(settings: Settings, addresses: set[str]) -> list[str]:
+    """Those of ``addresses`` (``host:port``) that a listening socket of another process than our
+    nginx would clash with, each with who holds it."""
+    ours = _our_pids(settings)
+    wanted = [_host_port(address) for address in sorted(addresses)]
+    try:
+        sockets = [c for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    except psutil.Error:  # not allowed to list sockets here: a connect test (it sees ours too)
+        return [f"{host_port(h, p)}" for h, p in wanted if endpoints.is_listening(h, p)]
+    found = []
+    for host, port in wanted:
+        for sock in sockets:
+            if sock.laddr.port == port and _overlap(host, sock.laddr.ip) and sock.pid not in ours:
+                who = f"pid {sock.pid}" if sock.pid else "another user's process"
+                found.append(f"{host_port(host, port)} (held at {host_port(sock.laddr.ip, port)} by {who})")
+                break
+    return found
+
+
+def _conf_command(settings: Settings, conf: Path, nginx: str, *args: str) -> list[str]:
+    p = paths(settings)
+    return [nginx, "-p", str(p.nginx), "-c", str(conf), "-e", str(p.nginx / "logs" / "error.log"), *args]
+
+
+def _nginx_run(settings: Settings, conf: Path, nginx: str, *args: str) -> None:
+    """Run nginx on ``conf`` with ``args``.
+
+    Raises:
+        ComponentFailed: it exited non-zero (its output and the error log's tail).
+    """
+    error_log = paths(settings).nginx / "logs" / "error.log"
+    proc = subprocess.run(_conf_command(settings, conf, nginx, *args), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip() + "\n" + procs.log_tail(error_log, 10)
+        raise ComponentFailed("nginx", f"`nginx {' '.join(args)}` failed{_privileged_hint(settings)}", error_log, tail)
+
+
+def stage(settings: Settings, nginx: str) -> tuple[Path, str]:
+    """Render the config to ``nginx.conf.next`` beside nginx.conf and test it (`nginx -t`);
+    returns (its path, the action applying it takes): "start" (our nginx does not run),
+    "reload" (it runs and listens where it did) or "restart" (it runs and its listen
+    addresses change: a reload cannot move a socket). nginx.conf itself is not touched.
+
+    Raises:
+        ComponentFailed: the test failed, or another process holds an address the config
+            adds (the staged file is removed then).
+    """
+    p = paths(settings)
+    for sub in ("logs", "tmp"):
+        (p.nginx / sub).mkdir(parents=True, exist_ok=True)
+    staged = p.nginx / "nginx.conf.next"
+    text = render_nginx_conf(settings)
+    staged.write_text(text)
+    try:
+        _nginx_run(settings, staged, nginx, "-t", "-q")
+        running = nginx_pid(settings) is not None
+        current = listens(_read(p.nginx_conf)) if running else set()
+        added = listens(text) - current
+        taken = held_by_others(settings, added)
+        if taken:
+            raise ComponentFailed(
+                "nginx", f"already in use: {', '.join(taken)}{_privileged_hint(settings)}; nothing was changed"
+            )
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    if not running:
+        return staged, "start"
+    return staged, ("reload" if listens(text) == current else "restart")
+
+
+def check(settings: Settings, nginx: str) -> str:
+    """What applying the settings' nginx config would take ("start", "reload" or "restart"),
+    without applying it: the config is tested and its new addresses checked.
+
+    Raises:
+        ComponentFailed: as :func:`stage`.
+    """
+    staged, action = stage(settings, nginx)
+    staged.unlink(missing_ok=True)
+    return action
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _reload_took(pid: int, before: set[int], error_log: Path, offset: int, timeout: float = 15.0) -> str | None:
+    """None once the master ``pid`` runs a worker not in ``before`` (the reload took), else
+    what the error log says went wrong (or that nothing happened within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            children = {child.pid for child in psutil.Process(pid).children()}
+        except psutil.Error:
+            return "the nginx master exited"
+        if children - before:
+            return None
+        try:
+            with error_log.open("rb") as handle:
+                handle.seek(offset)
+                new = handle.read().decode(errors="replace")
+        except OSError:
+            new = ""
+        emerg = [line for line in new.splitlines() if "[emerg]" in line or "[alert]" in line]
+        if emerg:
+            return "\n".join(emerg[-5:])
+        time.sleep(0.1)
+    return f"nginx started no new worker within {timeout:.0f} s"
+
+
+def start(settings: Settings, nginx: str) -> int:
+    """Apply the settings' config to our nginx: start it, reload it, or (its listen addresses
+    changed) stop and start it; returns its master's pid.
+
+    The config is tested before it replaces nginx.conf, and nginx.conf always holds what nginx
+    runs: a reload that did not take, or a start that failed, puts the previous config back
+    (and starts nginx on it again when it was running).
+
+    Raises:
+        ComponentFailed: the config test or start failed, the reload did not take, or an
+            address is held by another process.
+    """
+    p = paths(settings)
+    error_log = p.nginx / "logs" / "error.log"
+    staged, action = stage(settings, nginx)
+    previous = _read(p.nginx_conf)
+    try:
+        if action == "reload":
+            pid = nginx_pid(settings)
+            assert pid is not None
+            before = _our_pids(settings) - {pid}
+            offset = error_log.stat().st_size if error_log.exists() else 0
+            os.replace(staged, p.nginx_conf)
+            try:
+                _nginx_run(settings, p.nginx_conf, nginx, "-s", "reload")
+                failed = _reload_took(pid, before, error_log, offset)
+            except ComponentFailed as error:
+                failed = f"{error.reason}\n{error.log_tail}"
+            if failed is not None:
+                p.nginx_conf.write_text(previous)  # nginx still runs it
+                raise ComponentFailed(
+                    "nginx", "the reload did not take; nginx keeps its previous config", error_log, failed
+                )
+            return pid
+        if action == "restart":
+            stop(settings)
+        os.replace(staged, p.nginx_conf)
+        try:
+            _nginx_run(settings, p.nginx_conf, nginx)  # `daemon on`: returns once the master has forked
+            pid = nginx_pid(settings)
+            if pid is None:
+                raise ComponentFailed("nginx", "no master process after start", error_log, procs.log_tail(error_log))
+        except ComponentFailed:
+            if previous:
+                p.nginx_conf.write_text(previous)
+                if action == "restart":  # back to what ran before
+                    subprocess.run(nginx_command(settings, nginx=nginx), capture_output=True, check=False)
+            raise
+        return pid
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def stop(settings: Settings) -> None:

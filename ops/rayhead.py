@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from core.settings import Settings
-from ops import endpoints, nodes, prereqs, procs
+from ops import changes, endpoints, nodes, prereqs, procs
 from ops.nodes import NodeSpec
 from ops.statedir import ComponentFailed, open_log, paths
 
@@ -119,6 +119,12 @@ def node_env(env: dict[str, str], spec: NodeSpec) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": str(max(spec.num_cpus or os.cpu_count() or 1, 1))}
 
 
+def node_ip_args(settings: Settings) -> list[str]:
+    """``--node-ip-address`` when ``settings.ray_node_ip`` names the address Ray announces for
+    this machine (else Ray picks the address of the default route's interface)."""
+    return [f"--node-ip-address={settings.ray_node_ip}"] if settings.ray_node_ip else []
+
+
 def launch(settings: Settings, env: dict[str, str], spec: NodeSpec | None = None) -> subprocess.Popen | None:
     """Run `ray start --head` in the background; None when our head already runs.
 
@@ -148,10 +154,12 @@ def launch(settings: Settings, env: dict[str, str], spec: NodeSpec | None = None
         f"--ray-client-server-port={endpoints.free_port()}",
         f"--dashboard-agent-listen-port={endpoints.free_port()}",
         *_QUIET,
-        *nodes.ray_start_args(spec or NodeSpec()),
+        *node_ip_args(settings),
+        *nodes.ray_start_args(spec or NodeSpec(), key=nodes.node_key(settings, "head")),
     ]
     child = _spawn(cmd, node_env(env, spec or NodeSpec()), p, "ray")
     p.ray_session.write_text(str(child.pid))  # its session id: every head process inherits it
+    changes.record(settings, "ray", changes.HEAD_FIELDS)  # what `qserver up` compares with
     return child
 
 
@@ -242,7 +250,8 @@ def join_node(settings: Settings, head_address: str, spec: NodeSpec, env: dict[s
         # Ray's fixed default (52365) would clash with another node on this machine.
         f"--dashboard-agent-listen-port={endpoints.free_port()}",
         *_QUIET,
-        *nodes.ray_start_args(spec),
+        *node_ip_args(settings),
+        *nodes.ray_start_args(spec, key=nodes.node_key(settings, "node")),
     ]
     child = _spawn(cmd, node_env(env, spec), p, "node")
     nodes.node_session_file(settings).write_text(str(child.pid))

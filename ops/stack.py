@@ -21,10 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from core import schema
+from core import auth, schema
+from core.errors import UnsafeSettings
 from core.settings import Settings
-from ops import endpoints, prereqs, procs, proxy, rayhead
-from ops.endpoints import NotReady, connect_host, grpc_health, host_port, http_health
+from ops import changes, endpoints, prereqs, procs, proxy, rayhead
+from ops.endpoints import NotReady, checks_health, connect_host, grpc_health, host_port, monitor_url
 from ops.rayhead import ray_address, ray_env
 from ops.statedir import ComponentFailed, open_log, paths
 from qserver_client import address as client_address
@@ -38,18 +39,22 @@ TIMEOUTS = {"ingest": 60.0, "api": 60.0, "dispatcher": 240.0, "nginx": 30.0}
 
 @dataclass(frozen=True)
 class ComponentStatus:
-    """One part of the stack: whether it runs, its pid, where it listens."""
+    """One part of the stack: whether it runs, its pid, where it listens, whether its health
+    check passes (None: it has none, or it is stopped)."""
 
     name: str
     running: bool
     pid: int | None
     address: str
     detail: str = ""
+    healthy: bool | None = None
 
     @property
     def state(self) -> str:
-        """``running`` or ``stopped``."""
-        return "running" if self.running else "stopped"
+        """``running``, ``unhealthy`` (running, its health check fails) or ``stopped``."""
+        if not self.running:
+            return "stopped"
+        return "unhealthy" if self.healthy is False else "running"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -127,8 +132,6 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
     address = _service_address(settings, name)
     if address and endpoints.is_listening(*address):
         raise ComponentFailed(name, f"port {host_port(*address)} is already in use by a process `up` did not start")
-    if name == "dispatcher":
-        p.dispatcher_ready.unlink(missing_ok=True)
     p.run.mkdir(parents=True, exist_ok=True)
     with open_log(p, name) as log:
         child = subprocess.Popen(
@@ -142,20 +145,37 @@ def _start_service(settings: Settings, name: str, env: dict[str, str]) -> int:
         )
     _children[child.pid] = child
     p.pid(name).write_text(str(child.pid))
+    changes.record(settings, name)
     return child.pid
 
 
-def _probe(settings: Settings, name: str):
-    if name == "ingest":
-        return lambda: grpc_health(settings.ingest_host, settings.ingest_port)
+def health_url(settings: Settings, name: str) -> str:
+    """Where service ``name`` answers its health check: the api's readiness, ingest's and the
+    dispatcher's monitors (core/monitor.py)."""
     if name == "api":
-        return lambda: http_health(settings.api_host, settings.api_port)
+        return f"http://{host_port(connect_host(settings.api_host), settings.api_port)}/api/v1/health/ready"
+    port = settings.ingest_monitor_port if name == "ingest" else settings.dispatcher_monitor_port
+    return monitor_url(settings.monitor_host, port)
 
-    def dispatcher_ready() -> None:
-        if not paths(settings).dispatcher_ready.exists():
-            raise NotReady("no dispatcher.ready yet (joining Ray, warming executors)")
 
-    return dispatcher_ready
+def metrics_url(settings: Settings, name: str) -> str:
+    """Where service ``name`` exports its Prometheus metrics (``/metrics``)."""
+    if name == "api":
+        return f"http://{host_port(connect_host(settings.api_host), settings.api_port)}/metrics"
+    port = settings.ingest_monitor_port if name == "ingest" else settings.dispatcher_monitor_port
+    return monitor_url(settings.monitor_host, port, "/metrics")
+
+
+def _probe(settings: Settings, name: str):
+    url = health_url(settings, name)
+    if name == "ingest":
+
+        def ingest_ready() -> None:
+            grpc_health(settings.ingest_host, settings.ingest_port)
+            checks_health(url)
+
+        return ingest_ready
+    return lambda: checks_health(url)
 
 
 def _stop_service(settings: Settings, name: str) -> None:
@@ -165,13 +185,89 @@ def _stop_service(settings: Settings, name: str) -> None:
     paths(settings).pid(name).unlink(missing_ok=True)
 
 
+# --- a stack that already runs: what `up` may change ----------------------------------------------
+
+
+class UnsafeChange(Exception):
+    """`qserver up` cannot apply these settings to the stack that runs; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` does to parts that run: the services it restarts, and why (their changed
+    settings; None: started without a record of them), and what nginx's config takes."""
+
+    restart: dict[str, list[changes.Change] | None]
+    nginx: str  # "start", "reload" or "restart" (proxy.stage)
+
+
+def preflight(settings: Settings, nginx: str) -> Plan:
+    """Check that `up` can apply ``settings`` before it starts, stops or writes anything.
+
+    The services would accept them (core.auth.auth_mode); the Ray head that runs was started
+    with the same head settings (changes.HEAD_FIELDS: restarting it would end every running
+    job); a restarted service's new address is free; nginx's new config passes `nginx -t` and
+    its new addresses are free (proxy.stage; only the staged copy is written, then removed).
+
+    Raises:
+        UnsafeChange: the settings cannot be applied; the message says why and what to do.
+        ComponentFailed: nginx's config test failed or an address it needs is taken.
+    """
+    try:
+        auth.auth_mode(settings)
+    except UnsafeSettings as error:
+        raise UnsafeChange(f"ingest and the api would refuse to start: {error}") from None
+    if settings.ray_start_head and rayhead.gcs_pid(settings) is not None:
+        old = changes.recorded(settings, "ray")
+        diff = changes.differences(old, changes.fingerprint(settings, changes.HEAD_FIELDS)) if old else []
+        if diff:
+            raise UnsafeChange(
+                f"the Ray head runs with other settings ({'; '.join(map(str, diff))}): restarting it "
+                "would end every running job. Run `qserver down` first, then `qserver up`"
+            )
+    now = changes.fingerprint(settings)
+    restart: dict[str, list[changes.Change] | None] = {}
+    for name in SERVICES:
+        if _service_pid(settings, name) is None:
+            continue
+        old = changes.recorded(settings, name)
+        diff = None if old is None else changes.differences(old, now)
+        if diff is None or diff:
+            restart[name] = diff
+        address = _service_address(settings, name)
+        moved = {f"QSERVER_{name.upper()}_HOST", f"QSERVER_{name.upper()}_PORT"} & {c.name for c in diff or []}
+        if address and moved and endpoints.is_listening(*address):
+            raise UnsafeChange(f"{name} would move to {host_port(*address)}, which another process holds")
+    return Plan(restart, proxy.check(settings, nginx))
+
+
+def _apply(settings: Settings, plan: Plan, console: Console) -> None:
+    """Stop the services ``plan`` restarts (the normal start-up starts them again)."""
+    if not plan.restart:
+        return
+    names = ", ".join(plan.restart)
+    why = sorted({str(c) for diff in plan.restart.values() for c in diff or []})
+    if any(diff is None for diff in plan.restart.values()):
+        why.append("started without a record of their settings")
+    console.print(f"[yellow]↻[/] restarting {names}: settings changed since they started ({'; '.join(why)})")
+    for name in ("dispatcher", "api", "ingest"):
+        if name in plan.restart:
+            _stop_service(settings, name)
+
+
 # --- up / down / status ---------------------------------------------------------------------------
 
 
 def up(settings: Settings, *, console: Console | None = None) -> None:
     """Start the whole stack and wait until every part answers; reuses parts already running.
 
+    On a stack that runs, settings that changed since a service started restart it (nginx is
+    reloaded, or restarted when its addresses change); settings the running Ray head was not
+    started with are refused. Both are checked (:func:`preflight`) before anything is started,
+    stopped or written.
+
     Raises:
+        UnsafeChange: the settings cannot be applied to what runs; nothing was changed.
         ComponentFailed: a part did not come up (its name, the reason, its log tail).
         prereqs.SetupError: Postgres, RabbitMQ or nginx could not be installed or started.
     """
@@ -187,6 +283,7 @@ def up(settings: Settings, *, console: Console | None = None) -> None:
     nginx = prereqs.ensure_prerequisites(settings)
     done("postgres", _pg_where(settings))
     done("rabbitmq", _amqp_where(settings))
+    _apply(settings, preflight(settings, nginx), console)
 
     env = child_env(settings)
     # ~5 s: runs while the schema and services start
@@ -237,7 +334,6 @@ def down(settings: Settings) -> None:
     proxy.stop(settings)
     for name in ("dispatcher", "api", "ingest"):
         _stop_service(settings, name)
-    paths(settings).dispatcher_ready.unlink(missing_ok=True)
     if settings.ray_start_head:
         rayhead.stop(settings)
 
@@ -269,9 +365,13 @@ def status(settings: Settings) -> list[ComponentStatus]:
     for name in SERVICES:
         pid = _service_pid(settings, name)
         address = _service_address(settings, name)
-        detail = ""
-        if name == "dispatcher" and pid is not None:
-            detail = "ready" if paths(settings).dispatcher_ready.exists() else "warming up"
+        detail, healthy = "", None
+        if pid is not None:
+            try:
+                checks_health(health_url(settings, name), timeout=2.0)
+                detail, healthy = f"healthy; metrics: {metrics_url(settings, name)}", True
+            except NotReady as error:
+                detail, healthy = str(error), False
         result.append(
             ComponentStatus(
                 name,
@@ -279,6 +379,7 @@ def status(settings: Settings) -> list[ComponentStatus]:
                 pid,
                 host_port(*address) if address else ray_address(settings),
                 detail,
+                healthy,
             )
         )
     pid = proxy.nginx_pid(settings)

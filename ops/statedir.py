@@ -38,7 +38,6 @@ class Paths:
     nginx: Path
     nginx_conf: Path
     nginx_pid: Path
-    dispatcher_ready: Path
     ray_token: Path
     ray_session: Path
     ray_temp: Path
@@ -63,7 +62,6 @@ def paths(settings: Settings) -> Paths:
         nginx=root / "nginx",
         nginx_conf=root / "nginx" / "nginx.conf",
         nginx_pid=root / "nginx" / "nginx.pid",
-        dispatcher_ready=root / "dispatcher.ready",
         ray_token=root / "ray_auth_token",
         ray_session=root / "run" / "ray.sid",
         ray_temp=ray_temp,

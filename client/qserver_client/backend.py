@@ -60,7 +60,9 @@ def _num_qubits(info: dict[str, Any]) -> int | None:
 class QServerBackend(BackendV2):
     """A backend of a QServer (``client.backend(name)``): one job per circuit, counts only.
 
-    ``info`` is the server's backend JSON (``GET /api/v1/backend/{name}``). ``num_qubits``:
+    ``info`` is the server's backend JSON (``GET /api/v1/backend/{name}``); ``capabilities``
+    its capabilities (methods, max_qubits per method, result_types, plugin_version, needs_gpu),
+    None where the backend's plugin does not declare them. ``num_qubits``:
     the target's size; default the server's when its backend JSON has one, else
     ``DEFAULT_NUM_QUBITS`` (it only bounds ``transpile``). Options (``set_options`` or ``run``'s
     keywords): ``shots`` (1024), ``seed_simulator`` (None: a fresh seed per job; an integer:
@@ -76,6 +78,7 @@ class QServerBackend(BackendV2):
         )
         self.client = client
         self.info = info
+        self.capabilities: dict[str, Any] | None = info.get("capabilities")
         self._target = permissive_target(num_qubits or _num_qubits(info) or DEFAULT_NUM_QUBITS)
 
     @classmethod

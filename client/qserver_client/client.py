@@ -14,6 +14,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -37,6 +38,7 @@ from qserver_client.errors import (
     WaitTimeout,
     api_error,
 )
+from qserver_client.listing import NEXT_CURSOR, query
 
 if TYPE_CHECKING:
     from qserver_client.backend import QServerBackend
@@ -169,15 +171,19 @@ class Client:
         or not), up to ``SUBMIT_ATTEMPTS`` times with a growing pause (0.25 s, 0.5 s, 1 s, plus
         jitter); the server answers a repeat with the job it stored, which runs once. Refusals are
         never sent again. Any other iterable is streamed as it is read, and sent once (send it
-        again yourself, with the same messages and key).
+        again yourself, with the same messages and key). A list or tuple also goes with metadata
+        ``stream-messages`` (its length): a stream cut short on the way is then answered
+        UNAVAILABLE, and sent again, rather than refused as an empty or broken program.
         """
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         metadata = (*(self._metadata or ()), ("idempotency-key", key))
+        resendable = isinstance(messages, list | tuple)
+        if resendable:  # the server tells a stream cut short in transit (resent) from an empty program
+            metadata = (*metadata, (wire.STREAM_MESSAGES, str(len(messages))))
 
         def send() -> str:
             return self._add_job(iter(messages), timeout=timeout, metadata=metadata).id
 
-        resendable = isinstance(messages, list | tuple)
         try:
             try:
                 return send()  # the usual case: answered at once, no retry machinery built
@@ -281,17 +287,100 @@ class Client:
         Raises ``Conflict`` (409) while it runs, ``JobNotFound``, ``ApiUnreachable``."""
         self._call("DELETE", f"/job/{_segment(job_id)}", not_found=JobNotFound)
 
-    def jobs(self, *, cursor: int = 0) -> Iterator[dict[str, Any]]:
-        """``GET /api/v1/jobs``: every job in submission order (a user's key: its own), as
-        ``job()`` gives it, from the one after ``cursor`` (a job's ``pointer``) on; pages are
-        fetched as the iteration reaches them (the server's page size, 20 today). Raises, while
-        iterating, what ``job`` raises."""
+    def _page(self, path: str, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of a listing: its rows and the next page's cursor (X-Next-Cursor; None on the
+        last page). Raises the typed ``ApiError`` for another status than 200."""
+        response = self._request("GET", path, params)
+        if response.status_code != 200:
+            raise self._error(response, "GET", path)
+        next_cursor = response.headers.get(NEXT_CURSOR)
+        return response.json(), None if next_cursor is None else int(next_cursor)
+
+    def _pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every row of a listing from ``params["cursor"]`` on, following X-Next-Cursor."""
         while True:
-            page = self._call("GET", "/jobs", cursor=cursor)
-            if not page:
+            rows, next_cursor = self._page(path, params)
+            yield from rows
+            if next_cursor is None:
                 return
-            yield from page
-            cursor = page[-1]["pointer"]
+            params["cursor"] = next_cursor
+
+    def jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v1/jobs``: one page of jobs (a user's key: its own), as ``job()`` gives them.
+
+        ``status``: only these (pending, running, finished, failed, canceled; one, a comma list or
+        a sequence); ``backend``: only jobs on it; ``order``: "asc" (oldest first: the jobs after
+        ``cursor``) or "desc" (newest first: the jobs before ``cursor``; 0 = from the newest);
+        ``limit``: rows, 1 to 1000 (None: the server's 20); ``since``: only jobs submitted at or
+        after it (a datetime, or ISO 8601 text; without a time zone: UTC); ``fields``: only these
+        fields of each job (``id`` and ``pointer`` always come), e.g. ``["status", "owner"]``.
+        ``cursor``: a job's ``pointer``. ``iter_jobs`` follows the pages. Raises ``BadRequest``
+        (a bad parameter, named), ``Unauthenticated``, ``ApiUnreachable``.
+        """
+        return self._page("/jobs", query(status, backend, order, limit, since, fields, cursor))[0]
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Every job ``jobs()`` would list from ``cursor`` on, page after page (following the
+        server's X-Next-Cursor): pages are fetched as the iteration reaches them. ``limit``: rows
+        a page (None: the server's 20). Raises, while iterating, what ``jobs`` raises."""
+        yield from self._pages("/jobs", query(status, backend, order, limit, since, fields, cursor))
+
+    def history(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v1/history``: one page of history rows (one per job that ended: finished,
+        failed or canceled; kept after the job is deleted), filtered and ordered as ``jobs()``;
+        each row's ``job_id`` names its job. Raises what ``jobs`` raises."""
+        return self._page("/history", query(status, backend, order, limit, since, fields, cursor))[0]
+
+    def iter_history(
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        backend: str | None = None,
+        order: str = "asc",
+        limit: int | None = None,
+        since: datetime | str | None = None,
+        fields: str | Sequence[str] | None = None,
+        cursor: int = 0,
+    ) -> Iterator[dict[str, Any]]:
+        """Every history row ``history()`` would list from ``cursor`` on, page after page, as
+        ``iter_jobs`` does."""
+        yield from self._pages("/history", query(status, backend, order, limit, since, fields, cursor))
+
+    def plugins(self) -> list[dict[str, Any]]:
+        """``GET /api/v1/plugins``: the admitted plugins, ``{"name", "version", "backends",
+        "builtin", "enabled", "admitted_at"}`` each, the built-in aer-plugin first. Raises
+        ``ApiError``, ``ApiUnreachable``."""
+        return self._call("GET", "/plugins")
 
     def backends(self) -> list[dict[str, Any]]:
         """``GET /api/v1/backends``, every page: the enabled backends, ``{"backend_name",
@@ -303,13 +392,38 @@ class Client:
 
     def backend(self, name: str, *, num_qubits: int | None = None) -> QServerBackend:
         """A Qiskit ``BackendV2`` for the server's backend ``name`` (``GET /api/v1/backend/{name}``):
-        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``. ``num_qubits``:
-        the target's size, when the server does not say (see ``QServerBackend``). Imports Qiskit.
+        ``transpile(circuit, backend)``, ``backend.run(circuits, shots=...)``; its
+        ``capabilities`` say what the server runs on it (methods, max_qubits per method,
+        result_types, plugin_version, needs_gpu; None where its plugin does not declare them).
+        ``num_qubits``: the target's size, when the server does not say (see ``QServerBackend``).
+        Imports Qiskit.
         Raises ``BackendNotFound`` (404: no such backend, or disabled), ``ApiUnreachable``."""
         from qserver_client.backend import QServerBackend
 
         info = self._call("GET", f"/backend/{_segment(name)}", not_found=BackendNotFound)
         return QServerBackend(self, info, num_qubits=num_qubits)
+
+    PLUGIN_WAIT_S = 300.0  # admitting a plugin downloads its wheel (the server bounds that)
+
+    def admit_plugin(self, name: str) -> dict[str, Any]:
+        """``POST /api/v1/plugin/{name}`` (admins): admit the package ``name`` from the server's
+        index and register its backends; ``{"name", "version", "backends"}`` (the built-in
+        ``aer-plugin``: enabled again, version null). Raises ``Forbidden`` (a user's key),
+        ``NotFound`` (not on the index), ``Conflict`` (already admitted, a backend name taken),
+        another ``ApiError`` (400 bad name, 422 not a plugin, 502/504 index unreachable or slow),
+        ``ApiUnreachable``."""
+        path = f"/plugin/{_segment(name)}"
+        response = self._request("POST", path, wait_s=self.PLUGIN_WAIT_S)
+        if response.status_code not in (200, 201):
+            raise self._error(response, "POST", path)
+        return response.json()
+
+    def remove_plugin(self, name: str) -> dict[str, Any]:
+        """``DELETE /api/v1/plugin/{name}`` (admins): remove the plugin and its backends (the
+        built-in one is disabled); ``{"name", "removed": true}``. Raises ``Forbidden``,
+        ``NotFound`` (not admitted), ``Conflict`` (jobs on its backends pending or running),
+        ``ApiUnreachable``."""
+        return self._call("DELETE", f"/plugin/{_segment(name)}")
 
     def _wait(self, job_id: str, timeout: float, on_status: Callable[[str], None] | None) -> tuple[dict, dict | None]:
         """Wait until the job is terminal: (its JSON, or a stub {id, status} when results came,

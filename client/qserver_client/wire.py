@@ -21,6 +21,9 @@ CHUNK_CHARS = 16 * 1024  # the upstream client's chunk size
 BINDINGS_CHUNK_BYTES = 1024 * 1024  # the sweep contract's largest bindingsChunk
 ADD_JOB = "/Jobs/AddJob"  # the proto has no package: the service's full name is "Jobs"
 HEALTH_CHECK = "/Jobs/HealthCheck"
+# gRPC metadata: the number of JobData messages of the stream; a server that gets fewer answers
+# UNAVAILABLE (the stream was cut short in transit), which Client.submit_messages sends again
+STREAM_MESSAGES = "stream-messages"
 
 
 def properties(

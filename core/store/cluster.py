@@ -9,41 +9,61 @@ from psycopg.types.json import Jsonb
 
 _UPSERT_NODE = """
 INSERT INTO nodes (node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total,
-                   gpus_free, memory_total, memory_free, jobs_running, versions, last_seen)
-VALUES (%(node_id)s, %(address)s, %(hostname)s, %(tags)s, %(alive)s, %(cpus_total)s,
+                   gpus_free, memory_total, memory_free, jobs_running, versions, head, node_key,
+                   last_seen)
+VALUES (%(node_id)s, %(address)s, %(hostname)s, %(tags)s, true, %(cpus_total)s,
         %(cpus_free)s, %(gpus_total)s, %(gpus_free)s, %(memory_total)s, %(memory_free)s,
-        %(jobs_running)s, %(versions)s, now())
+        %(jobs_running)s, %(versions)s, %(head)s, %(node_key)s, now())
 ON CONFLICT (node_id) DO UPDATE SET
-    address = EXCLUDED.address, hostname = EXCLUDED.hostname, alive = EXCLUDED.alive,
+    address = EXCLUDED.address, hostname = EXCLUDED.hostname, alive = true,
     cpus_free = EXCLUDED.cpus_free, gpus_free = EXCLUDED.gpus_free,
     memory_free = EXCLUDED.memory_free, jobs_running = EXCLUDED.jobs_running,
-    -- Ray forgets a dead node's resources; we keep what it offered (it may come back)
-    tags = CASE WHEN EXCLUDED.alive THEN EXCLUDED.tags ELSE nodes.tags END,
-    cpus_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.cpus_total ELSE nodes.cpus_total END,
-    gpus_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.gpus_total ELSE nodes.gpus_total END,
-    memory_total = CASE WHEN EXCLUDED.alive THEN EXCLUDED.memory_total ELSE nodes.memory_total END,
-    versions = CASE WHEN EXCLUDED.alive THEN EXCLUDED.versions ELSE nodes.versions END,
-    last_seen = CASE WHEN EXCLUDED.alive THEN now() ELSE nodes.last_seen END
+    tags = EXCLUDED.tags, cpus_total = EXCLUDED.cpus_total, gpus_total = EXCLUDED.gpus_total,
+    memory_total = EXCLUDED.memory_total, versions = EXCLUDED.versions, head = EXCLUDED.head,
+    node_key = EXCLUDED.node_key, last_seen = now()
 """
 
 
 async def save_nodes(conn: psycopg.AsyncConnection, *, nodes: list[dict[str, Any]]) -> None:
-    """Upsert the nodes Ray reports (dicts with the columns of ``nodes``) in one transaction;
-    nodes Ray no longer reports are marked not alive."""
+    """Record the nodes Ray reports (dicts with the columns of ``nodes``, ``head`` and
+    ``node_key`` included) in one transaction.
+
+    Alive nodes are upserted. Every other row is marked not alive, keeping what the node
+    offered (tags, CPUs, GPUs, memory: it may come back); a dead node Ray still lists is never
+    inserted, so a node `qserver node forget` removed stays forgotten. The offline rows whose
+    ``node_key`` an alive node carries are deleted: that node is the same machine's come back
+    (with a new Ray node id).
+    """
+    alive = [node for node in nodes if node["alive"]]
     async with conn.transaction():
-        for node in nodes:
-            await conn.execute(_UPSERT_NODE, {**node, "versions": Jsonb(node.get("versions") or {})})
+        for node in alive:
+            await conn.execute(
+                _UPSERT_NODE,
+                {"head": False, "node_key": None, **node, "versions": Jsonb(node.get("versions") or {})},
+            )
         await conn.execute(
             "UPDATE nodes SET alive = false, cpus_free = 0, gpus_free = 0, memory_free = 0,"
             " jobs_running = 0 WHERE alive AND NOT node_id = ANY(%s)",
-            ([node["node_id"] for node in nodes if node["alive"]],),
+            ([node["node_id"] for node in alive],),
         )
+        keys = [node["node_key"] for node in alive if node.get("node_key")]
+        if keys:
+            await conn.execute("DELETE FROM nodes WHERE NOT alive AND node_key = ANY(%s)", (keys,))
 
 
 async def known_nodes(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
-    """Every node ever seen: node_id, alive, tags, gpus_total, memory_total, cpus_total."""
-    cur = await conn.execute("SELECT node_id, alive, tags, gpus_total, memory_total, cpus_total FROM nodes")
+    """Every node on record: node_id, alive, tags, gpus_total, memory_total, cpus_total, head,
+    jobs_running, and draining (bool: `qserver node drain` asked for it)."""
+    cur = await conn.execute(
+        "SELECT node_id, alive, tags, gpus_total, memory_total, cpus_total, head, jobs_running,"
+        " draining_since IS NOT NULL AS draining FROM nodes"
+    )
     return await cur.fetchall()
+
+
+async def cancel_drain(conn: psycopg.AsyncConnection, *, node_ids: list[str]) -> None:
+    """Take back the drain of ``node_ids`` (the dispatcher cannot drain them)."""
+    await conn.execute("UPDATE nodes SET draining_since = NULL WHERE node_id = ANY(%s)", (node_ids,))
 
 
 async def jobs_running_by_node(conn: psycopg.AsyncConnection) -> dict[str, int]:
@@ -131,14 +151,69 @@ def head_node_versions_sync(conn: psycopg.Connection, *, host: str, prefix: str)
     return conn.execute(_HEAD_VERSIONS, {"host": host, "prefix": prefix}).fetchone()
 
 
+_NODE_ROW_SYNC = (
+    "SELECT node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total, gpus_free,"
+    " memory_total, memory_free, jobs_running, versions, last_seen, head, node_key, draining_since FROM nodes"
+)
+
+
 def list_nodes_sync(conn: psycopg.Connection) -> list[dict[str, Any]]:
-    """Every row of ``nodes`` (for `qserver node status`), alive first, by address.
+    """Every row of ``nodes`` (for `qserver node status`), alive first, by address: the columns
+    of :func:`list_nodes` but first_seen, plus head, node_key and draining_since.
 
     Raises:
         psycopg.errors.UndefinedTable: the schema has no ``nodes`` table yet.
     """
+    return conn.execute(f"{_NODE_ROW_SYNC} ORDER BY alive DESC, address, node_id").fetchall()
+
+
+def nodes_matching_sync(conn: psycopg.Connection, *, prefix: str) -> list[dict[str, Any]]:
+    """The rows (as :func:`list_nodes_sync`) whose node id starts with ``prefix`` (hex digits)."""
     return conn.execute(
-        "SELECT node_id, address, hostname, tags, alive, cpus_total, cpus_free, gpus_total, gpus_free,"
-        " memory_total, memory_free, jobs_running, versions, last_seen FROM nodes"
-        " ORDER BY alive DESC, address, node_id"
+        f"{_NODE_ROW_SYNC} WHERE left(node_id, length(%(p)s)) = %(p)s ORDER BY node_id", {"p": prefix}
     ).fetchall()
+
+
+async def running_on_nodes(conn: psycopg.AsyncConnection, *, limit: int = 500) -> list[dict[str, Any]]:
+    """What runs where: running jobs, by node then start time, at most ``limit``:
+    {id, node_id, owner, target_simulator, start_time}."""
+    cur = await conn.execute(
+        "SELECT id, node_id, owner, target_simulator, start_time FROM jobs"
+        " WHERE status = 'running' ORDER BY node_id, start_time, id LIMIT %s",
+        (limit,),
+    )
+    return await cur.fetchall()
+
+
+def node_by_key_sync(conn: psycopg.Connection, *, node_key: str) -> dict[str, Any] | None:
+    """The alive row (as :func:`list_nodes_sync`) whose node_key is ``node_key``, else the
+    offline one seen last; None when there is none."""
+    return conn.execute(
+        f"{_NODE_ROW_SYNC} WHERE node_key = %s ORDER BY alive DESC, last_seen DESC LIMIT 1", (node_key,)
+    ).fetchone()
+
+
+def request_drain_sync(conn: psycopg.Connection, *, node_id: str) -> bool:
+    """Mark the alive node ``node_id`` draining (kept when it already is); False when there is
+    no such alive node."""
+    cur = conn.execute(
+        "UPDATE nodes SET draining_since = coalesce(draining_since, now()) WHERE node_id = %s AND alive",
+        (node_id,),
+    )
+    return cur.rowcount == 1
+
+
+def forget_node_sync(conn: psycopg.Connection, *, node_id: str) -> bool:
+    """Delete the row of the offline node ``node_id``; False when there is no such offline node.
+    Its tags, GPUs and memory stop counting as known (admission, placement)."""
+    return conn.execute("DELETE FROM nodes WHERE node_id = %s AND NOT alive", (node_id,)).rowcount == 1
+
+
+def running_jobs_on_node_sync(conn: psycopg.Connection, *, node_id: str, limit: int = 10) -> tuple[int, list[str]]:
+    """How many jobs run on ``node_id`` now, and the ids of the first ``limit`` (by start)."""
+    rows = conn.execute(
+        "SELECT id::text, count(*) OVER () AS n FROM jobs WHERE status = 'running' AND node_id = %s"
+        " ORDER BY start_time LIMIT %s",
+        (node_id, limit),
+    ).fetchall()
+    return (rows[0]["n"] if rows else 0), [row["id"] for row in rows]

@@ -445,6 +445,12 @@ async def canceled_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UU
     return [row["id"] for row in await cur.fetchall()]
 
 
+async def claimed_among(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of ``job_ids`` are claimed and not started (handed to Ray, waiting for a node)."""
+    cur = await conn.execute(f"SELECT id FROM jobs WHERE id = ANY(%s) AND {status_in([CLAIMED])}", (job_ids,))
+    return [row["id"] for row in await cur.fetchall()]
+
+
 _RERUN = f"""
 WITH source AS (
     SELECT j.target_simulator, j.qasm, j.bindings, j.owner,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from core.domain import show
 from core.errors import (
@@ -32,12 +34,40 @@ async def require_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[s
         BackendNotFound: no backend has that name.
         BackendDisabled: its plugin was removed.
     """
-    backend = await get_backend(conn, name=name)
+    return _enabled(name, await get_backend(conn, name=name))
+
+
+def _enabled(name: str, backend: dict[str, Any] | None) -> dict[str, Any]:
     if backend is None:
         raise BackendNotFound(f"backend {show(name)} does not exist; GET /api/v1/backends lists them")
     if not backend["enabled"]:
         raise BackendDisabled(f"backend {name!r} is disabled: its plugin {backend['plugin']!r} was removed")
     return backend
+
+
+# A backend with what its capabilities are made of (core.capabilities): what its plugin declared,
+# the plugin's version and whether it is built in, and the memory of the largest node alive now
+# that can run it (with a GPU when it needs one; null when none is alive).
+_DETAILS = """
+SELECT b.id, b.pointer, b.backend_name, b.plugin, b.enabled, b.needs_gpu, b.capabilities,
+       p.builtin AS plugin_builtin, p.version AS plugin_version,
+       (SELECT max(n.memory_total) FROM nodes n
+         WHERE n.alive AND (NOT b.needs_gpu OR n.gpus_total >= 1)) AS node_memory
+  FROM backends b LEFT JOIN plugins p ON p.name = b.plugin
+"""
+
+
+async def describe_backend(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any]:
+    """The enabled backend called ``name`` with its details: {id, pointer, backend_name, plugin,
+    enabled, needs_gpu, capabilities (declared, or None), plugin_builtin, plugin_version,
+    node_memory (bytes, or None)}.
+
+    Raises:
+        BackendNotFound: no backend has that name.
+        BackendDisabled: its plugin was removed.
+    """
+    cur = await conn.execute(f"{_DETAILS} WHERE b.backend_name = %s", (name,))
+    return _enabled(name, await cur.fetchone())
 
 
 async def get_plugin(conn: psycopg.AsyncConnection, *, name: str) -> dict[str, Any] | None:
@@ -60,14 +90,24 @@ async def enable_builtin_plugin(conn: psycopg.AsyncConnection, *, name: str, bac
             "INSERT INTO plugins (name, builtin) VALUES (%s, true) ON CONFLICT (name) DO NOTHING",
             (name,),
         )
-        cur = await conn.execute(_INSERT_BACKENDS, (name, list(backends)))
+        cur = await conn.execute(_INSERT_BACKENDS, _backend_rows(name, backends, None))
         if len(await cur.fetchall()) != len(backends):
             taken = await _backends_of_others(conn, name=name, backends=backends)
             raise Conflict(_taken(name, "(built in)", taken))
 
 
-async def admit_plugin(conn: psycopg.AsyncConnection, *, name: str, version: str, backends: tuple[str, ...]) -> None:
+async def admit_plugin(
+    conn: psycopg.AsyncConnection,
+    *,
+    name: str,
+    version: str,
+    backends: tuple[str, ...],
+    capabilities: Mapping[str, Mapping[str, Any]] | None = None,
+) -> None:
     """Record a plugin and its (enabled) backends in one transaction.
+
+    ``capabilities``: what the plugin declares per backend (core.capabilities.parse_declaration),
+    stored with the backend; its ``needs_gpu`` becomes the backend's. None: it declares nothing.
 
     The plugin row's INSERT notifies ``qserver_plugins`` at commit, so the dispatcher
     starts building its runtime_env.
@@ -89,18 +129,26 @@ async def admit_plugin(conn: psycopg.AsyncConnection, *, name: str, version: str
         taken = await _backends_of_others(conn, name=name, backends=backends)
         if taken:
             raise Conflict(_taken(name, version, taken))
-        cur = await conn.execute(_INSERT_BACKENDS, (name, list(backends)))
+        cur = await conn.execute(_INSERT_BACKENDS, _backend_rows(name, backends, capabilities))
         if len(await cur.fetchall()) != len(backends):  # another admission took one meanwhile
             taken = await _backends_of_others(conn, name=name, backends=backends)
             raise Conflict(_taken(name, version, taken))
 
 
 _INSERT_BACKENDS = """
-INSERT INTO backends (backend_name, plugin)
-SELECT b, %s FROM unnest(%s::text[]) WITH ORDINALITY AS u(b, n) ORDER BY n
+INSERT INTO backends (backend_name, plugin, capabilities, needs_gpu)
+SELECT b, %(plugin)s, (d.caps -> b) - 'needs_gpu', coalesce((d.caps -> b ->> 'needs_gpu')::boolean, false)
+  FROM unnest(%(backends)s::text[]) WITH ORDINALITY AS u(b, n), (SELECT %(caps)s::jsonb AS caps) AS d
+ ORDER BY n
 ON CONFLICT (backend_name) DO UPDATE SET enabled = true WHERE backends.plugin = EXCLUDED.plugin
 RETURNING backend_name
 """
+
+
+def _backend_rows(
+    plugin: str, backends: tuple[str, ...], capabilities: Mapping[str, Mapping[str, Any]] | None
+) -> dict[str, Any]:
+    return {"plugin": plugin, "backends": list(backends), "caps": Jsonb(dict(capabilities or {}))}
 
 
 async def _backends_of_others(
@@ -165,12 +213,24 @@ async def backend_needs_gpu(conn: psycopg.AsyncConnection, *, name: str) -> bool
 
 
 async def list_backends(conn: psycopg.AsyncConnection, *, cursor: int = 0) -> list[dict[str, Any]]:
-    """Enabled backends with pointer > cursor, PAGE_SIZE a page, in pointer order: {id, pointer,
-    backend_name, plugin, needs_gpu}."""
+    """Enabled backends with pointer > cursor, PAGE_SIZE a page, in pointer order, each as
+    describe_backend gives it."""
     cur = await conn.execute(
-        "SELECT id, pointer, backend_name, plugin, needs_gpu FROM backends"
-        " WHERE enabled AND pointer > %s ORDER BY pointer LIMIT %s",
-        (cursor, PAGE_SIZE),
+        f"{_DETAILS} WHERE b.enabled AND b.pointer > %s ORDER BY b.pointer LIMIT %s", (cursor, PAGE_SIZE)
+    )
+    return await cur.fetchall()
+
+
+async def list_plugins(conn: psycopg.AsyncConnection) -> list[dict[str, Any]]:
+    """Every admitted plugin, the built-in one first, then in the order they were admitted:
+    {name, version (None for the built-in one), builtin, admitted_at, backends (names, in
+    pointer order), enabled (whether its backends are: False for a removed built-in plugin)}."""
+    cur = await conn.execute(
+        "SELECT p.name, p.version, p.builtin, p.admitted_at,"
+        " coalesce(array_agg(b.backend_name ORDER BY b.pointer) FILTER (WHERE b.backend_name IS NOT NULL), '{}')"
+        " AS backends, coalesce(bool_or(b.enabled), false) AS enabled"
+        " FROM plugins p LEFT JOIN backends b ON b.plugin = p.name"
+        " GROUP BY p.name ORDER BY p.builtin DESC, p.admitted_at, p.name"
     )
     return await cur.fetchall()
 

@@ -1,4 +1,4 @@
-"""Reading jobs, results and history for the api (keyset paging, owner filters).
+"""Reading jobs and results for the api (owner filters); pages of them are core/store/listing.py's.
 
 Every answer names the contract's statuses only: the internal ``claimed`` reads as ``pending``
 (:func:`visible_status`), and a pending job's ``waiting_for`` says where it waits: the queue, an
@@ -14,7 +14,6 @@ import psycopg
 
 from core import sweeps
 from core.domain import WAITING_FOR_EXECUTOR, WAITING_IN_QUEUE, JobStatus
-from core.store.connect import PAGE_SIZE
 
 
 def visible_status(column: str) -> str:
@@ -134,19 +133,6 @@ async def get_job_raw(
     return None if row is None else raw_job_json(row)
 
 
-async def list_jobs_raw(
-    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None, inline_bytes: int
-) -> list[dict[str, Any]]:
-    """``list_jobs`` with the results as JSON text (``raw_job_json``), inline up to ``inline_bytes``."""
-    mine, param = owned_by("j.owner", owner)
-    cur = await conn.execute(
-        f"SELECT {_JOB_FIELDS}, {_raw_results(inline_bytes)} {JOB_FROM}"
-        f" WHERE j.pointer > %s{mine} ORDER BY j.pointer LIMIT %s",
-        (cursor, *param, PAGE_SIZE),
-    )
-    return [raw_job_json(row) for row in await cur.fetchall()]
-
-
 async def raw_results(conn: psycopg.AsyncConnection, *, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
     """The results of ``job_ids`` that have some: {job id: {id, job_id, counts, quasi_dist, expval}},
     each result type as its JSON text (or None). Results never change once written."""
@@ -221,27 +207,3 @@ async def get_job_status(
     mine, param = owned_by("owner", owner)
     cur = await conn.execute(f"SELECT status, error FROM jobs WHERE id = %s{mine}", (job_id, *param))
     return await cur.fetchone()
-
-
-async def list_history(
-    conn: psycopg.AsyncConnection, *, cursor: int = 0, owner: str | None = None
-) -> list[dict[str, Any]]:
-    """History rows with pointer > cursor (keyset paging), PAGE_SIZE a page, in pointer order.
-
-    ``results`` is always an object ({counts, quasi_dist, expval}, null where absent).
-    With ``owner``, only that user's rows.
-    """
-    mine, param = owned_by("owner", owner)
-    cur = await conn.execute(
-        "SELECT id, pointer, job_id, target_simulator, status, metadata, error, node_id,"
-        " attempts, submission_date, start_time, finish_time, result_types, results, owner"
-        f" FROM history WHERE pointer > %s{mine} ORDER BY pointer LIMIT %s",
-        (cursor, *param, PAGE_SIZE),
-    )
-    rows = await cur.fetchall()
-    for row in rows:
-        row["results"] = row["results"] or {"counts": None, "quasi_dist": None, "expval": None}
-        sweep = sweeps.of_metadata(row["metadata"])  # a finished sweep has every binding's items
-        done = sweep.bindings if sweep and row["status"] == JobStatus.FINISHED else 0
-        row["sweep"] = sweeps.summary(row["job_id"], row["metadata"], done)
-    return rows

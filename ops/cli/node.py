@@ -1,4 +1,5 @@
-"""`qserver node start|join|status|leave`: this machine as a node of the homelab Ray cluster."""
+"""`qserver node start|join|status|leave|drain|forget`: this machine as a node of the homelab Ray
+cluster, and the lifecycle of every node: drained, then forgotten once offline."""
 
 from __future__ import annotations
 
@@ -114,17 +115,20 @@ def node_start(
         raise typer.Exit(1) from None
     if child is None:
         err.print(
-            f"[yellow]![/] our Ray head already runs (pid {rayhead.gcs_pid(settings)}): it keeps the "
-            "tags and resources it was started with (`qserver down` stops it).",
+            f"[red]our Ray head already runs[/] (pid {rayhead.gcs_pid(settings)}, port "
+            f"{settings.ray_head_port}, state dir {p.root}): nothing was started, and the head keeps "
+            "the tags, resources and ports it was started with. To start it with these: "
+            "`qserver down` (it stops the stack too; running jobs run again afterwards), then "
+            "`qserver node start --head ...`, then `qserver up`.",
             highlight=False,
         )
+        raise typer.Exit(1)
     ip = rayhead.node_ip(p.log("ray")) or endpoints.connect_host("0.0.0.0")
     address = endpoints.host_port(ip, settings.ray_head_port)
-    labels = nodes.node_labels(spec, nodes.local_versions())
+    labels = nodes.node_labels(spec, nodes.local_versions(), nodes.node_key(settings, "head"))
     out.print(f"Ray head:   {address}  (temp dir {p.ray_temp}, log {p.log('ray')})", highlight=False)
-    if child is not None:
-        out.print(f"offers:     {_offers(spec)}", highlight=False)
-        out.print(f"labels:     {', '.join(f'{k}={v}' for k, v in labels.items())}", highlight=False)
+    out.print(f"offers:     {_offers(spec)}", highlight=False)
+    out.print(f"labels:     {', '.join(f'{k}={v}' for k, v in labels.items())}", highlight=False)
     out.print(f"token:      {p.ray_token}  (mode 600; every node needs a copy)", highlight=False)
     out.print("On each other machine, copy the token, then join:", highlight=False)
     out.print(
@@ -261,9 +265,17 @@ def _check_versions(settings: Settings, head_host: str, force: bool) -> None:
     err.print("[yellow]![/] --force: joining with different versions", highlight=False)
 
 
+def _state(row) -> str:
+    if not row["alive"]:
+        return "[red]offline[/]"
+    if row.get("draining_since") is not None:
+        return "[yellow]draining[/]"
+    return "[green]alive[/]" + (" (head)" if row.get("head") else "")
+
+
 @app.command("status")
 def node_status() -> None:
-    """The cluster's nodes as the dispatcher recorded them in Postgres."""
+    """The cluster's nodes as the dispatcher recorded them in Postgres, offline ones too."""
     from datetime import datetime
 
     from ops import nodes, rayhead
@@ -284,14 +296,15 @@ def node_status() -> None:
         )
         return
     now = datetime.now(UTC)
-    table = Table(
-        box=None,
-        pad_edge=False,
-        collapse_padding=True,
-        caption="CPU, GPU, memory (GiB): free/total",
-        caption_justify="left",
-    )
-    for column in ("node", "address", "host", "tags", "alive", "CPU", "GPU", "GiB", "jobs", "seen"):
+    offline = sum(1 for row in rows if not row["alive"])
+    caption = "CPU, GPU, memory (GiB): free/total"
+    if offline:
+        caption += (
+            f"; {offline} offline: their tags still count as known (jobs asking for them wait), "
+            "until `qserver node forget ID`"
+        )
+    table = Table(box=None, pad_edge=False, collapse_padding=True, caption=caption, caption_justify="left")
+    for column in ("node", "address", "host", "tags", "state", "CPU", "GPU", "GiB", "jobs", "seen"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -299,7 +312,7 @@ def node_status() -> None:
             row["address"],
             row["hostname"] or "",
             ",".join(row["tags"]) or "-",
-            "[green]yes[/]" if row["alive"] else "[red]no[/]",
+            _state(row),
             f"{row['cpus_free']:g}/{row['cpus_total']:g}",
             f"{row['gpus_free']:g}/{row['gpus_total']:g}",
             f"{row['memory_free'] / 2**30:.1f}/{row['memory_total'] / 2**30:.1f}",
@@ -309,12 +322,44 @@ def node_status() -> None:
     out.print(table)
 
 
+def _show_running(running: int, job_ids: list[str], where: str) -> None:
+    more = f" (and {running - len(job_ids)} more)" if running > len(job_ids) else ""
+    err.print(f"{running} job(s) running on {where}: {', '.join(job_ids)}{more}", highlight=False)
+
+
 @app.command("leave")
-def node_leave() -> None:
-    """Stop the Ray node that `qserver node join` started here (only its processes)."""
-    from ops import rayhead
+def node_leave(
+    force: Annotated[
+        bool, typer.Option("--force", help="Leave even while jobs run here (they run again elsewhere).")
+    ] = False,
+) -> None:
+    """Stop the Ray node that `qserver node join` started here (only its processes); refused
+    while jobs run on it, unless --force (`qserver node drain` lets them finish first)."""
+    from ops import lifecycle, nodes, rayhead
 
     settings = common.settings_or_exit()
+    if rayhead.node_raylet_pid(settings) is not None:
+        try:
+            row = lifecycle.this_machines_node(settings, settings.database_dsn)
+            running, job_ids = (0, []) if row is None else lifecycle.running_on(settings.database_dsn, row["node_id"])
+        except nodes.CheckUnavailable as error:
+            err.print(f"[yellow]![/] could not check for jobs running here: {error}", highlight=False)
+        else:
+            if row is None:
+                err.print(
+                    "[yellow]![/] the dispatcher has not recorded this node: could not check for jobs running here"
+                )
+            elif running:
+                _show_running(running, job_ids, f"this node ({row['node_id'][:12]})")
+                if not force:
+                    err.print(
+                        "[red]not leaving:[/] `qserver node drain` lets them finish, then stops the node; "
+                        "`qserver node leave --force` stops it now (its jobs run again on another node, "
+                        "an attempt counted, as when a node is lost).",
+                        highlight=False,
+                    )
+                    raise typer.Exit(1)
+                err.print("[yellow]![/] --force: leaving; these jobs run again on another node", highlight=False)
     stopped = rayhead.leave_node(settings)
     if not stopped:
         err.print(
@@ -323,3 +368,121 @@ def node_leave() -> None:
         )
         return
     err.print(f"left the cluster: stopped {len(stopped)} Ray processes ({', '.join(map(str, stopped))})")
+
+
+@app.command("drain")
+def node_drain(
+    node_id: Annotated[
+        str | None,
+        typer.Argument(help="The node (4 or more leading hex digits of its id) \\[default: this machine's]."),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until the node has left.")] = True,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait; 0: until it has left.")] = 0.0,
+) -> None:
+    """No new jobs go to the node; the running ones finish; then the dispatcher stops it."""
+    from ops import lifecycle, nodes, rayhead
+
+    settings = common.settings_or_exit()
+    dsn = settings.database_dsn
+    try:
+        if node_id is None:
+            row = lifecycle.this_machines_node(settings, dsn)
+            if row is None or not row["alive"] or rayhead.node_raylet_pid(settings) is None:
+                err.print(
+                    "[red]no node that `qserver node join` started here is in the cluster;[/] name "
+                    "one: `qserver node drain NODE_ID` (`qserver node status` lists them)",
+                    highlight=False,
+                )
+                raise typer.Exit(2)
+        else:
+            row = lifecycle.find_node(dsn, node_id)
+        lifecycle.request_drain(dsn, row)
+        short = row["node_id"][:12]
+        err.print(
+            f"draining node {short} ({row['address']}, tags {','.join(row['tags']) or '-'}): no new "
+            "job goes there; the dispatcher stops it once its running jobs have ended",
+            highlight=False,
+        )
+        if not wait:
+            err.print(
+                f"`qserver node status` shows it draining until it leaves (then offline: "
+                f"`qserver node forget {short}`)",
+                highlight=False,
+            )
+            return
+
+        def report(progress) -> None:
+            if progress.alive and progress.running:
+                _show_running(progress.running, progress.job_ids, f"node {short}")
+            elif progress.alive and progress.draining:
+                err.print(f"no job runs on node {short}: waiting for the dispatcher to stop it", highlight=False)
+
+        last = lifecycle.wait_drained(dsn, row["node_id"], timeout_s=timeout, report=report)
+    except nodes.NodeError as error:
+        err.print(f"[red]{error}[/]", highlight=False)
+        raise typer.Exit(2 if isinstance(error, lifecycle.BadNodeId) else 1) from None
+    except nodes.CheckUnavailable as error:
+        err.print(f"[red]cannot reach the nodes:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    if last.cancelled:
+        err.print(
+            f"[red]the dispatcher cancelled the drain of node {short}:[/] its own Ray connection, or the "
+            "runner that owns every running job's task, lives there (its log says which); `qserver down` "
+            "stops the stack instead",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if last.alive:
+        err.print(
+            f"[yellow]node {short} still draining after {timeout:g} s[/] ({last.running} job(s) running); "
+            "the dispatcher goes on with it (`qserver node status`)",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    if rayhead.node_raylet_pid(settings) is not None and row.get("node_key") == nodes.node_key(settings, "node"):
+        rayhead.leave_node(settings)  # what the stopped raylet left of its session here
+    out.print(
+        f"node {short} drained and left the cluster; `qserver node forget {short}` removes its row", highlight=False
+    )
+
+
+@app.command("forget")
+def node_forget(
+    node_ids: Annotated[
+        list[str] | None, typer.Argument(help="Offline nodes (4 or more leading hex digits of their ids).")
+    ] = None,
+    all_offline: Annotated[bool, typer.Option("--all-offline", help="Forget every offline node.")] = False,
+) -> None:
+    """Remove offline nodes from the record: their tags, GPUs and memory stop counting as known."""
+    from ops import lifecycle, nodes
+
+    settings = common.settings_or_exit()
+    dsn = settings.database_dsn
+    if not node_ids and not all_offline:
+        err.print("name the nodes to forget (`qserver node status` lists them), or --all-offline")
+        raise typer.Exit(2)
+    try:
+        rows = lifecycle.offline_nodes(dsn) if all_offline else [lifecycle.find_node(dsn, i) for i in node_ids or []]
+        gone: set[str] = set()
+        for row in rows:
+            lost = lifecycle.forget(dsn, row)
+            gone.update(lost)
+            out.print(
+                f"forgot node {row['node_id'][:12]} ({row['address']}, tags {','.join(row['tags']) or '-'})",
+                highlight=False,
+            )
+    except nodes.NodeError as error:
+        err.print(f"[red]{error}[/]", highlight=False)
+        raise typer.Exit(2 if isinstance(error, lifecycle.BadNodeId) else 1) from None
+    except nodes.CheckUnavailable as error:
+        err.print(f"[red]cannot reach the nodes:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
+    if not rows:
+        out.print("no offline node on record")
+    if gone:
+        shown = ", ".join(sorted(gone))
+        err.print(
+            f"no node on record offers tag(s) {shown} any more: new jobs asking for them are refused, "
+            "and waiting ones fail saying so (the dispatcher decides them again within seconds)",
+            highlight=False,
+        )

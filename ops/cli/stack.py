@@ -14,12 +14,16 @@ app = typer.Typer()
 
 @app.command()
 def up() -> None:
-    """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx."""
+    """Start Postgres/RabbitMQ if needed, a Ray head, ingest, api, dispatcher and nginx; on a
+    running stack, restart what changed settings affect (or refuse, changing nothing)."""
     from ops import stack  # alembic, SQLAlchemy: only for the commands that need them
     from ops.statedir import ComponentFailed
 
     try:
         stack.up(common.settings_or_exit(), console=err)
+    except stack.UnsafeChange as error:
+        err.print(f"[red bold]not changed:[/] {error}", highlight=False)
+        raise typer.Exit(1) from None
     except ComponentFailed as error:
         err.print(f"[red bold]{error.component} did not start:[/] {error.reason}")
         if error.log_path is not None:
@@ -44,7 +48,7 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Show each component: running or stopped, pid, address."""
+    """Show each component: running, unhealthy or stopped, pid, address, health (exit 1 unless all run healthy)."""
     table = Table(show_header=True)
     for column in ("component", "state", "pid", "address", ""):
         table.add_column(column)
@@ -52,8 +56,8 @@ def status() -> None:
 
     components = stack.status(common.settings_or_exit())
     for part in components:
-        colour = "green" if part.running else "red"
+        colour = {"running": "green", "unhealthy": "yellow"}.get(part.state, "red")
         table.add_row(part.name, f"[{colour}]{part.state}[/]", str(part.pid or ""), part.address, part.detail)
     out.print(table)
-    if not all(part.running for part in components):
+    if not all(part.state == "running" for part in components):
         raise typer.Exit(1) from None

@@ -227,7 +227,7 @@ async def test_backends(client: httpx.AsyncClient) -> None:
     backends = response.json()
     aer = [b for b in backends if b["backend_name"] == "aer"]
     assert len(aer) == 1
-    assert set(aer[0]) == {"backend_name", "id", "pointer", "plugin", "needs_gpu"}
+    assert set(aer[0]) == {"backend_name", "id", "pointer", "plugin", "needs_gpu", "capabilities"}
     assert aer[0]["plugin"] == "aer-plugin"
     assert (await client.get(f"{V1}/backends", params={"cursor": aer[0]["pointer"]})).json() == [
         b for b in backends if b["pointer"] > aer[0]["pointer"]

@@ -7,6 +7,7 @@ pip as a ``file://`` URL through the ``plugin_index_url`` setting.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 import zipfile
@@ -20,11 +21,45 @@ import pytest
 from psycopg.rows import dict_row
 
 from api import distribution
-from core import store
+from core import capabilities, store
 
 V1 = "/api/v1"
 PYPI = "https://pypi.org/simple"
 FAKES = [f"fake{i}" for i in range(1, 24)]
+# A plugin's capabilities.json (core/capabilities.py): for both backends, cap_b needs a GPU.
+CAPABLE = {
+    "methods": ["statevector", "tensor"],
+    "max_qubits": {"statevector": 30, "tensor": 60},
+    "result_types": ["counts", "quasi_dist"],
+    "backends": {"cap_b": {"needs_gpu": True, "max_qubits": {"statevector": 36}}},
+}
+BAD_CAPABILITIES = [
+    ("caps-not-json", "{methods: []}", "caps-not-json 0.5: caps_not_json/capabilities.json is not JSON: "),
+    (
+        "caps-unknown-key",
+        '{"methods": ["sv"], "qubits": 3}',
+        "caps-unknown-key 0.5: caps_unknown_key/capabilities.json: qubits: Extra inputs are not permitted",
+    ),
+    (
+        "caps-bad-type",
+        '{"result_types": ["counts", "histogram"]}',
+        "caps-bad-type 0.5: caps_bad_type/capabilities.json: result_types.1: Input should be 'counts', "
+        "'quasi_dist' or 'expval'",
+    ),
+    (
+        "caps-bad-qubits",
+        '{"max_qubits": {"statevector": 0}}',
+        "caps-bad-qubits 0.5: caps_bad_qubits/capabilities.json: max_qubits.statevector: Input should be "
+        "greater than or equal to 1",
+    ),
+    (
+        "caps-other-backend",
+        '{"backends": {"cap_z": {"needs_gpu": true}}}',
+        "caps-other-backend 0.5: caps_other_backend/capabilities.json names backend 'cap_z', which backends.txt "
+        "does not",
+    ),
+    ("caps-a-list", "[1, 2]", "caps-a-list 0.5: caps_a_list/capabilities.json: the file: Input should be a valid"),
+]
 MakeJob = Callable[..., Awaitable[uuid.UUID]]
 
 
@@ -65,8 +100,10 @@ def make_wheel(
     *,
     backends: str | None,
     package: str | None = None,
+    capabilities: str | None = None,
 ) -> Path:
-    """A minimal wheel whose ``<package>/backends.txt`` holds ``backends`` (None: no file)."""
+    """A minimal wheel whose ``<package>/backends.txt`` holds ``backends`` (None: no file), and
+    ``<package>/capabilities.json`` ``capabilities`` (None: no file)."""
     dist = project.replace("-", "_")
     package = package or dist
     wheel = directory / f"{dist}-{version}-py3-none-any.whl"
@@ -75,6 +112,8 @@ def make_wheel(
         archive.writestr(f"{package}/__init__.py", "raise SystemExit('never imported')\n")
         if backends is not None:
             archive.writestr(f"{package}/backends.txt", backends)
+        if capabilities is not None:
+            archive.writestr(f"{package}/capabilities.json", capabilities)
         archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
         archive.writestr(
             f"{info}/WHEEL",
@@ -101,14 +140,17 @@ def local_index(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A file:// index with a few good and bad plugins."""
     index = tmp_path_factory.mktemp("index")
     build = tmp_path_factory.mktemp("build")
-    for project, version, backends in [
-        ("local-plugin", "1.2.3", "\nlocal_a\n  local-b  \n\nlocal_a\n"),
-        ("no-backends-txt", "0.1", None),
-        ("empty-backends", "0.2", "\n \n"),
-        ("bad-backend", "0.3", "good1\nbad name\n"),
-        ("takes-aer", "0.4", "mine1\naer\n"),
+    for project, version, backends, declared in [
+        ("local-plugin", "1.2.3", "\nlocal_a\n  local-b  \n\nlocal_a\n", None),
+        ("no-backends-txt", "0.1", None, None),
+        ("empty-backends", "0.2", "\n \n", None),
+        ("bad-backend", "0.3", "good1\nbad name\n", None),
+        ("takes-aer", "0.4", "mine1\naer\n", None),
+        ("capable-plugin", "2.0.0", "cap_a\ncap_b\n", json.dumps(CAPABLE)),
+        *[(name, "0.5", "cap_c\n", text) for name, text, _ in BAD_CAPABILITIES],
     ]:
-        publish(index, project, [make_wheel(build, project, version, backends=backends)])
+        wheel = make_wheel(build, project, version, backends=backends, capabilities=declared)
+        publish(index, project, [wheel])
     sdist = build / "sdist_only-1.0.tar.gz"
     sdist.write_bytes(b"not even a tarball")
     publish(index, "sdist-only", [sdist])
@@ -120,7 +162,7 @@ def local(use_settings: Callable[..., Any], local_index: str, db: psycopg.Connec
     """The app downloads plugins from the local index; its plugins are forgotten afterwards."""
     use_settings(plugin_index_url=local_index)
     yield local_index
-    for name in ("local-plugin", "takes-aer", "bad-backend"):
+    for name in ("local-plugin", "takes-aer", "bad-backend", "capable-plugin"):
         forget_plugin(db, name)
 
 
@@ -136,6 +178,58 @@ async def test_admit_from_the_configured_index(client: httpx.AsyncClient, local:
     again = await client.post(f"{V1}/plugin/local-plugin")
     assert again.status_code == 409
     assert again.json() == {"detail": "plugin local-plugin is already admitted (version 1.2.3)"}
+
+
+async def test_capabilities_declared_by_a_plugin(client: httpx.AsyncClient, local: str, db: psycopg.Connection) -> None:
+    response = await client.post(f"{V1}/plugin/capable-plugin")
+    assert response.status_code == 201, response.text
+    assert response.json() == {"name": "capable-plugin", "version": "2.0.0", "backends": ["cap_a", "cap_b"]}
+    cap_a = (await client.get(f"{V1}/backend/cap_a")).json()
+    assert cap_a["needs_gpu"] is False
+    assert cap_a["capabilities"] == {
+        "methods": ["statevector", "tensor"],
+        "max_qubits": {"statevector": 30, "tensor": 60},
+        "result_types": ["counts", "quasi_dist"],
+        "plugin_version": "2.0.0",
+        "needs_gpu": False,
+    }
+    cap_b = (await client.get(f"{V1}/backend/cap_b")).json()
+    assert cap_b["needs_gpu"] is True  # placement gives its jobs a GPU
+    assert cap_b["capabilities"] == {**cap_a["capabilities"], "max_qubits": {"statevector": 36}, "needs_gpu": True}
+    row = db.execute("SELECT needs_gpu, capabilities FROM backends WHERE backend_name = 'cap_b'").fetchone()
+    assert row == {"needs_gpu": True, "capabilities": {k: cap_b["capabilities"][k] for k in CAPABLE if k != "backends"}}
+    listed = {b["backend_name"]: b for page in await all_backend_pages(client) for b in page}
+    assert listed["cap_a"] == cap_a and listed["cap_b"] == cap_b
+    plugins = (await client.get(f"{V1}/plugins")).json()
+    mine = next(p for p in plugins if p["name"] == "capable-plugin")
+    assert {k: v for k, v in mine.items() if k != "admitted_at"} == {
+        "name": "capable-plugin",
+        "version": "2.0.0",
+        "backends": ["cap_a", "cap_b"],
+        "builtin": False,
+        "enabled": True,
+    }
+
+
+async def test_a_plugin_without_capabilities_json_declares_none(client: httpx.AsyncClient, local: str) -> None:
+    await client.post(f"{V1}/plugin/local-plugin")  # no capabilities.json: null
+    assert (await client.get(f"{V1}/backend/local_a")).json()["capabilities"] is None
+
+
+def test_an_empty_declaration_gives_the_defaults() -> None:
+    declared = capabilities.parse_declaration("{}", backends=("x", "y"), where="p 1: p/capabilities.json")
+    empty = {"methods": [], "max_qubits": {}, "result_types": ["counts", "quasi_dist", "expval"], "needs_gpu": False}
+    assert declared == {"x": empty, "y": empty}
+
+
+@pytest.mark.parametrize(("name", "text", "detail"), BAD_CAPABILITIES)
+async def test_bad_capabilities_are_422(
+    client: httpx.AsyncClient, local: str, db: psycopg.Connection, name: str, text: str, detail: str
+) -> None:
+    response = await client.post(f"{V1}/plugin/{name}")
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith(detail), response.json()
+    assert db.execute("SELECT 1 FROM plugins WHERE name = %s", (name,)).fetchone() is None
 
 
 async def test_configured_index_is_the_only_one(client: httpx.AsyncClient, local: str) -> None:
@@ -342,6 +436,8 @@ async def test_aer_plugin_removal_and_readmission(
     assert "aer" not in backend_names(await all_backend_pages(client))
     row = db.execute("SELECT builtin FROM plugins WHERE name = 'aer-plugin'").fetchone()
     assert row == {"builtin": True}
+    aer_plugin = (await client.get(f"{V1}/plugins")).json()[0]
+    assert aer_plugin["name"] == "aer-plugin" and aer_plugin["enabled"] is False
     job = await client.get(f"{V1}/job/{finished}")
     assert job.status_code == 200 and job.json()["results"]["counts"] == {"11 0": 1000}
 
@@ -395,6 +491,11 @@ async def test_fake_plugin_from_pypi(
         assert {b["plugin"] for b in pages[1]} == {"fake-plugin"}
         fake23 = await client.get(f"{V1}/backend/fake23")
         assert fake23.status_code == 200 and fake23.json() == pages[1][-1]
+        assert fake23.json()["capabilities"] is None  # fake-plugin declares none
+        listed = [p for p in (await client.get(f"{V1}/plugins")).json() if p["name"] == "fake-plugin"]
+        assert [{k: v for k, v in p.items() if k != "admitted_at"} for p in listed] == [
+            {"name": "fake-plugin", "version": "0.0.1", "backends": FAKES, "builtin": False, "enabled": True}
+        ]
 
         again = await client.post(f"{V1}/plugin/fake-plugin")
         assert again.status_code == 409

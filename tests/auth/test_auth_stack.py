@@ -33,6 +33,8 @@ def auth_stack():
         queue_name="qserver.test.authstack",
         ingest_port=51082,
         api_port=18031,
+        ingest_monitor_port=18032,
+        dispatcher_monitor_port=18033,
         nginx_http_port=18110,
         nginx_grpc_port=15081,
         nginx_tls_port=18483,
@@ -82,10 +84,10 @@ def submit(settings: Settings, *extra: str) -> subprocess.CompletedProcess:
 
 def test_submit_with_a_key_runs_and_only_its_owner_sees_it(auth_stack):
     settings, keys = auth_stack
-    done = submit(settings, "--api-key", keys["alice"])
+    done = submit(settings, "--api-key", keys["alice"], "--json")
     assert done.returncode == 0, done.stderr
-    job_id = done.stdout.split()[0]
-    counts = json.loads(done.stdout[done.stdout.index("{") :])["counts"]
+    job_id = json.loads(done.stdout)["id"]
+    counts = json.loads(done.stdout)["results"]["counts"]
     assert set(counts) <= {"00", "11"} and sum(counts.values()) == 1000
     with httpx.Client(base_url=f"http://127.0.0.1:{settings.nginx_http_port}") as http:
         mine = http.get(f"/api/v1/job/{job_id}", headers={"Authorization": f"Bearer {keys['alice']}"})
@@ -101,8 +103,46 @@ def test_submit_with_a_key_runs_and_only_its_owner_sees_it(auth_stack):
 def test_submit_without_a_key_is_unauthenticated(auth_stack):
     settings, _ = auth_stack
     done = submit(settings)
-    assert done.returncode == 2
+    assert done.returncode == 5  # refused
     assert "UNAUTHENTICATED" in done.stderr
+
+
+def qserver(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """``qserver ARGS`` (the user's command) against the auth stack, its address from the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QSERVER_")} | {
+        "QSERVER_URL": f"http://127.0.0.1:{settings.nginx_http_port}",
+        "QSERVER_GRPC": f"127.0.0.1:{settings.nginx_grpc_port}",
+        "COLUMNS": "250",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "qserver_client.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_job_commands_with_keys(auth_stack):
+    """Each user's @latest is their own newest job; a wrong key, another user's job and an admin's
+    command are refused (exit 5)."""
+    settings, keys = auth_stack
+    alices = json.loads(submit(settings, "--api-key", keys["alice"], "--json").stdout)["id"]
+    bobs = qserver(settings, "submit", "examples/bell.qasm", "-q", "--api-key", keys["bob"]).stdout.strip()
+    assert qserver(settings, "job", "@latest", "-q", "--api-key", keys["alice"]).stdout == f"{alices}\n"
+    assert qserver(settings, "job", "@latest", "-q", "--api-key", keys["bob"]).stdout == f"{bobs}\n"
+    assert bobs not in qserver(settings, "jobs", "-q", "--all", "--api-key", keys["alice"]).stdout
+    wrong = qserver(settings, "jobs", "--api-key", "qsk_000000000000_nope")
+    assert wrong.returncode == 5 and "(HTTP 401)" in wrong.stderr
+    nobody = qserver(settings, "history")
+    assert nobody.returncode == 5 and "(HTTP 401)" in nobody.stderr
+    theirs = qserver(settings, "cancel", alices, "--api-key", keys["bob"])
+    assert theirs.returncode == 5 and "(HTTP 404)" in theirs.stderr
+    admins_only = qserver(settings, "plugins", "add", "aer-plugin", "--api-key", keys["alice"])
+    assert admins_only.returncode == 5 and "(HTTP 403)" in admins_only.stderr
+    wrong_submit = submit(settings, "--api-key", "qsk_000000000000_nope")
+    assert wrong_submit.returncode == 5 and "UNAUTHENTICATED" in wrong_submit.stderr
 
 
 def test_events_are_the_owners_through_the_stack(auth_stack):

@@ -28,6 +28,8 @@ def homelab_settings() -> Settings:
         queue_name="qserver.test.homelab",
         ingest_port=51072,
         api_port=18021,
+        ingest_monitor_port=18022,
+        dispatcher_monitor_port=18023,
         nginx_http_port=18100,
         nginx_grpc_port=15071,
         nginx_tls_port=18473,

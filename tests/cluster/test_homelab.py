@@ -158,3 +158,70 @@ def test_a_large_sweep_runs_on_every_node_and_reads_back_in_order(homelab):
     found = items(homelab.client, job["id"], limit=1000)
     assert [item["index"] for item in found] == list(range(3000))
     assert [item["counts"] for item in found] == [item["counts"] for item in expected]
+
+
+def test_a_drained_node_finishes_its_job_takes_no_new_one_leaves_and_once_forgotten_its_tag_is_gone(
+    homelab, monkeypatch
+):
+    """`qserver node drain` on the `big` node while a job runs there: that job finishes there,
+    once; a new job for its tag waits instead of running there; small jobs (warm executors) and
+    Ray tasks go elsewhere; the dispatcher then stops the node. `qserver node forget` makes its
+    tag unknown: the waiting job fails saying so, and a new one is refused at submission."""
+    from typer.testing import CliRunner
+
+    from ops import cli
+
+    runner = CliRunner()
+    monkeypatch.setattr(cli.common, "settings_or_exit", lambda: homelab.settings)
+    big = homelab.node_id("big")
+    slow = (
+        'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[3];\ncreg c[3];\nh q;\nt q;\nh q;\nt q;\nh q;\nmeasure q -> c;\n'
+    )
+    slow_id = homelab.client.submit(
+        slow, counts=True, metadata={"tags": ["big"], "method": "extended_stabilizer", "shots": 60}
+    )
+    deadline = time.monotonic() + 60
+    while (job := homelab.client.job(slow_id))["status"] != "running" or not job["node_id"]:
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["node_id"] == big
+    drained = runner.invoke(cli.app, ["node", "drain", big[:8], "--no-wait"], catch_exceptions=False)
+    assert drained.exit_code == 0, drained.output
+    # a job for the draining node's tag waits, while the node is still there
+    waiting_id = homelab.client.submit(BELL, counts=True, metadata={"tags": ["big"]})
+    deadline = time.monotonic() + 30
+    while not ((waiting := homelab.client.job(waiting_id))["waiting_for"] or "").startswith("waiting for a node"):
+        assert time.monotonic() < deadline, waiting
+        time.sleep(0.1)
+    assert waiting["status"] == "pending"
+    assert waiting["waiting_for"] == f"waiting for a node with tag 'big' to come online (draining: {big[:12]})"
+    assert homelab.nodes_table()[big] is True
+    # small jobs (warm executors) and Ray tasks (timeout_s: not batched) go to the other nodes
+    small = [homelab.client.submit(BELL, counts=True, metadata={"shots": 10}) for _ in range(24)]
+    tasks = [homelab.client.submit(BELL, counts=True, metadata={"timeout_s": 60}) for _ in range(4)]
+    for job_id in small + tasks:
+        done = homelab.client.wait(job_id, timeout=120)
+        assert done["status"] == "finished", done["error"]
+        assert done["node_id"] != big, done
+    # the job that ran there when the drain began finishes there, on its first attempt
+    job = homelab.client.wait(slow_id, timeout=180)
+    assert job["status"] == "finished", job["error"]
+    assert job["node_id"] == big and job["attempts"] == 1
+    # then the dispatcher stops the node; the waiting job goes on waiting for it
+    homelab.wait_for_node(big, False, timeout=60)
+    waiting = homelab.client.job(waiting_id)
+    assert waiting["status"] == "pending" and f"known but offline: {big[:12]}" in waiting["waiting_for"]
+    # forgotten: its tag is unknown, the waiting job fails saying so, a new one is refused
+    forgot = runner.invoke(cli.app, ["node", "forget", big[:8]], catch_exceptions=False)
+    assert forgot.exit_code == 0, forgot.output
+    assert "no node on record offers tag(s) big any more" in forgot.output
+    deadline = time.monotonic() + 30
+    while (waiting := homelab.client.job(waiting_id))["status"] == "pending":
+        assert time.monotonic() < deadline, waiting
+        time.sleep(0.2)
+    assert waiting["status"] == "failed"
+    assert waiting["error"] == "no node of this cluster has ever offered tag 'big'"
+    with pytest.raises(grpc.RpcError) as info:
+        homelab.client.add_job_stream([properties(counts=True, metadata={"tags": ["big"]}), *chunks(BELL)])
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "'big'" in info.value.details()
+    assert big not in homelab.nodes_table()

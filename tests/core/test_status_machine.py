@@ -216,7 +216,16 @@ def test_claimed_reads_as_pending_until_its_worker_starts_it(dsn):
             row = await _row(aconn, job_id)
             assert row["status"] == "claimed" and row["start_time"] is None and row["claimed_at"] is not None
             for job in (
-                *await store.list_jobs_raw(aconn, owner=str(job_id), inline_bytes=1000),
+                *(await store.list_jobs_page(aconn, listing=store.Listing(), owner=str(job_id), inline_bytes=1000))[0],
+                *(
+                    await store.list_jobs_page(
+                        aconn,
+                        listing=store.Listing(statuses=frozenset({"pending"})),
+                        owner=str(job_id),
+                        fields=store.JOB_FIELDS,
+                        inline_bytes=1000,
+                    )
+                )[0],
                 await store.get_job_raw(aconn, job_id=job_id, inline_bytes=1000),
             ):
                 assert job["id"] == job_id and job["status"] == "pending"

@@ -38,22 +38,23 @@ def qserver(stack, settings, monkeypatch):
 
 
 def _results(stdout: str) -> tuple[str, dict]:
-    job_id, _, rest = stdout.partition("\n")
-    return job_id.strip(), json.loads(rest)
+    """(job id, results) from ``submit --json``'s one document (the job's JSON)."""
+    job = json.loads(stdout)
+    return job["id"], job["results"]
 
 
 def test_submit_bell_prints_the_job_id_and_counts(qserver):
-    result = qserver("submit", str(BELL), "--shots", "500", "--seed", "11")
+    result = qserver("submit", str(BELL), "--shots", "500", "--seed", "11", "--json")
     assert result.exit_code == 0, result.output
     job_id, results = _results(result.stdout)
     assert len(job_id) == 36
-    assert set(results) == {"counts"}  # --counts is the default
+    assert results["quasi_dist"] is None and results["expval"] is None  # --counts is the default
     assert set(results["counts"]) <= {"00", "11"}
     assert sum(results["counts"].values()) == 500
 
 
 def test_submit_several_result_types(qserver):
-    result = qserver("submit", str(BELL), "--counts", "--quasi-dist", "--expval", "--obs", '[[["ZZ", 1.0]]]')
+    result = qserver("submit", str(BELL), "--counts", "--quasi-dist", "--expval", "--obs", '[[["ZZ", 1.0]]]', "--json")
     assert result.exit_code == 0, result.output
     _, results = _results(result.stdout)
     assert set(results) == {"counts", "quasi_dist", "expval"}
@@ -67,16 +68,17 @@ def test_submit_no_wait_prints_only_the_id(qserver):
     assert len(result.stdout.strip()) == 36
 
 
-def test_refusal_exits_2_with_the_grpc_status(qserver):
+def test_refusal_exits_5_with_the_grpc_status(qserver):
     result = qserver("submit", str(BELL), "--backend", "no-such-backend")
-    assert result.exit_code == 2
+    assert result.exit_code == 5  # refused (README: exit codes)
     assert "NOT_FOUND" in result.stderr
 
 
 def test_failed_job_exits_1_with_its_error(qserver):
     result = qserver("submit", str(BELL), "--expval", "--obs", '[[["ZZZ", 1.0]]]')
     assert result.exit_code == 1
-    assert "job failed" in result.stderr
+    assert ": failed · " in result.stderr
+    assert "obs[0] acts on 3 qubits but the circuit has 2" in result.stderr
 
 
 def test_expval_without_obs_is_a_usage_error(qserver):
@@ -99,7 +101,7 @@ def test_a_program_just_under_the_limit_passes_nginx(qserver, settings, tmp_path
     big = tmp_path / "big.qasm"
     big.write_text(bell + "// " + "x" * padding + "\n")
     assert big.stat().st_size <= settings.max_qasm_bytes
-    result = qserver("submit", str(big), "--shots", "10")
+    result = qserver("submit", str(big), "--shots", "10", "--json")
     assert result.exit_code == 0, result.output
     assert sum(_results(result.stdout)[1]["counts"].values()) == 10
 
@@ -124,12 +126,14 @@ def test_the_server_entry_point_adds_the_operators_commands(monkeypatch):
     server = EntryPoint("server", "ops.cli:register", "qserver.commands")
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: importlib.metadata.EntryPoints([server]))
     app = make_app()
-    assert set(typer.main.get_command(app).commands) == OPERATOR_COMMANDS | {"submit"}
+    users = set(typer.main.get_command(make_app(plugins=False)).commands)
+    assert {"submit", "jobs", "job", "result", "watch", "cancel", "delete", "backends", "plugins", "history"} <= users
+    assert set(typer.main.get_command(app).commands) == OPERATOR_COMMANDS | users
     listed = runner.invoke(app, ["--help"])
     assert listed.exit_code == 0
-    for name in OPERATOR_COMMANDS | {"submit"}:
+    for name in OPERATOR_COMMANDS | users:
         assert name in listed.stdout
     assert runner.invoke(app, ["up", "--help"]).exit_code == 0
     assert runner.invoke(app, ["node", "join", "--help"]).exit_code == 0
     # `python -m ops.cli` and the tests: the same commands, whatever entry points are installed
-    assert set(typer.main.get_command(cli.app).commands) == OPERATOR_COMMANDS | {"submit"}
+    assert set(typer.main.get_command(cli.app).commands) == OPERATOR_COMMANDS | users

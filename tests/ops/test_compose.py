@@ -1,11 +1,14 @@
-"""compose.yml, checked statically (no Docker engine in this workplace), and its nginx config.
+"""compose.yml, checked statically (`.ci/compose-check` runs it for real), and its nginx config.
 
 Every service has an image or a build that exists; every ${VAR} is documented in README's
 compose section and the secrets are required variables; only nginx publishes ports (8080,
 50051, 443); every long-running service has a healthcheck; depends_on names real services;
 every command names a module, a `qserver` command or a `ray` command that exists; volumes are
-declared. The nginx container's config (nginx/compose/40-qserver-config.sh) passes `nginx -t`
-with TLS on and agrees with the config `qserver up` renders.
+declared. The Ray containers start through `python -m ops.raynode`, check themselves with a
+timeout a busy host can keep, and have memory limits; the dispatcher's readiness is on a tmpfs.
+compose.trusted-lan.yml turns authentication off for ingest and the api and nothing else. The
+nginx container's config (nginx/compose/40-qserver-config.sh) passes `nginx -t` with TLS on and
+agrees with the config `qserver up` renders.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import pytest
 import typer
 import yaml
 
+from core import auth
 from core.settings import MIB, Settings
-from ops import certs, cli, prereqs, proxy
+from ops import certs, cli, prereqs, proxy, raynode
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose.yml"
+TRUSTED_LAN = ROOT / "compose.trusted-lan.yml"
 README = ROOT / "README.md"
 NGINX = prereqs.find_program("nginx")
 
@@ -54,7 +59,7 @@ def _interpolate(text: str) -> str:
     def value(match: re.Match) -> str:
         name, operator, rest = match.groups()
         if name in SECRETS:
-            return f"test-{name.lower()}"
+            return f"test-{name.lower()}-{'x' * 32}"
         if operator in (":-", "-"):
             return rest
         if operator in (":+", "+"):
@@ -191,9 +196,15 @@ def _published(port_spec) -> tuple[int, int]:
     return int(parts[-2]), int(parts[-1])
 
 
+def _monitoring(service: dict) -> bool:
+    return "monitoring" in service.get("profiles", [])
+
+
 def test_only_nginx_publishes_ports_and_exactly_8080_50051_443(services_):
     for name, service in services_.items():
-        if name != "nginx":
+        if _monitoring(service):  # Prometheus and Grafana: on the host's loopback only
+            assert all(str(spec).startswith("127.0.0.1:") for spec in service.get("ports", [])), name
+        elif name != "nginx":
             assert "ports" not in service, f"{name} publishes {service['ports']}"
             assert service.get("network_mode") != "host", name
     pairs = [_published(spec) for spec in services_["nginx"]["ports"]]
@@ -281,9 +292,8 @@ def _walk_click(group, args: list[str], what: str) -> None:
     """
     command = group
     for word in args:
-        if word.startswith("-"):
-            break
-        assert hasattr(command, "commands"), f"{what}: {word!r} after a command"
+        if word.startswith("-") or not hasattr(command, "commands"):
+            break  # options, or the command's arguments
         assert word in command.commands, f"{what}: no command {word!r} (has {sorted(command.commands)})"
         command = command.commands[word]
     assert not hasattr(command, "commands"), f"{what}: names a group, not a command"
@@ -321,6 +331,8 @@ def test_commands_name_modules_and_commands_that_exist(services_):
             what = f"{name}: {' '.join(argv)}"
             if argv[0] in ("python", "python3"):
                 _check_python(argv, what)
+                if argv[1:3] == ["-m", "ops.raynode"]:
+                    _walk_click(typer.main.get_command(raynode.app), argv[3:], what)
             elif argv[0] == "qserver":
                 _walk_click(qserver, argv[1:], what)
             elif argv[0] == "ray":
@@ -332,12 +344,95 @@ def test_commands_name_modules_and_commands_that_exist(services_):
 
 
 def test_the_dispatcher_runs_on_a_ray_node(services_):
-    """A Ray driver needs a raylet on its own host: the dispatcher joins before it starts."""
+    """A Ray driver needs a raylet on its own host: the dispatcher joins (no CPUs) before it starts."""
     argvs = _argvs(services_["dispatcher"])
-    starts = [i for i, argv in enumerate(argvs) if argv[:2] == ["ray", "start"]]
+    joins = [i for i, argv in enumerate(argvs) if argv == ["python", "-m", "ops.raynode", "start", "driver"]]
     runs = [i for i, argv in enumerate(argvs) if argv[:3] == ["python", "-m", "dispatcher"]]
-    assert starts and runs and starts[0] < runs[0], argvs
-    assert "--num-cpus=0" in argvs[starts[0]]
+    assert joins and runs and joins[0] < runs[0], argvs
+
+
+def test_ray_nodes_start_as_qserver_node_starts_them(services_):
+    """Tags, version labels, threads and memory come from ops.raynode (ops/nodes.py's options)."""
+    roles = {"ray-head": "head", "ray-worker": "worker", "dispatcher": "driver"}
+    for name, role in roles.items():
+        argvs = _argvs(services_[name])
+        assert ["python", "-m", "ops.raynode", "start", role] in argvs, (name, argvs)
+        assert not any(argv[:2] == ["ray", "start"] for argv in argvs), name
+    assert str(services_["ray-worker"]["environment"]["QSERVER_NODE_CPUS"]) == "2"
+    assert str(services_["ray-head"]["environment"]["QSERVER_NODE_CPUS"]) == "0"
+    assert "QSERVER_NODE_TAGS" in services_["ray-worker"]["environment"]
+
+
+def _seconds(text: str) -> float:
+    value = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(h|ms|m|s)", text):
+        value += float(number) * {"h": 3600, "m": 60, "s": 1, "ms": 0.001}[unit]
+    return value
+
+
+def test_ray_containers_check_themselves_with_room_for_a_busy_host(services_):
+    """Each Ray container's healthcheck tests its own raylet, never the head's address, and
+    waits 30 s: `ray health-check` took 3-13 s on a busy 2-core host."""
+    for name in RAY_SERVICES:
+        check = services_[name]["healthcheck"]
+        test = " ".join(check["test"][1:])
+        assert "python -m ops.raynode health" in test, (name, test)
+        assert "ray-head" not in test and "--address" not in test, (name, test)
+        assert _seconds(check["timeout"]) >= 30, (name, check)
+        assert _seconds(check["start_period"]) >= 60, (name, check)
+
+
+def test_ray_containers_have_memory_limits_ray_sees(services_):
+    """Without a limit every Ray node offers the host's whole memory; ops.raynode turns the
+    container's limit into Ray's --memory and --object-store-memory."""
+    for name in RAY_SERVICES:
+        limit = services_[name]["deploy"]["resources"]["limits"]["memory"]
+        assert re.fullmatch(r"\d+[kmg]", limit), (name, limit)
+        shm = services_[name]["shm_size"]
+        assert _size(shm) < _size(limit), (name, shm, limit)
+
+
+def _size(text: str) -> int:
+    """A compose byte size ("2gb", "512m") in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)b?", text.lower()).groups()
+    return int(number) * 1024 ** " kmg".index(unit or " ")
+
+
+def test_the_dispatchers_readiness_does_not_outlive_its_container(services_):
+    """A ready file in the container's layer survived a SIGKILL and restart: the healthcheck
+    asks the dispatcher itself, or its ready file lies on a tmpfs (empty at every start)."""
+    dispatcher = services_["dispatcher"]
+    test = " ".join(dispatcher["healthcheck"]["test"][1:])
+    ready = re.search(r"test -f (\S+)", test)
+    if ready is None:
+        assert "/var/lib/qserver" not in test, test
+        return
+    tmpfs = [entry.split(":")[0] for entry in dispatcher.get("tmpfs", [])]
+    assert any(ready.group(1).startswith(mount + "/") for mount in tmpfs), (ready.group(1), tmpfs)
+
+
+def _auth_in(service: dict, monkeypatch, extra: dict[str, str] | None = None) -> auth.AuthMode:
+    """The authentication mode a service's container decides from its environment."""
+    for name in ("QSERVER_AUTH", "QSERVER_TRUSTED_LAN", "QSERVER_NGINX_BIND"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in {**service["environment"], **(extra or {})}.items():
+        monkeypatch.setenv(name, str(value))
+    return auth.auth_mode(Settings())
+
+
+def test_authentication_is_on_unless_the_trusted_lan_file_is_added(services_, monkeypatch):
+    """compose.yml alone: API keys on in ingest and the api. compose.trusted-lan.yml: off there,
+    which the settings allow on a non-loopback bind only with QSERVER_TRUSTED_LAN; nothing else."""
+    override = yaml.safe_load(TRUSTED_LAN.read_text())
+    assert set(override) == {"services"} and set(override["services"]) == {"ingest", "api"}
+    for name in ("ingest", "api"):
+        assert _auth_in(services_[name], monkeypatch).on, name
+        lan = override["services"][name]
+        assert set(lan) == {"environment"}, name
+        assert lan["environment"] == {"QSERVER_AUTH": "off", "QSERVER_TRUSTED_LAN": "true"}, name
+        mode = _auth_in(services_[name], monkeypatch, lan["environment"])
+        assert not mode.on and "QSERVER_TRUSTED_LAN=true" in mode.reason, name
+    assert "compose.trusted-lan.yml" in _readme_compose_section()
 
 
 # --- the nginx container's config ---------------------------------------------------------------

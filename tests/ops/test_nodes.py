@@ -21,7 +21,6 @@ from psycopg.types.json import Jsonb
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core import schema
 from core.domain import TAG_CAPACITY
 from core.settings import Settings
 from ops import cli, endpoints, nodes, procs, rayhead
@@ -299,22 +298,6 @@ def test_leave_with_nothing_joined(node_cli):
 # --- the head's versions and `node status` against a scratch database ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def scratch_dsn():
-    """A database of its own at the migrations' head; dropped afterwards."""
-    base = os.environ.get("QSERVER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/qserver")
-    dsn = f"{base.split('?')[0].rsplit('/', 1)[0]}/qserver_nodes_{uuid.uuid4().hex[:8]}"
-    try:
-        schema.upgrade(dsn)
-    except psycopg.OperationalError as error:
-        pytest.skip(f"no Postgres for the scratch database: {error}")
-    yield dsn
-    admin = psycopg.conninfo.make_conninfo(dsn, dbname="postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def db(scratch_dsn):
     with psycopg.connect(scratch_dsn, autocommit=True) as conn:
@@ -383,10 +366,11 @@ def test_node_status_lists_the_table(db, scratch_dsn, monkeypatch, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     head = next(line for line in lines if "aaaaaaaa " in line)
-    for text in ("10.0.0.1 ", " head ", "lab", "yes", "6/8", "1/1", "12.0/16.0", " 2 "):
+    for text in ("10.0.0.1 ", " head ", "lab", " alive ", "6/8", "1/1", "12.0/16.0", " 2 "):
         assert text in head, (text, head)
     gone = next(line for line in lines if "bbbbbbbb " in line)
-    assert "no" in gone and "10m ago" in gone
+    assert " offline " in gone and "10m ago" in gone
+    assert "1 offline: their tags still count as known" in result.stdout and "qserver node forget ID" in result.stdout
 
 
 # --- live: a head and a tagged node on this machine ---------------------------------------------------
@@ -394,7 +378,7 @@ def test_node_status_lists_the_table(db, scratch_dsn, monkeypatch, tmp_path):
 DRIVER = """
 import json, sys, ray
 ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
-print(json.dumps([{"alive": n["Alive"], "resources": n["Resources"], "labels": n.get("Labels", {})}
+print(json.dumps([{"id": n["NodeID"], "alive": n["Alive"], "resources": n["Resources"], "labels": n.get("Labels", {})}
                   for n in ray.nodes()]))
 """
 
@@ -431,10 +415,16 @@ def test_live_head_and_tagged_node(scratch_dsn):
         assert head.returncode == 0, head.stdout + head.stderr
         assert f":{port}" in head.stdout and f"token:      {token}" in head.stdout
         assert "qserver node join " in head.stdout and "--token-file" in head.stdout
+        # a second start cannot give the running head other tags: it says so and fails
+        again = _qserver(head_env, "node", "start", "--head", "--tag", "other")
+        assert again.returncode == 1 and again.stdout == "", again.stdout + again.stderr
+        assert "our Ray head already runs" in again.stderr and "nothing was started" in again.stderr
+        assert "`qserver down`" in again.stderr and "then `qserver up`" in again.stderr
         # the dispatcher's row for the head (it is not running here)
         with psycopg.connect(scratch_dsn, autocommit=True) as db:
             db.execute("TRUNCATE nodes")
             _node(db, "head", "127.0.0.1", versions=nodes.node_labels(nodes.NodeSpec(), nodes.local_versions()))
+            db.execute("DELETE FROM jobs")
         join = _qserver(
             node_env,
             "node",
@@ -467,8 +457,26 @@ def test_live_head_and_tagged_node(scratch_dsn):
         assert "tag:headtag" in other["resources"]
         for node in seen:
             assert nodes.versions_from_labels(node["labels"]) == nodes.local_versions()
-        leave = _qserver(node_env, "node", "leave")
+        assert lab["labels"][nodes.NODE_KEY_LABEL] == nodes.node_key(node_settings, "node")
+        assert other["labels"][nodes.NODE_KEY_LABEL] == nodes.node_key(head_settings, "head")
+        # a job runs on the joined node (its row and the job's as the dispatcher and an executor
+        # would write them: neither runs here): leave refuses, naming it, unless --force
+        job_id = str(uuid.uuid4())
+        with psycopg.connect(scratch_dsn, autocommit=True) as db:
+            _node(db, lab["id"], "127.0.0.1", node_key=lab["labels"][nodes.NODE_KEY_LABEL])
+            db.execute(
+                "INSERT INTO jobs (id, target_simulator, qasm, status, node_id, start_time)"
+                " VALUES (%s, 'aer', 'x', 'running', %s, now())",
+                (job_id, lab["id"]),
+            )
+        refused = _qserver(node_env, "node", "leave")
+        assert refused.returncode == 1, refused.stderr
+        assert f"1 job(s) running on this node ({lab['id'][:12]}): {job_id}" in refused.stderr
+        assert "not leaving" in refused.stderr and "qserver node drain" in refused.stderr
+        assert rayhead.node_raylet_pid(node_settings) is not None  # still there
+        leave = _qserver(node_env, "node", "leave", "--force")
         assert leave.returncode == 0 and "left the cluster" in leave.stderr, leave.stderr
+        assert "--force: leaving" in leave.stderr
         assert rayhead.node_pids(node_settings) == []
         assert rayhead.gcs_pid(head_settings) is not None  # the head is not ours to stop there
     finally:
@@ -477,4 +485,4 @@ def test_live_head_and_tagged_node(scratch_dsn):
         leftovers = [pid for pid in procs.all_pids() if any(str(root) + "/" in a for a in procs.cmdline(pid))]
         shutil.rmtree(root, ignore_errors=True)
     assert leftovers == []
-    assert time.monotonic() - started < 90
+    assert time.monotonic() - started < 120

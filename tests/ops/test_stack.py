@@ -14,7 +14,7 @@ from ops import endpoints, rayhead, stack, statedir
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    ports = [endpoints.free_port() for _ in range(6)]
+    ports = [endpoints.free_port() for _ in range(8)]
     return Settings(
         state_dir=tmp_path / "state",
         ingest_port=ports[0],
@@ -23,6 +23,8 @@ def settings(tmp_path) -> Settings:
         nginx_grpc_port=ports[3],
         ray_head_port=ports[4],
         ray_dashboard_port=ports[5],
+        ingest_monitor_port=ports[6],
+        dispatcher_monitor_port=ports[7],
         queue_name="qserver.ops.unit",
     )
 

@@ -20,6 +20,7 @@ from qserver_client.cli import ENTRY_POINTS, load_commands, make_app
 ROOT = Path(__file__).resolve().parents[2]
 HERE = "tests.qserver_client.test_cli"
 runner = CliRunner()
+USERS = {"submit", "jobs", "job", "result", "watch", "cancel", "delete", "backends", "plugins", "history"}
 
 
 def register_hello(app: typer.Typer) -> None:
@@ -63,7 +64,7 @@ def commands(app: typer.Typer) -> set[str]:
 def test_the_client_alone_has_only_the_users_commands(installed):
     installed()  # a client-only install: no server, no plugin
     app = make_app()
-    assert commands(app) == {"submit"}
+    assert commands(app) == USERS
     shown = runner.invoke(app, ["--help"])
     assert shown.exit_code == 0 and "submit" in shown.stdout
     for operator in ("up", "down", "status", "node", "keys", "certs", "db", "janitor"):
@@ -83,7 +84,7 @@ def test_version_names_the_client(installed):
 def test_a_plugin_adds_its_commands(installed):
     installed(entry("hello", f"{HERE}:register_hello"))
     app = make_app()
-    assert commands(app) == {"submit", "hello"}
+    assert commands(app) == USERS | {"hello"}
     said = runner.invoke(app, ["hello"])
     assert said.exit_code == 0 and said.stdout == "hello from a plugin\n"
 
@@ -101,7 +102,7 @@ def test_a_broken_plugin_is_reported_and_the_rest_still_work(installed, capsys):
     capsys.readouterr()
     app = make_app()  # the plugins load here, as the `qserver` script starts
     warnings = " ".join(capsys.readouterr().err.split())
-    assert commands(app) == {"submit", "hello"}
+    assert commands(app) == USERS | {"hello"}
     shown = runner.invoke(app, ["--help"])
     assert shown.exit_code == 0, shown.output
     assert "skipped the commands of missing = no_such_module_for_qserver:register: ModuleNotFoundError" in warnings

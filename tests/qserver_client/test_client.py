@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import socketserver
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import grpc
@@ -222,18 +224,69 @@ def test_a_malformed_id_is_a_bad_request(client):
         client.job(f"{uuid.uuid4()}/../../backends")
 
 
-def test_jobs_iterates_every_page_in_submission_order(client):
+def test_iter_jobs_follows_every_page_in_submission_order(client):
     first = client.submit(BELL, metadata={"shots": 10})
     ids = [first] + [client.submit(BELL, metadata={"shots": 10}) for _ in range(24)]
     cursor = client.job(first)["pointer"] - 1
-    listed = list(client.jobs(cursor=cursor))
+    listed = list(client.iter_jobs(cursor=cursor))
     assert len(listed) >= 25  # more than one page of 20
     assert [job["id"] for job in listed if job["id"] in ids] == ids
     pointers = [job["pointer"] for job in listed]
     assert pointers == sorted(set(pointers)) and pointers[0] == cursor + 1
-    assert list(client.jobs(cursor=pointers[-1])) == []
+    assert list(client.iter_jobs(cursor=pointers[-1])) == []
+    assert client.jobs(cursor=cursor) == listed[:20]  # one page, the server's 20
     for job_id in ids:
         client.wait(job_id, timeout=60)
+
+
+def test_jobs_and_history_filtered_newest_first_and_lean(client):
+    """Real jobs through the stack (nginx passes X-Next-Cursor): filters, desc, lean rows."""
+    ids = [client.submit(BELL, metadata={"shots": 10, "seed": i}) for i in range(12)]
+    since = client.job(ids[0])["submission_date"]
+    newest = list(itertools.islice(client.iter_jobs(order="desc", limit=5, fields=["status"]), 12))
+    assert [job["id"] for job in newest] == ids[::-1]
+    assert all(set(job) == {"id", "pointer", "status"} for job in newest)
+    for job_id in ids:
+        client.wait(job_id, timeout=60)
+    finished = client.jobs(
+        status=["finished", "failed"],
+        backend="aer",
+        order="desc",
+        limit=100,
+        since=_when(since),
+        fields="status,submission_date",
+    )
+    assert [job["id"] for job in finished] == ids[::-1]
+    assert {job["status"] for job in finished} == {"finished"}
+    assert all(_when(job["submission_date"]) >= _when(since) for job in finished)
+    assert client.jobs(status="pending", since=since) == []
+    history = list(client.iter_history(since=since, limit=5, fields=["job_id", "status"]))
+    assert sorted(row["job_id"] for row in history) == sorted(ids)  # in the order they ended
+    assert [row["pointer"] for row in history] == sorted(row["pointer"] for row in history)
+    last = client.history(order="desc", limit=3, since=since)
+    assert [row["job_id"] for row in last] == [row["job_id"] for row in history[::-1][:3]]
+    with pytest.raises(BadRequest) as bad:
+        client.jobs(status="done")
+    assert bad.value.status == 400 and bad.value.detail.startswith("status: unknown status 'done'")
+    with pytest.raises(BadRequest) as bad:
+        client.history(limit=5000)
+    assert bad.value.detail.startswith("limit: ")
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_plugins_and_backend_capabilities(client):
+    plugins = client.plugins()
+    aer = plugins[0]
+    assert aer["name"] == "aer-plugin" and aer["builtin"] and aer["enabled"] and aer["version"]
+    assert aer["backends"] == ["aer", "aer_gpu"]
+    capabilities = client.backend("aer").capabilities
+    assert capabilities["plugin_version"] == aer["version"] and capabilities["needs_gpu"] is False
+    assert {"statevector", "stabilizer", "matrix_product_state"} <= set(capabilities["methods"])
+    assert 20 <= capabilities["max_qubits"]["statevector"] <= 34  # the node's memory bounds it
+    assert capabilities["result_types"] == ["counts", "quasi_dist", "expval"]
 
 
 def test_backends_and_backend(client):

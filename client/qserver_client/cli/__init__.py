@@ -1,5 +1,6 @@
 """``qserver``: the one command. The user's commands are here, one typer sub-app per file
-(``submit``); the operator's (``up``, ``down``, ``status``, ``node``, ``keys``, ...) come from
+(``submit``; ``job``, ``result``, ``cancel``, ``delete``; ``jobs``, ``history``; ``watch``;
+``backends``; ``plugins``); the operator's (``up``, ``down``, ``status``, ``node``, ``keys``, ...) come from
 the server package where it is installed, through the ``qserver.commands`` entry points.
 
 An entry point of that group names a function ``register(app: typer.Typer) -> None`` that adds
@@ -21,8 +22,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from qserver_client.cli import submit
-from qserver_client.cli.common import err
+from qserver_client.cli import backends, job, jobs, submit, watch
+from qserver_client.cli import plugins as plugin_commands
+from qserver_client.cli.common import EXIT_CODES_HELP, err
 
 ENTRY_POINTS = "qserver.commands"  # the group whose entry points add commands (the server's)
 CLIENT_DIST = "qserver-client"
@@ -69,12 +71,17 @@ def make_app(*, plugins: bool = True) -> typer.Typer:
     """The ``qserver`` app: the user's commands, then (``plugins``) those every
     ``qserver.commands`` entry point registers."""
     app = typer.Typer(
-        help="QServer: run quantum circuits on a homelab Ray cluster.",
+        help="QServer: run quantum circuits on a homelab Ray cluster. The user's commands talk to "
+        "QSERVER_URL (QSERVER_GRPC, QSERVER_API_KEY, QSERVER_CA_FILE), or to --url (--grpc, --api-key, "
+        "--ca-file, --tls) given to each; -o table|json and -q on each; ID @latest: your newest job.",
+        epilog=EXIT_CODES_HELP,
         no_args_is_help=True,
         add_completion=False,
     )
     app.callback()(_main)
-    app.add_typer(submit.app)
+    for commands in (submit, jobs, job, watch, backends):
+        app.add_typer(commands.app)
+    app.add_typer(plugin_commands.app)
     if plugins:
         load_commands(app)
     return app

@@ -34,7 +34,7 @@ _._default_options
 _.address_family
 _.daemon_threads
 
-# uvicorn's Server reads it to stop serving (core/monitor.py: Monitor.stop)
+# uvicorn's Server reads it to stop serving (core/monitor.py: Monitor.stop; tests/served.py)
 _.should_exit
 
 # TODO(issue 11): no user today, in files other work of issue 11 is changing; delete the code

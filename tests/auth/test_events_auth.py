@@ -36,6 +36,7 @@ async def test_a_users_events_are_their_own_an_admins_everyones(
     alice_key, bob_key, admin_key = make_key("alice"), make_key("bob"), make_key("root", role="admin")
     alice, bob = make_key.owner(alice_key), make_key.owner(bob_key)
     alices, bobs = await make_job(owner=alice, status="running"), await make_job(owner=bob, status="running")
+    await until_true(lambda: served.app.state.waiters.watch_count == 0)  # earlier tests' streams closed
     with client(served, alice_key) as as_alice, client(served, admin_key) as as_admin:
         mine = Reader(as_alice.all_events(), until=lambda event: event["id"] == str(alices))
         everyones = Reader(as_admin.all_events(), until=lambda event: event["id"] == str(alices))
@@ -65,7 +66,7 @@ async def test_another_users_job_stream_is_404_and_a_key_is_needed(
         events = await asyncio.to_thread(lambda: list(as_alice.events(str(alices))))
     assert [(e["event"], e["status"]) for e in events] == [("status", "finished"), ("end", "finished")]
     assert events[-1]["results"]["counts"] == {"11": 7}
-    assert served.app.state.streams.open == 0
+    await until_true(lambda: served.app.state.streams.open == 0)
 
 
 async def test_the_bound_on_streams_is_per_user(served: Served, make_key: MakeKey) -> None:

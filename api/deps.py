@@ -27,7 +27,7 @@ async def get_conn(request: Request) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-def job_id(id: Annotated[str, Path(description="the job's id, a UUID")]) -> uuid.UUID:
+async def job_id(id: Annotated[str, Path(description="the job's id, a UUID")]) -> uuid.UUID:
     """The ``{id}`` path parameter as a UUID.
 
     Raises:
@@ -36,7 +36,7 @@ def job_id(id: Annotated[str, Path(description="the job's id, a UUID")]) -> uuid
     return parse_job_id(id)
 
 
-def plugin_name(
+async def plugin_name(
     name: Annotated[str, Path(description="a package name: letters, digits, '-' and '_'", examples=["fake-plugin"])],
 ) -> str:
     """The ``{name}`` path parameter as a canonical package name.
@@ -90,22 +90,22 @@ async def get_admin(request: Request, caller: Annotated[Caller, Depends(get_call
     return caller
 
 
-def get_pool(request: Request) -> AsyncConnectionPool:
+async def get_pool(request: Request) -> AsyncConnectionPool:
     """The app's connection pool, for routes that must not hold a connection while they wait."""
     return request.app.state.pool
 
 
-def get_waiters(request: Request) -> JobFeed:
+async def get_waiters(request: Request) -> JobFeed:
     """The app's waiters on jobs' ends and watches of their changes (api/waiters.py)."""
     return request.app.state.waiters
 
 
-def get_large_reads(request: Request) -> LargeReads:
+async def get_large_reads(request: Request) -> LargeReads:
     """The app's admission of large result reads (api/large_reads.py)."""
     return request.app.state.large_reads
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The app's settings."""
     return request.app.state.settings
 

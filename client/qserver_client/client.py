@@ -7,6 +7,7 @@ environment are ignored: a QServer is reached directly.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -49,14 +50,35 @@ API = "/api/v1"
 
 
 def _channel(address: Address, ca_file: str | Path | None) -> grpc.Channel:
-    """A gRPC channel to ``address`` (gzip, no proxy), TLS checked against ``ca_file`` or the
-    system's CAs when the address says TLS."""
+    """A gRPC channel to ``address`` (no proxy; a submission chooses its own compression), TLS
+    checked against ``ca_file`` or the system's CAs when the address says TLS."""
     options = [("grpc.enable_http_proxy", 0)]
     if not address.grpc_tls:
-        return grpc.insecure_channel(address.grpc_target, options=options, compression=grpc.Compression.Gzip)
+        return grpc.insecure_channel(address.grpc_target, options=options)
     roots = Path(ca_file).read_bytes() if ca_file else None
     credentials = grpc.ssl_channel_credentials(root_certificates=roots)
-    return grpc.secure_channel(address.grpc_target, credentials, options=options, compression=grpc.Compression.Gzip)
+    return grpc.secure_channel(address.grpc_target, credentials, options=options)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(ca_file: str | None) -> ssl.SSLContext:
+    """The TLS context checking the api's certificate against ``ca_file`` (None: the system's
+    CAs), built once per process: loading a CA bundle costs ~50 ms of CPU, which every Client
+    paid before (even one that never speaks TLS). Contexts are safe to share between threads."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
+# A submission this large or larger goes gzip-compressed; a smaller one as it is (compressing a
+# few hundred bytes costs both ends more than sending them).
+COMPRESS_FROM_BYTES = 64 * 1024
+
+
+def _compression(messages: Iterable[jobs_pb2.JobData]) -> grpc.Compression:
+    """Gzip for a stream of COMPRESS_FROM_BYTES or more, or of unknown size (an iterator); none
+    for a smaller list or tuple of messages."""
+    if isinstance(messages, list | tuple) and sum(m.ByteSize() for m in messages) < COMPRESS_FROM_BYTES:
+        return grpc.Compression.NoCompression
+    return grpc.Compression.Gzip
 
 
 def _segment(value: str) -> str:
@@ -100,7 +122,7 @@ class Client:
         self.url, self.grpc_target = address.url, address.grpc_target
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
-        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if address.tls else True
+        verify = _ssl_context(ca_file if address.tls else None)
         self.channel = _channel(address, ca_file)
         self.http = httpx.Client(
             base_url=address.url,
@@ -181,8 +203,10 @@ class Client:
         if resendable:  # the server tells a stream cut short in transit (resent) from an empty program
             metadata = (*metadata, (wire.STREAM_MESSAGES, str(len(messages))))
 
+        compression = _compression(messages)
+
         def send() -> str:
-            return self._add_job(iter(messages), timeout=timeout, metadata=metadata).id
+            return self._add_job(iter(messages), timeout=timeout, metadata=metadata, compression=compression).id
 
         try:
             try:

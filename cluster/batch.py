@@ -6,7 +6,8 @@ sweep that overhead is the whole cost. The dispatcher therefore keeps a few
 executors per cluster (one per CPU, spread over the nodes), each with Qiskit and
 Aer imported, a tiny circuit already run and its own Postgres connection open, and
 hands each one as many small jobs at once as have queued up (``run_batch``). The
-outcomes of a batch are written in one statement (``store.record_outcomes_sync``).
+outcomes of a batch are written in one statement (``write_outcomes``) by the child process that
+ran them, before they travel back.
 
 Only jobs that are cheap by construction go this way (dispatcher/placement.py,
 ``runs_in_batch``); a job whose circuit turns out larger than ``budget_bytes``, or whose
@@ -86,9 +87,6 @@ class Executor:
                 self._sandbox.forget()
 
     def _run_batch(self, works: list[Work]) -> list[Report]:
-        finished: list[tuple[uuid.UUID, dict[str, Any]]] = []
-        failed: list[tuple[uuid.UUID, str]] = []
-        reports: list[Report] = []
         started: set[uuid.UUID] = set()
 
         def mark_started(work: Work) -> bool:  # the job runs past running_after_s: show it running
@@ -97,30 +95,57 @@ class Executor:
             started.add(work.job_id)
             return self._db.mark_started(work.job_id, self._node_id)
 
+        def write(answers: list[tuple[Report, dict[str, Any] | None]]) -> list[Report]:
+            return write_outcomes(self._db, answers, self._node_id)  # the child could not write them
+
         works = [
             work if work.memory_bytes == self._budget else replace(work, memory_bytes=self._budget) for work in works
         ]
-        for work, (report, results) in zip(works, self._sandbox.run_all(works, mark_started), strict=True):
+        reports = self._sandbox.run_all(works, mark_started, write)
+        for work, report in zip(works, reports, strict=True):
             if report.outcome is Outcome.NEEDS_MEMORY and work.job_id in started:  # not run here: claimed again
                 self._db.hand_back(work.job_id)
-            if report.outcome is Outcome.DROPPED:
-                report = replace(report, database=self.database())
-            elif report.outcome is Outcome.FINISHED:
-                finished.append((work.job_id, results))
-            elif report.outcome is Outcome.FAILED:
-                failed.append((work.job_id, report.error))
-            reports.append(report)
-        run_s = {report.job_id: report.run_ms / 1e3 for report in reports}
-        written = self._db.record(finished=finished, failed=failed, node_id=self._node_id, run_s=run_s)
-        for i, report in enumerate(reports):
-            if report.outcome not in (Outcome.FINISHED, Outcome.FAILED):
-                continue
-            if report.job_id not in written:
-                reports[i] = replace(report, outcome=Outcome.DROPPED, database=self.database())
-            elif written[report.job_id] is not None and report.error is None:  # results refused
-                reports[i] = replace(report, outcome=Outcome.FAILED, error=written[report.job_id])
-        return reports
+        return [
+            replace(report, database=self.database()) if report.outcome is Outcome.DROPPED else report
+            for report in reports
+        ]
 
     def database(self) -> str:
         """host:port/dbname of this executor's database."""
         return self._db.database()
+
+
+def write_outcomes(
+    db: WorkerDb, answers: list[tuple[Report, dict[str, Any] | None]], node_id: str | None
+) -> list[Report]:
+    """Write the outcomes of a batch's runs in one statement (``WorkerDb.record``): each FINISHED
+    report with its results, each FAILED one with its error; other reports are not written.
+
+    Called where the batch ran (the executor's child process, cluster/sandbox.py), so that the
+    outcome is stored without a hop back to the executor first.
+
+    Args:
+        answers: (report, results) per job, as ``cluster.executor.execute`` returns them.
+        node_id: the node that ran them.
+
+    Returns:
+        One Report per answer, in order: as given, except a FINISHED or FAILED job that was no
+        longer running (canceled or deleted meanwhile: nothing written) is DROPPED, and a
+        FINISHED one whose results Postgres refused is FAILED with Postgres' reason.
+
+    Raises:
+        psycopg.OperationalError: Postgres stayed unreachable (nothing written).
+    """
+    finished = [(report.job_id, results) for report, results in answers if report.outcome is Outcome.FINISHED]
+    failed = [(report.job_id, report.error) for report, _ in answers if report.outcome is Outcome.FAILED]
+    run_s = {report.job_id: report.run_ms / 1e3 for report, _ in answers}
+    written = db.record(finished=finished, failed=failed, node_id=node_id, run_s=run_s)
+    reports = []
+    for report, _ in answers:
+        if report.outcome in (Outcome.FINISHED, Outcome.FAILED):
+            if report.job_id not in written:
+                report = replace(report, outcome=Outcome.DROPPED)
+            elif written[report.job_id] is not None and report.error is None:  # results refused
+                report = replace(report, outcome=Outcome.FAILED, error=written[report.job_id])
+        reports.append(report)
+    return reports

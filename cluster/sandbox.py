@@ -41,17 +41,27 @@ _WARM_UP = 'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\nh q[0]
 
 
 def _serve(conn: Connection, node: str | None, progress: Any) -> None:
-    """The child: warm up, then run each list of Works received and send back one
-    (Report, results) per work, all at once. ``progress`` holds [the index of the work being
-    run (-1 between lists), when it started (time.monotonic)] for the executor to watch."""
+    """The child: warm up, then run each list of Works received, write their outcomes itself
+    (cluster.batch.write_outcomes, over a connection of its own) and send back
+    ``("written", [Report per work])``; or, when Postgres could not be written,
+    ``("unwritten", [(Report, results) per work])`` for the executor to write. ``progress``
+    holds [the index of the work being run (-1 between lists and while writing), when it
+    started (time.monotonic)] for the executor to watch."""
     try:
         ctypes.CDLL("libc.so.6").prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except OSError:  # not Linux: the child still exits when its pipe closes
         pass
     from cluster import executor
+    from cluster.batch import write_outcomes
+    from cluster.workerdb import WorkerDb
     from plugins import aer
 
     aer.run(_WARM_UP, {"shots": 10, "obs": [[["ZZ", 1.0]]]}, ["counts", "quasi_dist", "expval"])
+    db = WorkerDb(synchronous_commit=False)
+    try:
+        db.conn()  # opened while warming up, not at the first batch's write
+    except Exception:  # noqa: BLE001 - Postgres down now: the first write tries again
+        pass
     conn.send("ready")
     while True:
         try:
@@ -64,7 +74,11 @@ def _serve(conn: Connection, node: str | None, progress: Any) -> None:
             progress[0] = i
             answers.append(executor.execute(work, node))
         progress[0] = -1
-        conn.send(answers)
+        try:
+            conn.send(("written", write_outcomes(db, answers, node)))
+        except Exception as error:  # noqa: BLE001 - Postgres unreachable: the executor writes them
+            log.warning("the child could not write %d outcomes (%s): the executor writes them", len(works), error)
+            conn.send(("unwritten", answers))
 
 
 @dataclass(frozen=True)
@@ -157,10 +171,14 @@ class Sandbox:
         return [pid for pid in (self._child.pid, self._spare.pid) if pid is not None]
 
     def run_all(
-        self, works: list[Work], on_start: Callable[[Work], bool] | None = None
-    ) -> list[tuple[Report, dict[str, Any] | None]]:
+        self,
+        works: list[Work],
+        on_start: Callable[[Work], bool] | None = None,
+        write: Callable[[list[tuple[Report, dict[str, Any] | None]]], list[Report]] | None = None,
+    ) -> list[Report]:
         """Run ``works`` one after another in the child (cluster.executor.execute), each at most
-        ``work.max_run_s`` seconds with the child's resident memory at most ``work.memory_bytes``.
+        ``work.max_run_s`` seconds with the child's resident memory at most ``work.memory_bytes``,
+        and have their outcomes written (cluster.batch.write_outcomes) by the child.
 
         The works go to the child in one message and come back in one; meanwhile the executor
         wakes every WATCH_S to look at which job runs (shared memory), for how long and in how
@@ -174,30 +192,40 @@ class Sandbox:
                 ``running_after_s`` seconds (most jobs end sooner and are never marked): marks it
                 started (claimed to running); False means the job is no longer claimed
                 (canceled or deleted meanwhile): its run is stopped.
+            write: writes (report, result) pairs the child could not write (Postgres was
+                unreachable from it) and returns their reports, as write_outcomes does; None:
+                they are returned unwritten, FINISHED and FAILED as they were.
 
         Returns:
-            One (report, results) per work, in order, as ``executor.execute`` returns them; or,
-            with None: CANCELED (the job was canceled before or while it ran: the run was
-            stopped), DROPPED (``on_start`` said it is no longer claimed: stopped), NEEDS_MEMORY
-            kind OVERRAN (it ran past ``work.max_run_s``: stopped) or kind MEMORY (the child grew
-            past ``work.memory_bytes``: stopped; ``report.memory`` asks for twice what it had
+            One report per work, in order: as ``executor.execute`` reports it and written
+            (FINISHED, FAILED; DROPPED: no longer running, nothing written); or CANCELED (the
+            job was canceled before or while it ran: the run was stopped), DROPPED (``on_start``
+            said it is no longer claimed: stopped), NEEDS_MEMORY kind OVERRAN (it ran past
+            ``work.max_run_s``: stopped) or kind MEMORY (the child grew past
+            ``work.memory_bytes``: stopped; ``report.memory`` asks for twice what it had
             reached), LOST kind "crash" (the child died by itself: a crash in the loader or
             simulator; ``report.error`` names the signal).
         """
-        answers: dict[uuid.UUID, tuple[Report, dict[str, Any] | None]] = {}
+        answers: dict[uuid.UUID, Report] = {}
         todo = list(works)
         while todo:
-            todo = self._run_some(todo, on_start, answers)
+            todo = self._run_some(todo, on_start, write, answers)
         return [answers[work.job_id] for work in works]
 
-    def _run_some(self, works: list[Work], on_start: Callable[[Work], bool] | None, answers: dict) -> list[Work]:
+    def _run_some(
+        self,
+        works: list[Work],
+        on_start: Callable[[Work], bool] | None,
+        write: Callable[[list[tuple[Report, dict[str, Any] | None]]], list[Report]] | None,
+        answers: dict[uuid.UUID, Report],
+    ) -> list[Work]:
         """Run ``works`` in the ready child, putting each answer in ``answers``; the works to run
         again when the child ended before it answered (none when it answered)."""
         with self._lock:
             canceled = set(self._canceled)
         for work in works:  # canceled while they waited here: never sent
             if work.job_id in canceled:
-                answers[work.job_id] = (Report(work.job_id, Outcome.CANCELED, 0.0, self._node), None)
+                answers[work.job_id] = Report(work.job_id, Outcome.CANCELED, 0.0, self._node)
         works = [work for work in works if work.job_id not in canceled]
         if not works:
             return []
@@ -213,7 +241,9 @@ class Sandbox:
                     if stop is not None:
                         break
             else:
-                done = child.conn.recv()
+                kind, done = child.conn.recv()
+                if kind == "unwritten":
+                    done = write(done) if write is not None else [report for report, _ in done]
                 answers.update(zip((work.job_id for work in works), done, strict=True))
                 # grown past a job's budget: the spare goes on. Read only after a batch that the
                 # watch saw (WATCH_S or longer): loading and simulating grow a child by ~85 MiB/s
@@ -257,21 +287,19 @@ class Sandbox:
             return Stop("memory", resident)
         return None
 
-    def _stopped(
-        self, work: Work, child: _Child, run_ms: float, stop: Stop | None, canceled: bool
-    ) -> tuple[Report, None]:
+    def _stopped(self, work: Work, child: _Child, run_ms: float, stop: Stop | None, canceled: bool) -> Report:
         """The report of a run that gave no answer (``stop`` None: the child died)."""
         job_id, node = work.job_id, self._node
         if canceled:
             log.info("job_id=%s canceled: its simulation was stopped after %.0f ms", job_id, run_ms)
-            return Report(job_id, Outcome.CANCELED, run_ms, node), None
+            return Report(job_id, Outcome.CANCELED, run_ms, node)
         if stop is not None and stop.why == "dropped":
             log.info("job_id=%s no longer claimed (canceled or deleted): stopped", job_id)
-            return Report(job_id, Outcome.DROPPED, run_ms, node), None
+            return Report(job_id, Outcome.DROPPED, run_ms, node)
         if stop is not None and stop.why == "overran":
             log.info("job_id=%s ran past %g s on the fast path: stopped", job_id, work.max_run_s)
             message = f"ran past the fast path's {work.max_run_s:g} s: stopped, to run as a task of its own"
-            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=OVERRAN), None
+            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=OVERRAN)
         if stop is not None:  # memory
             log.info(
                 "job_id=%s grew to %d MiB, past %d MiB: stopped", job_id, stop.resident >> 20, work.memory_bytes >> 20
@@ -281,12 +309,12 @@ class Sandbox:
                 f"{work.memory_bytes >> 20} MiB it was granted: stopped"
             )
             need = MemoryNeed(2 * stop.resident, "measured", 0)
-            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=MEMORY, memory=need), None
+            return Report(job_id, Outcome.NEEDS_MEMORY, run_ms, node, error=message, kind=MEMORY, memory=need)
         code = child.process.exitcode
         signal_name = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
         log.warning("job_id=%s: the process running it died (%s)", job_id, signal_name)
         error = f"the process simulating it died: {signal_name}"
-        return Report(job_id, Outcome.LOST, run_ms, node, kind="crash", error=error), None
+        return Report(job_id, Outcome.LOST, run_ms, node, kind="crash", error=error)
 
     def _ready_child(self) -> _Child:
         """The child to run the next job, warm; one that died warming up is replaced.

@@ -26,6 +26,7 @@ def main() -> None:
         port=settings.api_port,
         proxy_headers=True,
         log_level="info",
+        access_log=False,  # nginx logs every request (nginx/logs/access.log); a second line here cost CPU per job
     )
 
 

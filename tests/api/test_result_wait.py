@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 
 import httpx
 import psycopg
@@ -14,6 +15,7 @@ import pytest
 from psycopg.rows import dict_row
 
 from core import store
+from core.settings import Settings
 from tests.api.conftest import MakeJob
 
 V1 = "/api/v1"
@@ -238,3 +240,80 @@ def test_a_payload_without_results_parses_as_before() -> None:
     }
     assert with_results.results_bytes == 12
     assert store.JobChange.parse(f"{job_id} finished 1700000000.5 alice\nnot results").results is None
+
+
+# --- the wait answers from the notification: the same bytes, one read --------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[uuid.UUID]:
+    """The job ids store.get_results is asked for (the result route's reads), in order."""
+    asked: list[uuid.UUID] = []
+    read = store.get_results
+
+    async def counted(conn, *, job_id, **kwargs):
+        asked.append(job_id)
+        return await read(conn, job_id=job_id, **kwargs)
+
+    monkeypatch.setattr(store, "get_results", counted)
+    return asked
+
+
+async def _wait_while(client: httpx.AsyncClient, job_id: uuid.UUID, dsn: str, write) -> httpx.Response:
+    """A wait on ``job_id`` during which another connection ``write``s (after the wait's first read)."""
+    waiting = asyncio.create_task(_get(client, f"{V1}/job/result/{job_id}"))
+    await asyncio.sleep(0.3)
+    with store.connect_sync(dsn) as conn:
+        await asyncio.to_thread(write, conn)
+    return await waiting
+
+
+@pytest.mark.parametrize("kind", list(RESULTS))
+async def test_wait_answered_from_the_notification_is_the_reads_answer_in_one_read(
+    client: httpx.AsyncClient, make_job: MakeJob, dsn: str, reads: list[uuid.UUID], kind: str
+) -> None:
+    job_id = await make_job(status="claimed")
+    waited = await _wait_while(client, job_id, dsn, _record(job_id, RESULTS[kind]))
+    assert reads == [job_id]  # the first read only: the end carried the results
+    plain = await client.get(f"{V1}/job/result/{job_id}")
+    assert waited.status_code == plain.status_code == 200
+    assert waited.content == plain.content  # byte for byte
+    assert waited.headers["content-type"] == plain.headers["content-type"]
+    assert {name: waited.json()[name] for name in RESULTS[kind]} == RESULTS[kind]
+
+
+async def test_wait_reads_again_when_the_end_carried_no_results(
+    client: httpx.AsyncClient, make_job: MakeJob, dsn: str, reads: list[uuid.UUID]
+) -> None:
+    job_id = await make_job(status="running")
+    finish = lambda conn: store.finish_job_sync(conn, job_id=job_id, results={"counts": COUNTS}, node_id="n")  # noqa: E731
+    waited = await _wait_while(client, job_id, dsn, finish)
+    assert reads == [job_id, job_id]
+    assert waited.content == (await client.get(f"{V1}/job/result/{job_id}")).content
+
+
+async def test_wait_reads_results_over_the_inline_limit(
+    client: httpx.AsyncClient,
+    make_job: MakeJob,
+    dsn: str,
+    reads: list[uuid.UUID],
+    use_settings: Callable[..., Settings],
+) -> None:
+    """Results the read would not answer inline are read (under the admission of large
+    reads), not taken from the notification."""
+    use_settings(api_inline_result_bytes=10)
+    job_id = await make_job(status="claimed")
+    waited = await _wait_while(client, job_id, dsn, _record(job_id, RESULTS["all three"]))
+    assert reads == [job_id, job_id]
+    plain = await client.get(f"{V1}/job/result/{job_id}")
+    assert waited.status_code == 200 and waited.content == plain.content
+
+
+async def test_a_failure_still_ends_the_wait_with_the_read(
+    client: httpx.AsyncClient, make_job: MakeJob, dsn: str, reads: list[uuid.UUID]
+) -> None:
+    job_id = await make_job(status="claimed")
+    fail = lambda conn: store.record_outcomes_sync(conn, finished=[], failed=[(job_id, "boom")], node_id="n")  # noqa: E731
+    waited = await _wait_while(client, job_id, dsn, fail)
+    assert waited.status_code == 404 and reads == [job_id, job_id]
+    assert waited.json() == {"detail": f"job {job_id} has no results: it failed: boom"}

@@ -43,6 +43,7 @@ from api.models import (
 )
 from api.waiters import RESULT_WAITS
 from core import capabilities, idempotency, store
+from core.auth import Caller
 from core.domain import JobStatus
 from core.errors import InvalidJob, JobNotFound
 from core.monitor import OK, health_answer
@@ -152,6 +153,8 @@ async def get_job_result(
     to that many seconds (at most ``settings.max_result_wait_s``): the results come back as soon
     as it finishes, a failure's or
     cancel's 404 as soon as that happens, and a 404 naming the status when the wait ends first.
+    A job that finishes while waited on is answered from its end's notification when that
+    carries its results (migration 0014), else read again.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, settings.max_result_wait_s)
@@ -173,6 +176,8 @@ async def get_job_result(
                 raise NoResults(f"job {job_id} has no results: {_why(row['status'], row['error'])}")
             with RESULT_WAITS.track_inprogress(), contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(ended.wait(), timeout=remaining)
+            if (answer := _answer_from(ended.change, caller, settings)) is not None:
+                return answer  # it finished and its end carried its results: not read again
 
 
 @router.get(
@@ -306,6 +311,19 @@ async def delete_job(caller: CallerDep, job_id: JobIdDep, conn: ConnDep) -> dict
     await store.delete_job(conn, job_id=job_id, owner=caller.owner_filter)
     log.info("job_id=%s deleted by %s", job_id, caller.name or "-")
     return {"id": job_id, "deleted": True}
+
+
+def _answer_from(change: store.JobChange | None, caller: Caller, settings: Settings) -> Response | None:
+    """The result answer a waited-on job's end carried (migration 0014), exactly as the read
+    would give it, or None: read the job. The request's first read already found the job
+    visible to ``caller``; a change of another owner's job is never answered from all the same."""
+    if change is None or change.status != JobStatus.FINISHED or change.results is None:
+        return None
+    if caller.owner_filter is not None and change.owner != caller.owner_filter:
+        return None
+    if change.results_bytes is None or change.results_bytes > settings.api_inline_result_bytes:
+        return None  # the read would have read them on their own (api/large_reads.py): do so
+    return Response(result_body(change.results), media_type="application/json")
 
 
 def _why(status: str, error: str | None) -> str:

@@ -4,8 +4,10 @@ The database notifies ``qserver_job_status`` of every change of a job that its u
 (migration 0011: a start, an end, back to pending; payload ``store.JobChange``). Two kinds of
 listeners share the connection:
 
-- waiters (``GET /job/result/{id}?wait_s=``): an ``asyncio.Event`` per waiting request, set
-  when its job ends; the request reads the job itself. The answer leaves about a millisecond
+- waiters (``GET /job/result/{id}?wait_s=``): a :class:`Waiter` per waiting request, ended
+  when its job ends with the change that ended it. A finished job's change may carry its
+  results (migration 0014: small ones written in the statement that finished it), which the
+  request answers with; else it reads the job itself. The answer leaves about a millisecond
   after the executor's commit, and a waiting client costs the server nothing until then.
 - watches (the server-sent event streams, api/events.py): one per stream, of one job or of
   all jobs (of one owner, or everyone's). A change that some watch wants is read ONCE
@@ -58,6 +60,29 @@ def state_time(state: dict[str, Any]) -> datetime:
     return state["submission_date"]
 
 
+class Waiter:
+    """One waiting request's wake-up: ended when its job ends (or when notifications may have
+    been missed), with the change that ended it."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.change: JobChange | None = None  # the job's end; None: unknown, read the job
+
+    def end(self, change: JobChange | None) -> None:
+        """Wake the request: its job ended with ``change`` (None: it may have, read it)."""
+        self.change = change
+        self._event.set()
+
+    def clear(self) -> None:
+        """Forget an earlier end (before reading the job again)."""
+        self.change = None
+        self._event.clear()
+
+    async def wait(self) -> None:
+        """Until it is ended."""
+        await self._event.wait()
+
+
 class Watch:
     """What one stream has yet to send: jobs' latest states, in the order they changed (a job
     that changes twice before the stream sends keeps only its latest state; a stream that stops
@@ -108,7 +133,7 @@ class JobFeed:
     def __init__(self, dsn: str, pool: AsyncConnectionPool) -> None:
         self._dsn = dsn
         self._pool = pool
-        self._events: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self._waiters: dict[uuid.UUID, set[Waiter]] = {}
         self._by_job: dict[uuid.UUID, set[Watch]] = {}
         self._by_owner: dict[str | None, set[Watch]] = {}  # None: every owner's jobs
         self._unread: dict[uuid.UUID, JobChange | None] = {}  # None: read it, the change is unknown
@@ -134,15 +159,15 @@ class JobFeed:
         return sum(map(len, self._by_job.values())) + sum(map(len, self._by_owner.values()))
 
     @contextlib.asynccontextmanager
-    async def waiting(self, job_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
-        """An event set when ``job_id`` ends. Enter it before reading the job's status, so
-        that an end between the read and the wait is not missed."""
-        event = asyncio.Event()
-        self._events.setdefault(job_id, set()).add(event)
+    async def waiting(self, job_id: uuid.UUID) -> AsyncIterator[Waiter]:
+        """A waiter ended when ``job_id`` ends, with the change that ended it. Enter it before
+        reading the job's status, so that an end between the read and the wait is not missed."""
+        waiter = Waiter()
+        self._waiters.setdefault(job_id, set()).add(waiter)
         try:
-            yield event
+            yield waiter
         finally:
-            _discard(self._events, job_id, event)
+            _discard(self._waiters, job_id, waiter)
 
     @contextlib.asynccontextmanager
     async def watching(self, watch: Watch) -> AsyncIterator[Watch]:
@@ -161,8 +186,8 @@ class JobFeed:
         if change is None:
             return
         if change.status in TERMINAL or change.status == store.DELETED:
-            for event in self._events.get(change.id, ()):
-                event.set()
+            for waiter in self._waiters.get(change.id, ()):
+                waiter.end(change)
         if change.status == store.DELETED:
             self._gone(change.id, change.time)
         elif change.id in self._by_job or any(
@@ -175,9 +200,9 @@ class JobFeed:
 
     def _missed(self) -> None:
         """Notifications may have been missed: waiters read the status again, watched jobs are read."""
-        for events in self._events.values():
-            for event in events:
-                event.set()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.end(None)
         for job_id in self._by_job:
             self._unread.setdefault(job_id, None)
         self._read_wanted.set()

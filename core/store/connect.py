@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import select
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import psycopg.sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+
+from core.store.reads import RESULT_TYPES  # a JobChange's result lines come in this order (0014)
 
 PAGE_SIZE = 20  # rows a page of every keyset-paged listing
 
@@ -65,7 +69,7 @@ def connect_sync(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True, row_factory=dict_row)
 
 
-# The channels the schema's triggers notify on (migrations 0003 and 0011); each payload is text.
+# The channels the schema's triggers notify on (migrations 0003, 0011, 0014); each payload is text.
 JOB_STATUS_CHANNEL = "qserver_job_status"  # a change its user sees: JobChange.parse reads it
 DELETED = "deleted"  # the status a JOB_STATUS_CHANNEL notification gives a job deleted before it ran
 CANCEL_CHANNEL = "qserver_cancel"  # a running job was canceled: its id
@@ -82,21 +86,41 @@ async def listen(conn: psycopg.AsyncConnection, channel: str) -> None:
 class JobChange:
     """One notification on JOB_STATUS_CHANNEL (migration 0011): job ``id`` became ``status`` (the
     status users see, or DELETED: deleted before it ran) at ``time``; ``owner`` is None for a
-    job without one (authentication off)."""
+    job without one (authentication off).
+
+    A job that became finished may come with its results (migration 0014: small ones, written by
+    the statement that finished it): ``results`` is then the raw results row as
+    ``store.get_results`` reads it, {id, job_id, counts, quasi_dist, expval}, each type its JSON
+    text (or None), and ``results_bytes`` their stored size (compare with the reader's inline
+    limit). Both None when the notification carried none: read the job."""
 
     id: uuid.UUID
     status: str
     time: datetime
     owner: str | None
+    results: Mapping[str, Any] | None = None
+    results_bytes: int | None = None
 
     @classmethod
     def parse(cls, payload: str) -> JobChange | None:
-        """The change a payload ``"<id> <status> <epoch seconds> <owner>"`` names; None for one
-        that does not read so (nothing of ours sends it)."""
-        parts = payload.split(" ", 3)
+        """The change a payload ``"<id> <status> <epoch seconds> <owner>"`` names, with the
+        results that follow it on five more lines (migration 0014; any other tail is ignored);
+        None for one that does not read so (nothing of ours sends it)."""
+        head, _, tail = payload.partition("\n")
+        parts = head.split(" ", 3)
         if len(parts) != 4:
             return None
         try:
-            return cls(uuid.UUID(parts[0]), parts[1], datetime.fromtimestamp(float(parts[2]), UTC), parts[3] or None)
+            change = cls(uuid.UUID(parts[0]), parts[1], datetime.fromtimestamp(float(parts[2]), UTC), parts[3] or None)
         except (ValueError, OverflowError):
             return None
+        lines = tail.split("\n") if tail else []
+        if len(lines) != 2 + len(RESULT_TYPES) or not lines[0].isdecimal() or not lines[1]:
+            return change
+        stored, results_id, *texts = lines
+        results = {
+            "id": results_id,
+            "job_id": change.id,
+            **{name: text or None for name, text in zip(RESULT_TYPES, texts, strict=True)},
+        }
+        return replace(change, results=results, results_bytes=int(stored))

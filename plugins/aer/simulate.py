@@ -8,15 +8,21 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
-from qiskit.circuit import Qubit
-from qiskit.converters import circuit_to_dag, dag_to_circuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_aer import AerError, AerSimulator
-from qiskit_aer.library import SaveExpectationValue
 
 from plugins.aer import sizing
 from plugins.aer.circuits import active_qubits, bind_parameters, load_circuit
 from plugins.aer.errors import CircuitError, SimulationError
+from plugins.aer.observables import (
+    expval_saves,
+    observables,
+    observed_qubits,
+    saved_values,
+    split_final_measurements,
+    with_saves,
+    without_idle_qubits,
+)
 from plugins.aer.unroll import DEFAULT_MAX_EXPANDED_GATES, expanded_gates, unroll
 
 RESULT_TYPES = ("counts", "quasi_dist", "expval")
@@ -121,45 +127,6 @@ def _method(metadata: Mapping[str, Any]) -> str:
     return method
 
 
-def _observables(metadata: Mapping[str, Any], num_qubits: int) -> list[SparsePauliOp]:
-    """Metadata 'obs' as one SparsePauliOp per PUB, each checked against the circuit's width.
-
-    A flat list of [pauli, coeff] pairs (upstream aer-plugin's form) is taken as one PUB.
-    """
-    obs = metadata.get("obs")
-    usage = "metadata 'obs' must be a list of PUBs, each a list of [pauli, coeff] pairs"
-    if not isinstance(obs, (list, tuple)) or not obs:
-        raise CircuitError(f"expval needs {usage}, got {obs!r}")
-    if all(_is_term(term) for term in obs):
-        obs = [obs]
-    operators = []
-    for index, pub in enumerate(obs):
-        if not isinstance(pub, (list, tuple)) or not pub or not all(_is_term(term) for term in pub):
-            raise CircuitError(f"{usage}; obs[{index}] is {pub!r}")
-        try:
-            operator = SparsePauliOp.from_list([(term[0], term[1]) for term in pub])
-        except Exception as exc:
-            message = getattr(exc, "message", None) or str(exc)
-            raise CircuitError(f"obs[{index}] is not a Pauli operator: {message}") from exc
-        if operator.num_qubits != num_qubits:
-            raise CircuitError(
-                f"obs[{index}] acts on {operator.num_qubits} qubits but the circuit has {num_qubits}: "
-                "a Pauli label has one character per qubit, qubit 0 rightmost"
-            )
-        operators.append(operator.simplify())
-    return operators
-
-
-def _is_term(term: Any) -> bool:
-    return (
-        isinstance(term, (list, tuple))
-        and len(term) == 2
-        and isinstance(term[0], str)
-        and isinstance(term[1], (int, float))
-        and not isinstance(term[1], bool)
-    )
-
-
 def _execute(simulator: AerSimulator, circuit: QuantumCircuit, receipt: dict | None = None, **options: Any):
     """Run on Aer; raise SimulationError with Aer's own status when it does not succeed. The
     method Aer chose goes into ``receipt`` (if given and not there yet)."""
@@ -196,7 +163,7 @@ def _counts(
     if _operation_names(circuit) & _CONTROL_FLOW:
         # Aer's own truncation of idle qubits breaks its jumps when every measurement sits in a
         # branch ("Invalid jump destination: if_0_end"): idle qubits are dropped here instead.
-        circuit = _without_idle_qubits(circuit, keep=set())
+        circuit = without_idle_qubits(circuit, keep=set())
         options["enable_truncation"] = False
     result = _execute(simulator, circuit, receipt, **options)
     if "counts" not in result.data(0):
@@ -216,42 +183,6 @@ def _quasi_dist(counts: Mapping[str, int], shots: int) -> dict[int, float]:
     return dist
 
 
-def _without_final_measurements(circuit: QuantumCircuit) -> QuantumCircuit:
-    """The circuit minus barriers and the measurements nothing after them uses.
-
-    Unlike `remove_final_measurements`, a measurement whose bit a later `if` reads stays.
-    """
-    used_qubits: set = set()
-    used_clbits: set = set()
-    kept = []
-    for instruction in reversed(circuit.data):
-        name = instruction.operation.name
-        if name == "barrier":
-            continue
-        if name == "measure" and instruction.qubits[0] not in used_qubits and instruction.clbits[0] not in used_clbits:
-            continue
-        kept.append(instruction)
-        used_qubits.update(instruction.qubits)
-        used_clbits.update(instruction.clbits)
-    body = circuit.copy_empty_like()
-    for instruction in reversed(kept):
-        body.append(instruction, copy=False)
-    return body
-
-
-def _without_idle_qubits(circuit: QuantumCircuit, keep: set[int]) -> QuantumCircuit:
-    """The circuit minus the qubits nothing touches, except those in `keep`.
-
-    Aer's own truncation of idle qubits gives wrong subsystem expectation values
-    (Qiskit/qiskit-aer#2442, open in 0.18.2), so expval runs truncate here and turn Aer's off.
-    """
-    dag = circuit_to_dag(circuit)
-    idle = [wire for wire in dag.idle_wires() if isinstance(wire, Qubit) and circuit.find_bit(wire).index not in keep]
-    if idle:
-        dag.remove_qubits(*idle)
-    return dag_to_circuit(dag)
-
-
 def _expvals(
     circuit: QuantumCircuit,
     operators: Sequence[SparsePauliOp],
@@ -267,27 +198,11 @@ def _expvals(
 ) -> list[list[float]]:
     """Exact <psi|O|psi> per operator, on the circuit without its final measurements: one list
     (a value per operator) per experiment: one, or one per binding of ``binds``."""
-    values: list[float | None] = []
-    saves = []  # (label, operator on the qubits it acts on, those qubits' indices)
-    for index, operator in enumerate(operators):
-        if abs(operator.coeffs.imag).max() > 1e-12:
-            raise CircuitError(f"obs[{index}] is not Hermitian: its coefficients must be real")
-        acts = (operator.paulis.z | operator.paulis.x).any(axis=0)
-        if not acts.any():  # a multiple of the identity
-            values.append(float(operator.coeffs.real.sum()))
-            continue
-        idle = [qubit for qubit in range(operator.num_qubits) if not acts[qubit]]
-        reduced = SparsePauliOp(operator.paulis.delete(idle, qubit=True), operator.coeffs.real)
-        support = [qubit for qubit in range(operator.num_qubits) if acts[qubit]]
-        saves.append((f"expval{index}", reduced, support))
-        values.append(None)
+    values, saves = expval_saves(operators)
     runs = len(next(iter(binds[0].values()))) if binds else 1
     if not saves:
         return [list(values)] * runs  # type: ignore[list-item]
-    observed = {qubit for _, _, support in saves for qubit in support}
-    body = _without_idle_qubits(_without_final_measurements(circuit), keep=observed)
-    for label, reduced, support in saves:
-        body.append(SaveExpectationValue(reduced, label=label), [circuit.qubits[q] for q in support])
+    body = without_idle_qubits(with_saves(split_final_measurements(circuit)[0], saves), keep=observed_qubits(saves))
     # Without measurements left the state is deterministic: one shot gives the exact value;
     # with mid-circuit measurements Aer averages over the shots.
     measured = bool(_operation_names(body) & _NON_UNITARY)
@@ -302,10 +217,39 @@ def _expvals(
     thread_count = threads if experiments != 1 else _threads(body.num_qubits, threads)
     simulator = _simulator(method, thread_count, max_memory_mb, device, experiments)
     result = _execute(simulator, body, receipt, **options)
-    return [
-        [float(data[f"expval{index}"].real) if value is None else value for index, value in enumerate(values)]
-        for data in (result.data(run) for run in range(runs))
-    ]
+    return [saved_values(values, result.data(run)) for run in range(runs)]
+
+
+def _counts_with_expvals(
+    simulator: AerSimulator,
+    circuit: QuantumCircuit,
+    operators: Sequence[SparsePauliOp],
+    shots: int,
+    seed: int | None,
+    receipt: dict | None = None,
+) -> tuple[dict[str, int], list[float]] | None:
+    """Counts and exact expectation values from ONE Aer run: each observable is saved just before
+    the final measurements (the state then is the one ``_expvals`` would compute on its own), the
+    shots sampled after. None when that could not be exact or cannot run so (an operation that is
+    not unitary before the end, control flow, only identities): ``_counts`` and ``_expvals`` run
+    apart then. Idle qubits are dropped here and Aer's truncation is off, as in ``_expvals``."""
+    values, saves = expval_saves(operators)
+    body, finals = split_final_measurements(circuit)
+    if not saves or not finals or _operation_names(body) & (_NON_UNITARY | _CONTROL_FLOW):
+        return None
+    combined = with_saves(body, saves)
+    for instruction in finals:
+        combined.append(instruction, copy=False)
+    measured = {circuit.find_bit(qubit).index for instruction in finals for qubit in instruction.qubits}
+    combined = without_idle_qubits(combined, keep=observed_qubits(saves) | measured)
+    options: dict[str, Any] = {"shots": shots, "enable_truncation": False}
+    if seed is not None:
+        options["seed_simulator"] = seed
+    result = _execute(simulator, combined, receipt, **options)
+    if receipt is not None:
+        receipt["exact"] = True
+    counts = {str(key): int(value) for key, value in result.get_counts(0).items()}
+    return counts, saved_values(values, result.data(0))
 
 
 def _prepare(
@@ -335,7 +279,7 @@ def _prepare(
             f"the circuit has {needed.active_qubits} active qubits; this server runs at most "
             f"{limit} with the {needed.method} method (QSERVER_MAX_ACTIVE_QUBITS)"
         )
-    return circuit, _observables(metadata, circuit.num_qubits) if "expval" in wanted else []
+    return circuit, observables(metadata, circuit.num_qubits) if "expval" in wanted else []
 
 
 def run(
@@ -391,12 +335,18 @@ def run(
     results: dict[str, Any] = {}
     if wanted & {"counts", "quasi_dist"}:
         simulator = _simulator(method, _threads(active_qubits(circuit), threads), max_memory_mb, device)
-        counts = _counts(simulator, circuit, shots, seed, receipt=receipt)[0]
+        both = None
+        if "expval" in wanted and method in _EXPVAL_METHODS:
+            both = _counts_with_expvals(simulator, circuit, operators, shots, seed, receipt=receipt)
+        if both is not None:  # one run gave both
+            counts, results["expval"] = both
+        else:
+            counts = _counts(simulator, circuit, shots, seed, receipt=receipt)[0]
         if "counts" in wanted:
             results["counts"] = counts
         if "quasi_dist" in wanted:
             results["quasi_dist"] = _quasi_dist(counts, shots)
-    if "expval" in wanted:
+    if "expval" in wanted and "expval" not in results:
         expval_method = method if method in _EXPVAL_METHODS else "automatic"
         expvals = _expvals(
             circuit, operators, expval_method, shots, seed, max_memory_mb, device, threads, receipt=receipt

@@ -167,6 +167,21 @@ def _where(listing: Listing, owner: str | None, alias: str, statuses: list[str])
     return " AND ".join(conditions) or "true", params
 
 
+def _limit(listing: Listing, owner: str | None) -> tuple[str, list[Any]]:
+    """The LIMIT of a page's read (one row more than the page) and its parameters.
+
+    A literal (a checked int) when the cursor is the only parameter of the read, so that
+    Postgres keeps one generic plan of the prepared statement rather than planning each page
+    anew (with LIMIT a parameter the generic plan looks costly, and planning took longer than
+    running). With an owner, backend or time, whose best index depends on the value (a rare
+    backend's is its own index, a common one's the pointer walk), it stays a parameter and
+    each page is planned for its values.
+    """
+    if owner is None and listing.backend is None and listing.since is None:
+        return f"LIMIT {int(listing.limit) + 1}", []
+    return "LIMIT %s", [listing.limit + 1]
+
+
 def _page(listing: Listing, rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int | None]:
     """The page of ``rows`` (read with LIMIT limit + 1) and the cursor of the next one."""
     if len(rows) <= listing.limit:
@@ -229,9 +244,9 @@ async def list_jobs_page(
             joins += " LEFT JOIN result_types rt ON rt.job_id = j.id"
         if "results" in fields or "receipt" in fields:
             joins += " LEFT JOIN results r ON r.job_id = j.id"
+    limit, limit_params = _limit(listing, owner)
     cur = await conn.execute(
-        f"SELECT {columns} {joins} WHERE {where} ORDER BY j.pointer {direction} LIMIT %s",
-        (*params, listing.limit + 1),
+        f"SELECT {columns} {joins} WHERE {where} ORDER BY j.pointer {direction} {limit}", (*params, *limit_params)
     )
     rows, next_cursor = _page(listing, await cur.fetchall())
     if fields is None:
@@ -283,9 +298,10 @@ async def list_history_page(
     direction = "ASC" if listing.order == "asc" else "DESC"
     names = HISTORY_FIELDS if fields is None else fields
     columns = ", ".join(_HISTORY_COLUMNS.get(name, f"h.{name}") for name in names)
+    limit, limit_params = _limit(listing, owner)
     cur = await conn.execute(
-        f"SELECT {columns} FROM history h WHERE {where} ORDER BY h.pointer {direction} LIMIT %s",
-        (*params, listing.limit + 1),
+        f"SELECT {columns} FROM history h WHERE {where} ORDER BY h.pointer {direction} {limit}",
+        (*params, *limit_params),
     )
     rows, next_cursor = _page(listing, await cur.fetchall())
     for row in rows:

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import Request
 from psycopg_pool import AsyncConnectionPool
 
-from api.models import Job, Results
+from api.models import Job, row_model
 from core import store
 from core.auth import Caller
 from core.errors import QServerError
@@ -112,15 +112,18 @@ def results_json(raw: Mapping[str, str | None] | None) -> str:
     return "{" + ",".join(f'"{name}":{raw.get(name) or "null"}' for name in RESULT_TYPES) + "}"
 
 
+RAW_FIELDS = ("results", "receipt")  # Job fields passed through as the JSON text Postgres holds
+# The other fields of Job, in its order: what job_body checks and writes with pydantic.
+_JOB_HEAD = row_model(Job, tuple(name for name in Job.model_fields if name not in RAW_FIELDS))
+
+
 def job_body(job: Mapping[str, Any], raw: Mapping[str, str | None] | None) -> str:
     """The Job JSON of ``job`` (from store.get_job_raw or list_jobs_page) with ``raw`` results.
 
     Every field but ``results`` and ``receipt`` (raw JSON text) is checked and written by the
     Job model, as FastAPI would.
     """
-    fields = {key: value for key, value in job.items() if not key.startswith("results")}
-    fields["receipt"] = None  # JSON text as Postgres wrote it: passed through
-    text = Job.model_validate({**fields, "results": Results()}).model_dump_json(exclude={"results", "receipt"})
+    text = _JOB_HEAD.model_validate(job).model_dump_json()
     return f'{text[:-1]},"results":{results_json(raw)},"receipt":{job.get("receipt") or "null"}}}'
 
 

@@ -9,16 +9,15 @@ the cursor, oldest first. Every bad parameter is a 400 that names it.
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel
 
 from api.deps import CallerDep, ConnDep, LargeReadsDep, PoolDep, SettingsDep
-from api.large_reads import job_body, large_results, results_json
-from api.models import ErrorDetail, HistoryEntry, Job
+from api.large_reads import RAW_FIELDS, job_body, large_results, results_json
+from api.models import ErrorDetail, HistoryEntry, Job, row_model
 from core import store
 from core.store.listing import STATUSES
 
@@ -161,28 +160,18 @@ async def list_history(
     if chosen is None:  # written by FastAPI through HistoryEntry, as it always was
         response.headers.update(_headers(next_cursor) or {})
         return rows
-    body = ",".join(_row_model(HistoryEntry, chosen).model_validate(row).model_dump_json() for row in rows)
+    body = ",".join(row_model(HistoryEntry, chosen).model_validate(row).model_dump_json() for row in rows)
     return Response(f"[{body}]", media_type="application/json", headers=_headers(next_cursor))
-
-
-_RAW = ("results", "receipt")  # Job fields passed through as the JSON text Postgres holds
 
 
 def lean_job_body(job: dict[str, Any], fields: tuple[str, ...], raw: dict[str, Any] | None) -> str:
     """The JSON of a lean job row (store.list_jobs_page with ``fields``): each field written as the
     Job model writes it, in its order; ``results`` (``raw``) and ``receipt`` passed through."""
-    plain = tuple(name for name in fields if name not in _RAW)
-    text = _row_model(Job, plain).model_validate(job).model_dump_json()
+    plain = tuple(name for name in fields if name not in RAW_FIELDS)
+    text = row_model(Job, plain).model_validate(job).model_dump_json()
     extras = []
     if "results" in fields:
         extras.append(f'"results":{results_json(raw)}')
     if "receipt" in fields:
         extras.append(f'"receipt":{job["receipt"] or "null"}')
     return f"{text[:-1]},{','.join(extras)}}}" if extras else text
-
-
-@functools.lru_cache(maxsize=256)
-def _row_model(model: type[BaseModel], fields: tuple[str, ...]) -> type[BaseModel]:
-    """A model of ``model``'s ``fields`` only, each with its type, validators and description."""
-    chosen: Any = {name: (model.model_fields[name].annotation, model.model_fields[name]) for name in fields}
-    return create_model(f"{model.__name__}Fields", **chosen)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, Field, create_model
 
 from core.domain import VisibleStatus
 
@@ -267,3 +268,10 @@ class ErrorDetail(BaseModel):
     """Every error answer: a message meant for the user."""
 
     detail: str
+
+
+@functools.lru_cache(maxsize=256)
+def row_model(model: type[BaseModel], fields: tuple[str, ...]) -> type[BaseModel]:
+    """A model of ``model``'s ``fields`` only, each with its type, validators and description."""
+    chosen: Any = {name: (model.model_fields[name].annotation, model.model_fields[name]) for name in fields}
+    return create_model(f"{model.__name__}Fields", **chosen)

@@ -45,11 +45,12 @@ SWEEP_DONE = (
     " (SELECT coalesce(sum(s.count), 0) FROM sweep_items s WHERE s.job_id = j.id)::bigint END"
 )
 
-# A finished job's receipt (results.receipt) with where and how long it ran, as JSON text.
+# A finished job's receipt (results.receipt) with where and how long it ran, as JSON text; null
+# without one, built only for a job that has one (old jobs, failed and unfinished ones have none).
 RECEIPT = (
-    "(r.receipt || jsonb_build_object('node_id', j.node_id,"
+    "CASE WHEN r.receipt IS NOT NULL THEN (r.receipt || jsonb_build_object('node_id', j.node_id,"
     " 'queue_s', extract(epoch FROM j.start_time - j.submission_date),"
-    " 'run_s', extract(epoch FROM j.finish_time - j.start_time)))::text"
+    " 'run_s', extract(epoch FROM j.finish_time - j.start_time)))::text END"
 )
 
 _JOB_FIELDS = f"""

@@ -20,6 +20,7 @@ from api.large_reads import job_body
 from api.models import HistoryEntry, Job
 from core import store
 from core.errors import InvalidQuery
+from core.store.listing import _limit
 from core.store.reads import _JOB_FIELDS, _raw_results, raw_job_json
 
 V1 = "/api/v1"
@@ -293,6 +294,19 @@ def test_listing_checks_what_the_store_is_given() -> None:
         store.Listing(cursor=-2)
     assert store.parse_statuses(["a, b", "", "C"]) == frozenset({"a", "b", "c"})
     assert store.pick_fields(["status", " owner,id"], store.JOB_FIELDS) == ("id", "pointer", "status", "owner")
+
+
+def test_only_a_read_with_no_value_but_the_cursor_has_a_literal_limit() -> None:
+    # a literal LIMIT lets Postgres keep one generic plan; an owner's, a backend's or a time's
+    # best plan depends on its value (a rare backend's own index), so theirs stays a parameter
+    assert _limit(store.Listing(cursor=5), None) == ("LIMIT 21", [])
+    assert _limit(store.Listing(order="desc", limit=1000, statuses=frozenset({"failed"})), None) == ("LIMIT 1001", [])
+    for listing, owner in [
+        (store.Listing(backend="aer"), None),
+        (store.Listing(since=BASE), None),
+        (store.Listing(), "ann"),
+    ]:
+        assert _limit(listing, owner) == ("LIMIT %s", [21])
 
 
 # --- upstream's client: only `cursor` ------------------------------------------------------

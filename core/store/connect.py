@@ -76,8 +76,9 @@ async def check_idle(conn: psycopg.AsyncConnection) -> None:
     """
     if conn.closed or conn.broken:
         raise psycopg.OperationalError("the connection is closed")
-    readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
-    if readable:
+    poller = select.poll()  # not select.select: a busy process's descriptors pass 1023
+    poller.register(conn.pgconn.socket, select.POLLIN)
+    if poller.poll(0):
         await AsyncConnectionPool.check_connection(conn)
 
 

@@ -68,7 +68,12 @@ class Page:
         """
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as error:  # the page was navigating (a redraw): ask the new one
+                if "navigated or closed" not in str(error) and "context" not in str(error):
+                    raise
+                value = None
             if value:
                 return value
             assert time.monotonic() < deadline, f"the page never got {expression!r}"
